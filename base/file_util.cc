@@ -1,0 +1,125 @@
+#include "base/file_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+#include "base/unique_fd.h"
+
+namespace berth {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return ErrnoToStatus(errno, absl::StrCat("open ", path));
+  }
+  std::string content;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return ErrnoToStatus(errno, absl::StrCat("read ", path));
+    }
+    if (n == 0) {
+      return content;
+    }
+    content.append(buf, static_cast<size_t>(n));
+  }
+}
+
+namespace {
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return ErrnoToStatus(errno, absl::StrCat("write ", path));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid() || ::fsync(fd.get()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("fsync ", dir));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode) {
+  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd.valid()) {
+    return ErrnoToStatus(errno, absl::StrCat("create ", tmp));
+  }
+  absl::Status status = WriteAll(fd.get(), content, tmp);
+  if (status.ok() && ::fchmod(fd.get(), mode) != 0) {
+    status = ErrnoToStatus(errno, absl::StrCat("chmod ", tmp));
+  }
+  if (status.ok() && ::fsync(fd.get()) != 0) {
+    status = ErrnoToStatus(errno, absl::StrCat("fsync ", tmp));
+  }
+  fd.Reset();
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = ErrnoToStatus(errno, absl::StrCat("rename ", tmp, " to ", path));
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  return FsyncDir(DirName(path));
+}
+
+absl::Status MakeDirs(const std::string& path, mode_t mode) {
+  if (path.empty()) {
+    return absl::InvalidArgumentError("mkdir: empty path");
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return absl::OkStatus();
+    }
+    return absl::AlreadyExistsError(absl::StrCat("mkdir ", path, ": exists and is not a directory"));
+  }
+  std::string parent = DirName(path);
+  if (parent != path && parent != "." && parent != "/") {
+    absl::Status status = MakeDirs(parent, mode);
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return ErrnoToStatus(errno, absl::StrCat("mkdir ", path));
+  }
+  return absl::OkStatus();
+}
+
+std::string DirName(absl::string_view path) {
+  while (path.size() > 1 && path.back() == '/') {
+    path.remove_suffix(1);
+  }
+  size_t slash = path.rfind('/');
+  if (slash == absl::string_view::npos) {
+    return ".";
+  }
+  if (slash == 0) {
+    return "/";
+  }
+  return std::string(path.substr(0, slash));
+}
+
+}  // namespace berth

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace berth {
+
+// Reads a whole file. NotFound if it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the
+// directory. On failure the target is unchanged and no temporary file is left.
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode = 0644);
+
+// mkdir -p with the given mode for the directories it creates.
+absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);
+
+// The directory part of a path ("/a/b" -> "/a", "b" -> ".").
+std::string DirName(absl::string_view path);
+
+}  // namespace berth

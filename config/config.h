@@ -1,0 +1,95 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace berth::config {
+
+// The effective configuration of berthd. Defaults are the values a fresh node runs with; every
+// field has the YAML key of the same name (see contrib/berth.yaml). Plain data, copyable.
+
+struct RuntimeHandler {
+  std::string path;  // OCI runtime binary, absolute
+  std::string root;  // the runtime's --root state directory, absolute
+  bool operator==(const RuntimeHandler&) const = default;
+};
+
+struct MonitorConfig {
+  std::string path;           // "" = our berth-conmon next to berthd; else e.g. /usr/bin/conmon
+  int64_t log_size_max = -1;  // bytes per container log file before rotation; -1 = unlimited
+  bool operator==(const MonitorConfig&) const = default;
+};
+
+struct PauseConfig {
+  std::string image;  // "" = the built-in berth-pause
+  bool operator==(const PauseConfig&) const = default;
+};
+
+struct NetworkConfig {
+  std::string conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+  std::string default_network;  // "" = the first valid config in conf_dir, in lexical order
+  bool operator==(const NetworkConfig&) const = default;
+};
+
+struct RegistryMirror {
+  std::string location;  // host[:port][/path]
+  bool insecure = false;
+  bool operator==(const RegistryMirror&) const = default;
+};
+
+struct RegistryConfig {
+  std::string prefix;    // e.g. "registry.k8s.io" or "127.0.0.1:5000"
+  std::string location;  // "" = the prefix itself; else rewrites the prefix to this location
+  bool insecure = false;  // plain HTTP or unverified TLS
+  std::vector<RegistryMirror> mirrors;  // tried in order before the registry itself
+  bool operator==(const RegistryConfig&) const = default;
+};
+
+struct ImagesConfig {
+  std::vector<RegistryConfig> registries;
+  std::string auth_file;  // docker config.json / containers auth.json; "" = none
+  int parallel_downloads = 4;
+  std::vector<std::string> pinned;  // image name patterns never garbage-collected
+  bool operator==(const ImagesConfig&) const = default;
+};
+
+struct StreamingConfig {
+  std::string address = "127.0.0.1";
+  int port = 0;  // 0 = any free port
+  std::chrono::seconds idle_timeout = std::chrono::hours(4);
+  std::string tls_cert;  // both or neither
+  std::string tls_key;
+  bool operator==(const StreamingConfig&) const = default;
+};
+
+struct MetricsConfig {
+  bool enabled = true;
+  std::string address = "127.0.0.1:9537";  // host:port
+  bool operator==(const MetricsConfig&) const = default;
+};
+
+struct Config {
+  std::string root = "/var/lib/berth";
+  std::string run_root = "/run/berth";
+  std::string listen = "/run/berth/berth.sock";
+  std::string log_level = "info";  // trace|debug|info|warn|error
+  std::string cgroup_manager = "cgroupfs";  // cgroupfs|systemd
+  std::string default_runtime = "runc";
+  std::map<std::string, RuntimeHandler> runtimes = {
+      {"runc", {"/usr/sbin/runc", "/run/berth/runc"}},
+      {"crun", {"/usr/bin/crun", "/run/berth/crun"}},
+  };
+  MonitorConfig monitor;
+  PauseConfig pause;
+  NetworkConfig network;
+  ImagesConfig images;
+  StreamingConfig streaming;
+  MetricsConfig metrics;
+  bool operator==(const Config&) const = default;
+};
+
+}  // namespace berth::config

@@ -1,0 +1,65 @@
+#include "base/file_util.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace berth {
+namespace {
+
+class FileUtilTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/berth-base-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(FileUtilTest, WriteFileAtomicWritesContentAndModeAndLeavesNoTemp) {
+  std::string path = dir_ + "/f";
+  ASSERT_TRUE(WriteFileAtomic(path, "one", 0600).ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "two", 0640).ok());
+  EXPECT_EQ(*ReadFile(path), "two");
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
+                          std::filesystem::directory_iterator()),
+            1);
+}
+
+TEST_F(FileUtilTest, WriteFileAtomicIntoMissingDirFailsWithPath) {
+  absl::Status status = WriteFileAtomic(dir_ + "/missing/f", "x");
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(status.message().find(dir_ + "/missing/f"), std::string::npos);
+}
+
+TEST_F(FileUtilTest, ReadMissingFileIsNotFound) {
+  EXPECT_EQ(ReadFile(dir_ + "/nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(FileUtilTest, MakeDirsCreatesParentsAndIsIdempotent) {
+  std::string path = dir_ + "/a/b/c";
+  ASSERT_TRUE(MakeDirs(path, 0700).ok());
+  ASSERT_TRUE(MakeDirs(path, 0700).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(path));
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/file", "x").ok());
+  EXPECT_EQ(MakeDirs(dir_ + "/file").code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST(DirNameTest, Cases) {
+  EXPECT_EQ(DirName("/a/b"), "/a");
+  EXPECT_EQ(DirName("/a/b/"), "/a");
+  EXPECT_EQ(DirName("/a"), "/");
+  EXPECT_EQ(DirName("b"), ".");
+  EXPECT_EQ(DirName("a/b"), "a");
+}
+
+}  // namespace
+}  // namespace berth
