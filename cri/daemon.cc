@@ -1,0 +1,142 @@
+#include "cri/daemon.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+#include "base/version.h"
+#include "cri/helpers.h"
+#include "cri/instrumentation.h"
+#include "cri/listen_socket.h"
+#include "cri/runtime_service.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/resource_quota.h"
+#include "spdlog/spdlog.h"
+
+namespace berth::cri {
+namespace {
+
+// kubelet sends and accepts CRI messages up to 16 MiB (e.g. ListContainers on a busy node).
+constexpr int kMaxMessageBytes = 16 << 20;
+constexpr int kMaxServerThreads = 64;
+constexpr auto kShutdownGrace = std::chrono::seconds(10);
+
+sigset_t DaemonSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+absl::Status MakeStateDirs(const config::Config& config) {
+  RETURN_IF_ERROR(MakeDirs(config.root, 0711));
+  RETURN_IF_ERROR(MakeDirs(config.run_root, 0711));
+  return absl::OkStatus();
+}
+
+void WarnMissingHelpers(const config::Config& config) {
+  HelperPaths helpers = ResolveHelpers(config);
+  for (const std::string& path : {helpers.monitor, helpers.pause}) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      spdlog::warn("helper {} not found: pods and containers cannot start", path);
+    }
+  }
+}
+
+}  // namespace
+
+void BlockDaemonSignals() {
+  sigset_t set = DaemonSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+Daemon::Daemon(config::LoadOptions load_options, config::Config config)
+    : load_options_(std::move(load_options)), config_(std::move(config)) {}
+
+absl::Status Daemon::Run() {
+  std::shared_ptr<const config::Config> config = config_.Get();
+  RETURN_IF_ERROR(MakeStateDirs(*config));
+  ASSIGN_OR_RETURN(ListenSocket socket, ListenSocket::Claim(config->listen));
+  if (config->metrics.enabled) {
+    RETURN_IF_ERROR(metrics_.Serve(config->metrics.address));
+  }
+  WarnMissingHelpers(*config);
+
+  RuntimeService runtime_service(&config_);
+  ImageService image_service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
+  builder.RegisterService(&runtime_service);
+  builder.RegisterService(&image_service);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  grpc::ResourceQuota quota("berthd");
+  quota.SetMaxThreads(kMaxServerThreads);
+  builder.SetResourceQuota(quota);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<InstrumentationFactory>(&metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+
+  // The socket must never be reachable with a wider mode than 0660, not even for a moment.
+  mode_t old_umask = ::umask(0117);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_umask);
+  if (server == nullptr) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the CRI on ", socket.path()));
+  }
+  RETURN_IF_ERROR(socket.Secure());
+  spdlog::info("berthd {} serving the CRI on {}{}", kVersion, socket.path(),
+               config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
+
+  sigset_t signals = DaemonSignals();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) {
+      continue;
+    }
+    if (sig == SIGHUP) {
+      Reload();
+      continue;
+    }
+    spdlog::info("signal {}: shutting down", sig);
+    break;
+  }
+  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+  server->Wait();
+  spdlog::info("berthd stopped");
+  return absl::OkStatus();
+}
+
+void Daemon::Reload() {
+  absl::StatusOr<config::Config> next = config::Load(load_options_);
+  if (!next.ok()) {
+    spdlog::error("SIGHUP: configuration not reloaded: {}", next.status().message());
+    return;
+  }
+  std::shared_ptr<const config::Config> current = config_.Get();
+  if (next->listen != current->listen || next->root != current->root ||
+      next->run_root != current->run_root || next->metrics != current->metrics) {
+    spdlog::warn("SIGHUP: changes to listen, root, run_root and metrics apply after a restart");
+    next->listen = current->listen;
+    next->root = current->root;
+    next->run_root = current->run_root;
+    next->metrics = current->metrics;
+  }
+  auto level = ParseLogLevel(next->log_level);
+  if (level.ok()) {
+    SetLogLevel(*level);
+  }
+  config_.Set(*std::move(next));
+  spdlog::info("SIGHUP: configuration reloaded (log level {})", config_.Get()->log_level);
+}
+
+}  // namespace berth::cri

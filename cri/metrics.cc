@@ -1,0 +1,53 @@
+#include "cri/metrics.h"
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+
+namespace berth::cri {
+namespace {
+
+// From 1 ms to 4 min: a Status call and a slow image pull both land in a useful bucket.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240};
+  return kBuckets;
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      operations_(prometheus::BuildCounter()
+                      .Name("berth_operations_total")
+                      .Help("CRI operations served, by operation")
+                      .Register(*registry_)),
+      errors_(prometheus::BuildCounter()
+                  .Name("berth_operations_errors_total")
+                  .Help("CRI operations that failed, by operation and gRPC code")
+                  .Register(*registry_)),
+      latency_(prometheus::BuildHistogram()
+                   .Name("berth_operations_latency_seconds")
+                   .Help("Latency of CRI operations, by operation")
+                   .Register(*registry_)) {}
+
+absl::Status Metrics::Serve(const std::string& address) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(address);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("serve metrics on ", address, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  return absl::OkStatus();
+}
+
+void Metrics::RecordOperation(absl::string_view operation, absl::string_view code, double seconds) {
+  std::string op(operation);
+  operations_.Add({{"operation", op}}).Increment();
+  latency_.Add({{"operation", op}}, LatencyBuckets()).Observe(seconds);
+  if (code != "OK") {
+    errors_.Add({{"operation", op}, {"code", std::string(code)}}).Increment();
+  }
+}
+
+}  // namespace berth::cri

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace berth::cri {
+
+// The daemon's Prometheus registry, the per-RPC operation metrics, and the HTTP endpoint that
+// serves them. Other modules register their own families on registry(). Thread-safe.
+class Metrics {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Serves /metrics on address ("host:port"). Unavailable (naming the address) if it cannot bind.
+  absl::Status Serve(const std::string& address);
+
+  // Counts one finished RPC: its latency always, an error with its code unless code is "OK".
+  void RecordOperation(absl::string_view operation, absl::string_view code, double seconds);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& operations_;
+  prometheus::Family<prometheus::Counter>& errors_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace berth::cri

@@ -1,0 +1,80 @@
+// Version, Status and RuntimeConfig: what kubelet asks first and then every few seconds.
+
+#include "base/version.h"
+#include "cni/conf.h"
+#include "config/loader.h"
+#include "cri/runtime_service.h"
+#include "nlohmann/json.hpp"
+
+namespace berth::cri {
+namespace {
+
+constexpr char kKubeletApiVersion[] = "0.1.0";
+constexpr char kRuntimeApiVersion[] = "v1";
+
+void AddCondition(runtime::v1::RuntimeStatus* status, const char* type, bool ok,
+                  const std::string& reason, const std::string& message) {
+  runtime::v1::RuntimeCondition* condition = status->add_conditions();
+  condition->set_type(type);
+  condition->set_status(ok);
+  condition->set_reason(reason);
+  condition->set_message(message);
+}
+
+}  // namespace
+
+grpc::Status RuntimeService::Version(grpc::ServerContext*, const runtime::v1::VersionRequest*,
+                                     runtime::v1::VersionResponse* response) {
+  response->set_version(kKubeletApiVersion);
+  response->set_runtime_name(kRuntimeName);
+  response->set_runtime_version(kVersion);
+  response->set_runtime_api_version(kRuntimeApiVersion);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::StatusRequest* request,
+                                    runtime::v1::StatusResponse* response) {
+  std::shared_ptr<const config::Config> config = config_->Get();
+  runtime::v1::RuntimeStatus* status = response->mutable_status();
+  AddCondition(status, "RuntimeReady", true, "", "");
+  auto network = cni::FindDefaultNetwork(config->network.conf_dir, config->network.bin_dirs,
+                                         config->network.default_network);
+  if (network.ok()) {
+    AddCondition(status, "NetworkReady", true, "", "");
+  } else {
+    AddCondition(status, "NetworkReady", false, "NetworkPluginNotReady",
+                 "Network plugin returns error: " + std::string(network.status().message()));
+  }
+
+  // "" is the default handler; every configured handler can be named by a RuntimeClass.
+  response->add_runtime_handlers()->set_name("");
+  for (const auto& [name, handler] : config->runtimes) {
+    response->add_runtime_handlers()->set_name(name);
+  }
+
+  if (request->verbose()) {
+    auto& info = *response->mutable_info();
+    info["config"] = config::ToJson(*config);
+    nlohmann::json cni = {{"confDir", config->network.conf_dir},
+                          {"binDirs", config->network.bin_dirs}};
+    if (network.ok()) {
+      cni["network"] = nlohmann::json::parse(network->list_json, nullptr, false);
+      cni["path"] = network->path;
+    } else {
+      cni["error"] = std::string(network.status().message());
+    }
+    info["cniconfig"] = cni.dump();
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::RuntimeConfig(grpc::ServerContext*,
+                                           const runtime::v1::RuntimeConfigRequest*,
+                                           runtime::v1::RuntimeConfigResponse* response) {
+  bool systemd = config_->Get()->cgroup_manager == "systemd";
+  response->mutable_linux()->set_cgroup_driver(systemd ? runtime::v1::CgroupDriver::SYSTEMD
+                                                       : runtime::v1::CgroupDriver::CGROUPFS);
+  return grpc::Status::OK;
+}
+
+}  // namespace berth::cri
