@@ -131,12 +131,13 @@ void Daemon::Reload() {
     next->run_root = current->run_root;
     next->metrics = current->metrics;
   }
+  // Said before the level changes, so that it is seen whatever the new level is.
+  spdlog::info("SIGHUP: configuration reloaded (log level {})", next->log_level);
   auto level = ParseLogLevel(next->log_level);
   if (level.ok()) {
     SetLogLevel(*level);
   }
   config_.Set(*std::move(next));
-  spdlog::info("SIGHUP: configuration reloaded (log level {})", config_.Get()->log_level);
 }
 
 }  // namespace berth::cri

@@ -1,0 +1,251 @@
+// berthd as a process: the CRI server, configuration, metrics, socket handling and signals.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "test/lib/berth_daemon.h"
+#include "test/lib/http.h"
+#include "test/lib/process.h"
+
+namespace berth::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kConflist[] = R"({
+  "cniVersion": "1.0.0", "name": "e2e-net",
+  "plugins": [
+    {"type": "bridge", "bridge": "berthe2e0", "isGateway": true, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.251.0.0/24"}]]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}]})";
+
+std::unique_ptr<BerthDaemon> Started(BerthDaemon::Options options = {}) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create(std::move(options));
+  EXPECT_TRUE(daemon.ok()) << daemon.status();
+  if (!daemon.ok()) return nullptr;
+  absl::Status started = (*daemon)->Start();
+  EXPECT_TRUE(started.ok()) << started;
+  return started.ok() ? *std::move(daemon) : nullptr;
+}
+
+const runtime::v1::RuntimeCondition* Condition(const runtime::v1::StatusResponse& status,
+                                               const std::string& type) {
+  for (const auto& c : status.status().conditions()) {
+    if (c.type() == type) return &c;
+  }
+  return nullptr;
+}
+
+TEST(DaemonTest, Version) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<runtime::v1::VersionResponse> v = daemon->client().Version();
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->runtime_name(), "berth");
+  EXPECT_EQ(v->runtime_api_version(), "v1");
+  EXPECT_FALSE(v->runtime_version().empty());
+}
+
+TEST(DaemonTest, StatusWithoutCniConfigIsNotNetworkReady) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<runtime::v1::StatusResponse> s = daemon->client().Status(/*verbose=*/true);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_NE(Condition(*s, "RuntimeReady"), nullptr);
+  EXPECT_TRUE(Condition(*s, "RuntimeReady")->status());
+  const auto* network = Condition(*s, "NetworkReady");
+  ASSERT_NE(network, nullptr);
+  EXPECT_FALSE(network->status());
+  EXPECT_EQ(network->reason(), "NetworkPluginNotReady");
+  EXPECT_FALSE(network->message().empty());
+  ASSERT_TRUE(s->info().contains("config"));
+  nlohmann::json config = nlohmann::json::parse(s->info().at("config"));
+  EXPECT_EQ(config["listen"], daemon->socket_path());
+  EXPECT_EQ(config["root"], daemon->root());
+}
+
+TEST(DaemonTest, StatusFollowsTheCniConfDir) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  ASSERT_TRUE(WriteFileAtomic(daemon->cni_dir() + "/10-broken.conflist", "{not json").ok());
+  absl::StatusOr<runtime::v1::StatusResponse> s = daemon->client().Status();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(Condition(*s, "NetworkReady")->status());
+  EXPECT_THAT(Condition(*s, "NetworkReady")->message(), HasSubstr("10-broken.conflist"));
+
+  ASSERT_TRUE(WriteFileAtomic(daemon->cni_dir() + "/20-e2e.conflist", kConflist).ok());
+  s = daemon->client().Status();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(Condition(*s, "NetworkReady")->status()) << Condition(*s, "NetworkReady")->message();
+}
+
+TEST(DaemonTest, RuntimeConfigReportsTheCgroupDriver) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<runtime::v1::RuntimeConfigResponse> c = daemon->client().RuntimeConfig();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->linux().cgroup_driver(), runtime::v1::CgroupDriver::CGROUPFS);
+
+  auto systemd = Started({.extra_yaml = "cgroup_manager: systemd\n"});
+  ASSERT_NE(systemd, nullptr);
+  c = systemd->client().RuntimeConfig();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->linux().cgroup_driver(), runtime::v1::CgroupDriver::SYSTEMD);
+}
+
+TEST(DaemonTest, UnimplementedRpcNamesItself) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<runtime::v1::CheckpointContainerResponse> r = daemon->client().Call(
+      &runtime::v1::RuntimeService::Stub::CheckpointContainer,
+      runtime::v1::CheckpointContainerRequest());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(r.status().message(), HasSubstr("CheckpointContainer"));
+}
+
+TEST(DaemonTest, MetricsCountTheCalls) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  // Start() probed with Version calls of its own: count from a fresh baseline.
+  absl::StatusOr<HttpResponse> before = HttpGet(daemon->metrics_address(), "/metrics");
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto count = [](const std::string& body, const std::string& series) -> int {
+    size_t at = body.find(series + " ");
+    return at == std::string::npos ? 0 : std::stoi(body.substr(at + series.size() + 1));
+  };
+  const std::string version = R"(berth_operations_total{operation="Version"})";
+  const int base = count(before->body, version);
+  ASSERT_TRUE(daemon->client().Version().ok());
+  ASSERT_TRUE(daemon->client().Version().ok());
+  (void)daemon->client().Call(&runtime::v1::RuntimeService::Stub::CheckpointContainer,
+                              runtime::v1::CheckpointContainerRequest());
+  absl::StatusOr<HttpResponse> after = HttpGet(daemon->metrics_address(), "/metrics");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->status, 200);
+  EXPECT_EQ(count(after->body, version), base + 2) << after->body;
+  EXPECT_EQ(count(after->body, R"(berth_operations_errors_total{code="UNIMPLEMENTED",operation="CheckpointContainer"})"),
+            1)
+      << after->body;
+  EXPECT_THAT(after->body,
+              HasSubstr(R"(berth_operations_latency_seconds_bucket{operation="Version",le="0.001"})"));
+}
+
+TEST(DaemonTest, SecondDaemonOnTheSameSocketIsRefused) {
+  auto first = Started();
+  ASSERT_NE(first, nullptr);
+  absl::StatusOr<CommandResult> second =
+      RunCommand({first->binary(), "--config", first->config_path()});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_NE(second->exit_code, 0);
+  EXPECT_THAT(second->output, HasSubstr("already serving"));
+  EXPECT_TRUE(first->client().Version().ok());
+}
+
+TEST(DaemonTest, StaleSocketIsReplaced) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  ASSERT_TRUE(MakeDirs((*daemon)->run_root()).ok());
+  // A socket file whose listener is gone, as a killed daemon leaves it.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", (*daemon)->socket_path().c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::close(fd);
+  ASSERT_TRUE((*daemon)->Start().ok()) << (*daemon)->Log();
+  EXPECT_TRUE((*daemon)->client().Version().ok());
+}
+
+TEST(DaemonTest, SocketIsGroupOnly) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  struct stat st;
+  ASSERT_EQ(::stat(daemon->socket_path().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_uid, 0u);
+}
+
+TEST(DaemonTest, SigtermExitsCleanly) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<int> code = daemon->Stop(SIGTERM);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << daemon->Log();
+  EXPECT_FALSE(std::filesystem::exists(daemon->socket_path()));
+  EXPECT_THAT(daemon->Log(), HasSubstr("berthd stopped"));
+}
+
+TEST(DaemonTest, SighupReloadsTheLogLevelAndKeepsServing) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  ASSERT_TRUE(WriteFileAtomic(daemon->config_path(),
+                              ReadFile(daemon->config_path()).value() + "log_level: warn\n")
+                  .ok());
+  // The file now sets log_level twice: a broken config is refused and the daemon keeps going.
+  ASSERT_EQ(::kill(daemon->pid(), SIGHUP), 0);
+  EXPECT_TRUE(daemon->client().Version().ok());
+  std::string config = ReadFile(daemon->config_path()).value();
+  config.replace(config.find("log_level: debug\n"), 17, "");
+  ASSERT_TRUE(WriteFileAtomic(daemon->config_path(), config).ok());
+  ASSERT_EQ(::kill(daemon->pid(), SIGHUP), 0);
+  for (int i = 0; i < 200 && daemon->Log().find("reloaded (log level warn)") == std::string::npos;
+       ++i) {
+    usleep(10000);
+  }
+  EXPECT_THAT(daemon->Log(), HasSubstr("not reloaded"));
+  EXPECT_THAT(daemon->Log(), HasSubstr("reloaded (log level warn)"));
+  absl::StatusOr<runtime::v1::StatusResponse> s = daemon->client().Status(true);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(nlohmann::json::parse(s->info().at("config"))["log_level"], "warn");
+}
+
+TEST(CommandLineTest, VersionAndConfig) {
+  absl::StatusOr<CommandResult> version = RunCommand({BerthdPath(), "version"});
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(version->exit_code, 0);
+  EXPECT_THAT(version->output, HasSubstr("berth version "));
+
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok());
+  absl::StatusOr<CommandResult> config =
+      RunCommand({BerthdPath(), "--config", (*daemon)->config_path(), "config"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->exit_code, 0) << config->output;
+  EXPECT_THAT(config->output, HasSubstr("listen: " + (*daemon)->socket_path()));
+  EXPECT_THAT(config->output, HasSubstr("cgroup_manager: cgroupfs"));
+}
+
+TEST(CommandLineTest, BrokenConfigNamesFileLineAndKey) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok());
+  const std::string broken = (*daemon)->dir() + "/broken.yaml";
+  ASSERT_TRUE(WriteFileAtomic(broken, "root: /tmp/x\nlog_level: info\nbogus_key: 1\n").ok());
+  absl::StatusOr<CommandResult> run = RunCommand({BerthdPath(), "--config", broken});
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_NE(run->exit_code, 0);
+  EXPECT_THAT(run->output, HasSubstr("broken.yaml:3:"));
+  EXPECT_THAT(run->output, HasSubstr("bogus_key"));
+  EXPECT_THAT(run->output, Not(HasSubstr("serving")));
+
+  absl::StatusOr<CommandResult> missing =
+      RunCommand({BerthdPath(), "--config", (*daemon)->dir() + "/none.yaml"});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_NE(missing->exit_code, 0);
+  EXPECT_THAT(missing->output, HasSubstr("none.yaml"));
+}
+
+}  // namespace
+}  // namespace berth::testing

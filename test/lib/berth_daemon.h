@@ -1,0 +1,67 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "test/lib/cri_client.h"
+
+namespace berth::testing {
+
+// Runs the installed berthd (path from $BERTHD) as a process with a private temporary root, run
+// root, socket, empty CNI conf dir and metrics port, for e2e tests. The destructor kills it (if
+// running) and removes everything it made. Not thread-safe.
+class BerthDaemon {
+ public:
+  struct Options {
+    std::string extra_yaml;  // appended to the generated config (top-level keys)
+  };
+
+  // Creates the temporary tree and the config; does not start the daemon.
+  static absl::StatusOr<std::unique_ptr<BerthDaemon>> Create(Options options);
+  static absl::StatusOr<std::unique_ptr<BerthDaemon>> Create() { return Create(Options{}); }
+  ~BerthDaemon();
+  BerthDaemon(const BerthDaemon&) = delete;
+  BerthDaemon& operator=(const BerthDaemon&) = delete;
+
+  // Starts berthd and waits (up to 20 s) until Version answers. If the process exits first, the
+  // error carries its exit code and log.
+  absl::Status Start();
+  // Sends `signal` and waits for the exit: its exit code (128 + signal if killed).
+  absl::StatusOr<int> Stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(20));
+  // SIGKILL and reap.
+  void Kill();
+  bool running() const { return pid_ > 0; }
+
+  std::string Log() const;
+  CriClient& client() { return *client_; }
+
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  std::string config_path() const { return dir_ + "/berth.yaml"; }
+  std::string socket_path() const { return dir_ + "/run/berth.sock"; }
+  std::string root() const { return dir_ + "/root"; }
+  std::string run_root() const { return dir_ + "/run"; }
+  std::string cni_dir() const { return dir_ + "/cni"; }
+  std::string log_path() const { return dir_ + "/berthd.log"; }
+  const std::string& metrics_address() const { return metrics_address_; }
+  const std::string& binary() const { return binary_; }
+
+ private:
+  BerthDaemon() = default;
+
+  std::string binary_;
+  std::string dir_;
+  std::string metrics_address_;
+  pid_t pid_ = -1;
+  std::unique_ptr<CriClient> client_;
+};
+
+// The berthd binary under test ($BERTHD). Fails the current test if unset.
+std::string BerthdPath();
+
+}  // namespace berth::testing
