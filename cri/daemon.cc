@@ -8,9 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/logging.h"
+#include "base/sqlite.h"
 #include "base/status_macros.h"
+#include "image/reference.h"
+#include "image/registry.h"
 #include "base/version.h"
 #include "cri/helpers.h"
+#include "cri/image_service.h"
 #include "cri/instrumentation.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
@@ -51,6 +55,17 @@ void WarnMissingHelpers(const config::Config& config) {
   }
 }
 
+// Patterns of images never garbage-collected: images.pinned and the configured pause image.
+std::vector<std::string> PinnedImages(const config::Config& config) {
+  std::vector<std::string> pinned = config.images.pinned;
+  if (!config.pause.image.empty()) {
+    if (auto ref = image::ParseReference(config.pause.image); ref.ok()) {
+      pinned.push_back(ref->digest.empty() ? ref->TagRef() : ref->DigestRef());
+    }
+  }
+  return pinned;
+}
+
 }  // namespace
 
 void BlockDaemonSignals() {
@@ -71,8 +86,14 @@ absl::Status Daemon::Run() {
   }
   WarnMissingHelpers(*config);
 
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config->root + "/berth.db"));
+  ASSIGN_OR_RETURN(std::unique_ptr<image::ImageStore> images,
+                   image::ImageStore::Open(db.get(), config->root, PinnedImages(*config)));
+  image::CurlRegistryClient registry;
+  image::ImagePuller puller(images.get(), &registry, [this] { return config_.Get(); });
+
   RuntimeService runtime_service(&config_);
-  ImageService image_service;
+  ImageService image_service(images.get(), &puller, &metrics_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
   builder.RegisterService(&runtime_service);

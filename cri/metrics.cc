@@ -29,7 +29,23 @@ Metrics::Metrics()
       latency_(prometheus::BuildHistogram()
                    .Name("berth_operations_latency_seconds")
                    .Help("Latency of CRI operations, by operation")
-                   .Register(*registry_)) {}
+                   .Register(*registry_)),
+      pulls_(prometheus::BuildCounter()
+                 .Name("berth_image_pulls_total")
+                 .Help("Image pulls, by result (success, failure)")
+                 .Register(*registry_)),
+      pull_bytes_(prometheus::BuildCounter()
+                      .Name("berth_image_pull_bytes_total")
+                      .Help("Bytes of image layers downloaded")
+                      .Register(*registry_)
+                      .Add({})),
+      pull_duration_(prometheus::BuildHistogram()
+                         .Name("berth_image_pull_duration_seconds")
+                         .Help("Duration of image pulls")
+                         .Register(*registry_)
+                         .Add({}, prometheus::Histogram::BucketBoundaries{
+                                      0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+                                      300, 600})) {}
 
 absl::Status Metrics::Serve(const std::string& address) {
   try {
@@ -48,6 +64,16 @@ void Metrics::RecordOperation(absl::string_view operation, absl::string_view cod
   if (code != "OK") {
     errors_.Add({{"operation", op}, {"code", std::string(code)}}).Increment();
   }
+}
+
+}  // namespace berth::cri
+
+namespace berth::cri {
+
+void Metrics::RecordPull(bool success, int64_t bytes, double seconds) {
+  pulls_.Add({{"result", success ? "success" : "failure"}}).Increment();
+  pull_bytes_.Increment(static_cast<double>(bytes));
+  pull_duration_.Observe(seconds);
 }
 
 }  // namespace berth::cri

@@ -27,6 +27,9 @@ class Metrics {
   // Counts one finished RPC: its latency always, an error with its code unless code is "OK".
   void RecordOperation(absl::string_view operation, absl::string_view code, double seconds);
 
+  // Counts one image pull: result "success" or "failure", bytes downloaded, duration.
+  void RecordPull(bool success, int64_t bytes, double seconds);
+
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
  private:
@@ -34,6 +37,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& operations_;
   prometheus::Family<prometheus::Counter>& errors_;
   prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& pulls_;
+  prometheus::Counter& pull_bytes_;
+  prometheus::Histogram& pull_duration_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
 

@@ -24,7 +24,4 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   const config::ConfigStore* config_;  // not owned
 };
 
-// runtime.v1.ImageService: every RPC answers UNIMPLEMENTED until the image issue implements it.
-class ImageService final : public runtime::v1::ImageService::Service {};
-
 }  // namespace berth::cri

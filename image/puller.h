@@ -1,0 +1,66 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "config/config.h"
+#include "image/reference.h"
+#include "image/registry.h"
+#include "image/store.h"
+
+namespace berth::image {
+
+struct PullResult {
+  ImagePtr image;
+  int64_t bytes_downloaded = 0;  // 0 when everything was already there
+};
+
+// Pulls images into the ImageStore: resolves the reference against images.registries (mirrors,
+// rewrites), picks this node's platform from an index, downloads the missing layers in parallel
+// (images.parallel_downloads), verifies and unpacks each, and records the image. Identical
+// concurrent pulls share one; concurrent pulls of images sharing a layer download it once.
+// Thread-safe; holds no lock while talking to a registry.
+class ImagePuller {
+ public:
+  using ConfigSource = std::function<std::shared_ptr<const config::Config>()>;
+  ImagePuller(ImageStore* store, RegistryClient* registry, ConfigSource config)
+      : store_(store), registry_(registry), config_(std::move(config)) {}
+  ImagePuller(const ImagePuller&) = delete;
+  ImagePuller& operator=(const ImagePuller&) = delete;
+
+  // `credentials` from the request win; without them images.auth_file is consulted. Errors:
+  // InvalidArgument for a bad reference; NotFound when no source has the image; the registry's
+  // and unpacking errors otherwise, prefixed with "pull <reference>". A failed pull leaves nothing
+  // behind.
+  absl::StatusOr<PullResult> Pull(absl::string_view image,
+                                  const std::optional<Credentials>& credentials);
+
+ private:
+  struct InFlight;
+  struct Job;
+  absl::StatusOr<PullResult> DoPull(const Reference& ref,
+                                    const std::optional<Credentials>& credentials);
+  absl::StatusOr<PullResult> PullFrom(const Source& source, const Reference& ref,
+                                      const Credentials& credentials);
+  absl::Status FetchLayers(Job& job);
+  absl::Status FetchLayer(Job& job, size_t index);
+  absl::Status MakeLayer(Job& job, size_t index);
+
+  ImageStore* const store_;
+  RegistryClient* const registry_;
+  const ConfigSource config_;
+
+  absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<InFlight>> pulls_ ABSL_GUARDED_BY(mu_);   // by reference
+  std::map<std::string, std::shared_ptr<InFlight>> layers_ ABSL_GUARDED_BY(mu_);  // by chain id
+};
+
+}  // namespace berth::image

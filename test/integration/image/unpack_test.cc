@@ -1,0 +1,240 @@
+// UnpackLayer as root on a real filesystem: every entry type, whiteouts, and hostile layers.
+
+#include "image/unpack.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "test/fixtures/image_builder.h"
+
+namespace berth::image {
+namespace {
+
+using ::berth::testing::Blob;
+using ::berth::testing::Compression;
+using ::berth::testing::LayerBuilder;
+using ::testing::HasSubstr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A layer directory and, beside it, a sentinel tree that no layer may touch.
+class UnpackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "unpacking as root needs root";
+    char tmpl[] = "/tmp/berth-unpack-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    dest_ = dir_ + "/layer/diff";
+    outside_ = dir_ + "/outside";
+    std::filesystem::create_directories(dest_);
+    std::filesystem::create_directories(outside_);
+    std::ofstream(outside_ + "/victim") << "original";
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  absl::StatusOr<UnpackResult> Unpack(const Blob& blob) {
+    const std::string path = dir_ + "/blob";
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << blob.bytes;
+    return UnpackLayer(path, dest_);
+  }
+
+  // The sentinel tree is exactly as SetUp made it and nothing appeared next to the layer.
+  void ExpectOutsideUntouched() {
+    EXPECT_EQ(Slurp(outside_ + "/victim"), "original");
+    size_t entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(outside_)) {
+      (void)e;
+      ++entries;
+    }
+    EXPECT_EQ(entries, 1u);
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/layer/evil"));
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/evil"));
+    EXPECT_FALSE(std::filesystem::exists("/tmp/berth-unpack-escaped"));
+  }
+
+  std::string dir_, dest_, outside_;
+};
+
+TEST_F(UnpackTest, EveryEntryTypeRoundTrips) {
+  for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+    std::filesystem::remove_all(dest_);
+    std::filesystem::create_directories(dest_);
+    LayerBuilder layer;
+    layer.Mtime(1600000000)
+        .Dir("usr", 0755)
+        .Dir("usr/bin", 0750, 1000, 1000)
+        .File("usr/bin/tool", "#!/bin/sh\necho hi\n", 04755)
+        .File("usr/owned", "data", 0640, 1000, 2000)
+        .Xattr("user.berth", "yes")
+        .Symlink("usr/link", "/usr/bin/tool")
+        .Hardlink("usr/hard", "usr/owned")
+        .Fifo("usr/fifo")
+        .CharDevice("usr/null", 1, 3);
+    absl::StatusOr<UnpackResult> r = Unpack(layer.Build(c));
+    ASSERT_TRUE(r.ok()) << r.status();
+    struct stat st;
+    ASSERT_EQ(::stat((dest_ + "/usr/bin/tool").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 04755u);
+    EXPECT_EQ(st.st_mtime, 1600000000);
+    EXPECT_EQ(Slurp(dest_ + "/usr/bin/tool"), "#!/bin/sh\necho hi\n");
+    ASSERT_EQ(::stat((dest_ + "/usr/bin").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1000u);
+    EXPECT_EQ(st.st_mode & 07777, 0750u);
+    EXPECT_EQ(st.st_mtime, 1600000000);  // set after its children were written
+    ASSERT_EQ(::stat((dest_ + "/usr/owned").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 1000u);
+    EXPECT_EQ(st.st_gid, 2000u);
+    EXPECT_EQ(st.st_nlink, 2u);
+    char value[8] = {};
+    EXPECT_EQ(::getxattr((dest_ + "/usr/owned").c_str(), "user.berth", value, sizeof value), 3);
+    EXPECT_STREQ(value, "yes");
+    EXPECT_EQ(std::filesystem::read_symlink(dest_ + "/usr/link"), "/usr/bin/tool");
+    ASSERT_EQ(::lstat((dest_ + "/usr/fifo").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    ASSERT_EQ(::lstat((dest_ + "/usr/null").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode));
+    EXPECT_EQ(st.st_rdev, makedev(1, 3));
+    EXPECT_EQ(r->diff_id, layer.Build(c).diff_id);
+    EXPECT_EQ(r->size_bytes, 22);
+    EXPECT_EQ(r->inodes, 8);
+  }
+}
+
+TEST_F(UnpackTest, WhiteoutsBecomeOverlayWhiteouts) {
+  LayerBuilder layer;
+  layer.Dir("etc").File("etc/keep", "k").File("etc/gone", "g").Whiteout("etc/gone")
+      .Whiteout("etc/never-existed").Dir("var").Opaque("var").Opaque("new/dir");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  struct stat st;
+  ASSERT_EQ(::lstat((dest_ + "/etc/gone").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(st.st_rdev, makedev(0, 0));
+  ASSERT_EQ(::lstat((dest_ + "/etc/never-existed").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_FALSE(std::filesystem::exists(dest_ + "/etc/.wh.gone"));
+  EXPECT_TRUE(std::filesystem::exists(dest_ + "/etc/keep"));
+  for (const char* dir : {"/var", "/new/dir"}) {
+    char value[4] = {};
+    EXPECT_EQ(::getxattr((dest_ + dir).c_str(), "trusted.overlay.opaque", value, sizeof value), 1)
+        << dir;
+    EXPECT_EQ(value[0], 'y');
+    EXPECT_FALSE(std::filesystem::exists(dest_ + dir + "/.wh..wh..opq"));
+  }
+}
+
+TEST_F(UnpackTest, LaterEntriesReplaceEarlierOnes) {
+  LayerBuilder layer;
+  layer.File("x", "file").Dir("x").File("x/inner", "1").File("x", "file again")
+      .Symlink("l", "target").File("l", "now a file");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Slurp(dest_ + "/x"), "file again");
+  EXPECT_EQ(Slurp(dest_ + "/l"), "now a file");
+}
+
+TEST_F(UnpackTest, DotDotIsRefused) {
+  for (const std::string name : {"../evil", "a/../../evil", "./../outside/victim"}) {
+    LayerBuilder layer;
+    layer.File(name, "pwned");
+    absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(r.status().ToString(), HasSubstr(name)) << name;
+    ExpectOutsideUntouched();
+  }
+}
+
+TEST_F(UnpackTest, AbsoluteNamesStayInside) {
+  LayerBuilder layer;
+  layer.File("/abs/file", "inside");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Slurp(dest_ + "/abs/file"), "inside");
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, SymlinkEscapesResolveInsideTheLayer) {
+  // Writing through a symlink lands beneath the layer root, never where the link points on the
+  // host: an absolute link, a relative link climbing out, and a chain of both.
+  LayerBuilder layer;
+  layer.Symlink("abs", outside_)
+      .File("abs/victim", "pwned")
+      .Symlink("rel", "../../../../../../../../tmp")
+      .File("rel/berth-unpack-escaped", "pwned")
+      .Symlink("chain", "rel")
+      .File("chain/second", "pwned");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectOutsideUntouched();
+  EXPECT_EQ(Slurp(dest_ + outside_ + "/victim"), "pwned");
+  EXPECT_EQ(Slurp(dest_ + "/tmp/berth-unpack-escaped"), "pwned");
+}
+
+TEST_F(UnpackTest, HardLinksCannotReachOutside) {
+  for (const std::string& target : {outside_ + "/victim", std::string("../outside/victim"),
+                                    std::string("missing")}) {
+    std::filesystem::remove_all(dest_);
+    std::filesystem::create_directories(dest_);
+    LayerBuilder layer;
+    layer.Hardlink("evil", target);
+    absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << target;
+    EXPECT_THAT(r.status().ToString(), HasSubstr("evil")) << target;
+    ExpectOutsideUntouched();
+    struct stat st;
+    ASSERT_EQ(::stat((outside_ + "/victim").c_str(), &st), 0);
+    EXPECT_EQ(st.st_nlink, 1u);
+  }
+  // A hard link through a symlink to the host resolves inside the layer too.
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  LayerBuilder layer;
+  layer.Symlink("out", outside_).Hardlink("evil", "out/victim");
+  EXPECT_FALSE(Unpack(layer.Build()).ok());
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, SymlinkReplacedByDirectoryStaysInside) {
+  LayerBuilder layer;
+  layer.Symlink("a", outside_).Dir("a").File("a/f", "inside");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(std::filesystem::is_directory(std::filesystem::symlink_status(dest_ + "/a")));
+  EXPECT_EQ(Slurp(dest_ + "/a/f"), "inside");
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, CorruptDataIsRefused) {
+  Blob good = LayerBuilder().File("f", std::string(100000, 'x')).Build(Compression::kGzip);
+  Blob truncated = good;
+  truncated.bytes.resize(good.bytes.size() / 2);
+  absl::StatusOr<UnpackResult> r = Unpack(truncated);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().ToString(), HasSubstr(dir_ + "/blob"));
+  Blob garbage;
+  garbage.bytes = "this is not a layer at all, not even close to a tar header";
+  EXPECT_EQ(Unpack(garbage).status().code(), absl::StatusCode::kInvalidArgument);
+  Blob empty;
+  EXPECT_EQ(Unpack(empty).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectOutsideUntouched();
+}
+
+}  // namespace
+}  // namespace berth::image
