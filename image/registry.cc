@@ -127,14 +127,30 @@ struct Response {
   std::string curl_error;
   long status = 0;
   std::map<std::string, std::string> headers;  // lower-case names; last value wins
+  std::string error_body;                       // the body of a non-2xx response
   std::string Header(const std::string& name) const {
     auto it = headers.find(name);
     return it == headers.end() ? std::string() : it->second;
   }
 };
 
+// Only a successful response's body goes to the sink; an error's (401, 404, redirects) is kept
+// for the message.
+struct BodyTarget {
+  Sink* sink;
+  CURL* curl;
+  std::string error_body;
+};
+
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  return static_cast<Sink*>(user)->Write(data, size * count) ? size * count : 0;
+  auto* target = static_cast<BodyTarget*>(user);
+  long status = 0;
+  curl_easy_getinfo(target->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status >= 200 && status < 300) {
+    return target->sink->Write(data, size * count) ? size * count : 0;
+  }
+  if (target->error_body.size() < 65536) target->error_body.append(data, size * count);
+  return size * count;
 }
 
 size_t OnHeader(char* data, size_t size, size_t count, void* user) {
@@ -267,8 +283,9 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.stall_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  BodyTarget target{&sink, curl, {}};
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &OnBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &target);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response);
   curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
@@ -284,6 +301,7 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
   response.curl = curl_easy_perform(curl);
   response.curl_error = error[0] != '\0' ? error : curl_easy_strerror(response.curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
+  response.error_body = std::move(target.error_body);
   return response;
 }
 
@@ -476,11 +494,11 @@ absl::StatusOr<RegistryClient::Manifest> CurlRegistryClient::GetManifest(
                                           {kAcceptManifests}, sink, credentials));
   if (r.status == 404) {
     return absl::NotFoundError(
-        absl::StrCat("manifest unknown: ", what, " (", ErrorDetail(sink.body()), ")"));
+        absl::StrCat("manifest unknown: ", what, " (", ErrorDetail(r.error_body), ")"));
   }
   if (r.status != 200) {
     return absl::InternalError(absl::StrCat("manifest ", what, ": HTTP ", r.status, ": ",
-                                            ErrorDetail(sink.body())));
+                                            ErrorDetail(r.error_body)));
   }
   Manifest m;
   m.body = sink.body();
@@ -493,7 +511,7 @@ absl::StatusOr<RegistryClient::Manifest> CurlRegistryClient::GetManifest(
     if (m.media_type.empty() && j.contains("manifests")) m.media_type = kOciIndex;
     if (m.media_type.empty() && j.contains("layers")) m.media_type = kOciManifest;
   }
-  if (absl::StrContains(m.media_type, "manifest.v1") ||
+  if (absl::StartsWith(m.media_type, "application/vnd.docker.distribution.manifest.v1") ||
       (j.is_object() && j.value("schemaVersion", 0) == 1)) {
     return absl::FailedPreconditionError(
         absl::StrCat("manifest ", what, ": Docker schema 1 manifests are not supported"));
@@ -525,7 +543,10 @@ absl::Status CurlRegistryClient::FetchBlob(const Source& source, absl::string_vi
       impl_->Get(source, absl::StrCat("/blobs/", digest), {}, sink, credentials);
   if (!r.ok()) return r.status();
   if (r->status == 404) return absl::NotFoundError(absl::StrCat(what, ": blob unknown"));
-  if (r->status != 200) return absl::InternalError(absl::StrCat(what, ": HTTP ", r->status));
+  if (r->status != 200) {
+    return absl::InternalError(
+        absl::StrCat(what, ": HTTP ", r->status, ": ", ErrorDetail(r->error_body)));
+  }
   if (sink.written() != size) {
     return absl::DataLossError(
         absl::StrCat(what, ": got ", sink.written(), " bytes, the manifest says ", size));

@@ -1,0 +1,273 @@
+// CurlRegistryClient against Debian's docker-registry on loopback, and against scripted TCP
+// servers for the failure modes a real registry will not produce on demand.
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "image/registry.h"
+#include "test/fixtures/image_builder.h"
+#include "test/fixtures/registry.h"
+
+namespace berth::image {
+namespace {
+
+using ::berth::testing::BuildImage;
+using ::berth::testing::BuildIndex;
+using ::berth::testing::BuiltImage;
+using ::berth::testing::LayerBuilder;
+using ::berth::testing::TestRegistry;
+using ::testing::HasSubstr;
+
+// Accepts connections on a loopback port and hands each to `handler` (in the server's thread).
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<void(int fd, int n)> handler)
+      : handler_(std::move(handler)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(fd_, 16);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    host_ = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+    thread_ = std::thread([this] {
+      for (int n = 0; !stop_; ++n) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) {
+          --n;
+          continue;
+        }
+        const int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (conn < 0) continue;
+        if (!ReadRequest(conn)) {
+          // A TLS hello (the client tries https first): answer as a plain HTTP server would.
+          Send(conn, "HTTP/1.0 400 Bad Request\r\n\r\n");
+          ::close(conn);
+          --n;
+          continue;
+        }
+        handler_(conn, n);
+        ::close(conn);
+      }
+    });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  const std::string& host() const { return host_; }
+  bool stopping() const { return stop_; }
+
+  static void Send(int fd, const std::string& data) {
+    (void)::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+  }
+
+ private:
+  // Reads an HTTP request head; false for anything else (a TLS hello starts with 0x16).
+  static bool ReadRequest(int fd) {
+    std::string request;
+    char buf[4096];
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return false;
+      request.append(buf, static_cast<size_t>(n));
+      if (request[0] == 0x16) return false;
+    }
+    return true;
+  }
+
+  std::function<void(int, int)> handler_;
+  int fd_;
+  std::string host_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class RegistryClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "integration tests run as root";
+    if (!testing::RegistryAvailable()) GTEST_SKIP() << "docker-registry is not installed";
+    char tmpl[] = "/tmp/berth-registry-client-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  Source At(const std::string& host, const std::string& repo) {
+    return Source{host, repo, /*insecure=*/true, false};
+  }
+
+  std::string dir_;
+  CurlRegistryClient client_{CurlRegistryClient::Options{.stall_timeout = std::chrono::seconds(2),
+                                                          .attempts = 3,
+                                                          .first_backoff =
+                                                              std::chrono::milliseconds(10)}};
+};
+
+TEST_F(RegistryClientTest, ManifestsByTagAndDigestAndBlobs) {
+  auto registry = TestRegistry::Start();
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  BuiltImage image = BuildImage({LayerBuilder().File("hello", "world").Build()});
+  ASSERT_TRUE((*registry)->Push("team/app", "v1", image).ok());
+  const Source source = At((*registry)->host(), "team/app");
+
+  absl::StatusOr<RegistryClient::Manifest> m = client_.GetManifest(source, "v1", {});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->digest, image.manifest_digest);
+  EXPECT_EQ(m->media_type, "application/vnd.oci.image.manifest.v1+json");
+  EXPECT_EQ(m->body, image.manifest);
+  m = client_.GetManifest(source, image.manifest_digest, {});
+  ASSERT_TRUE(m.ok()) << m.status();
+
+  absl::StatusOr<RegistryClient::Manifest> missing = client_.GetManifest(source, "v2", {});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().ToString(), HasSubstr((*registry)->host() + "/team/app:v2"));
+
+  const std::string path = dir_ + "/blob";
+  int64_t last_progress = 0;
+  absl::Status fetched =
+      client_.FetchBlob(source, image.layers[0].digest,
+                        static_cast<int64_t>(image.layers[0].bytes.size()), path, {},
+                        [&](int64_t bytes) { last_progress = bytes; });
+  ASSERT_TRUE(fetched.ok()) << fetched;
+  std::ifstream in(path, std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(got, image.layers[0].bytes);
+  EXPECT_EQ(last_progress, static_cast<int64_t>(got.size()));
+
+  // A wrong size announced is caught before or at the end of the transfer.
+  EXPECT_EQ(client_.FetchBlob(source, image.layers[0].digest, 3, path, {}, {}).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST_F(RegistryClientTest, IndexAndDockerMediaTypes) {
+  auto registry = TestRegistry::Start();
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  BuiltImage image = BuildImage({LayerBuilder().File("x", "y").Build()},
+                                {.docker_media_types = true});
+  ASSERT_TRUE((*registry)->Push("multi", "", image).ok());
+  auto index = BuildIndex({{&image, "linux", "amd64", ""}}, /*docker_media_types=*/true);
+  ASSERT_TRUE((*registry)->PushIndex("multi", "latest", index).ok());
+  absl::StatusOr<RegistryClient::Manifest> m =
+      client_.GetManifest(At((*registry)->host(), "multi"), "latest", {});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->media_type, "application/vnd.docker.distribution.manifest.list.v2+json");
+  EXPECT_EQ(m->digest, index.digest);
+}
+
+TEST_F(RegistryClientTest, CorruptBlobIsDataLossAndLeavesNoFile) {
+  auto registry = TestRegistry::Start();
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  BuiltImage image = BuildImage({LayerBuilder().File("f", std::string(5000, 'z')).Build()});
+  ASSERT_TRUE((*registry)->Push("app", "v1", image).ok());
+  ASSERT_TRUE((*registry)->CorruptBlob(image.layers[0].digest).ok());
+  const std::string path = dir_ + "/blob";
+  absl::Status s = client_.FetchBlob(At((*registry)->host(), "app"), image.layers[0].digest,
+                                     static_cast<int64_t>(image.layers[0].bytes.size()), path,
+                                     {}, {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(s.ToString(), HasSubstr("digest mismatch"));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST_F(RegistryClientTest, BasicAuth) {
+  auto registry = TestRegistry::Start({.basic_auth = true});
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  BuiltImage image = BuildImage({LayerBuilder().File("secret", "s").Build()});
+  ASSERT_TRUE((*registry)->Push("private", "v1", image).ok());
+  const Source source = At((*registry)->host(), "private");
+  absl::StatusOr<RegistryClient::Manifest> anonymous = client_.GetManifest(source, "v1", {});
+  EXPECT_EQ(anonymous.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(anonymous.status().ToString(), HasSubstr((*registry)->host()));
+  Credentials wrong{.username = "berth", .password = "nope"};
+  EXPECT_EQ(client_.GetManifest(source, "v1", wrong).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  Credentials right{.username = "berth", .password = "s3cret"};
+  absl::StatusOr<RegistryClient::Manifest> m = client_.GetManifest(source, "v1", right);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(client_
+                  .FetchBlob(source, image.config_digest,
+                             static_cast<int64_t>(image.config.size()), dir_ + "/config", right, {})
+                  .ok());
+}
+
+TEST_F(RegistryClientTest, SecureSourceRefusesPlainHttpWithAHint) {
+  auto registry = TestRegistry::Start();
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  Source secure{(*registry)->host(), "x", /*insecure=*/false, false};
+  absl::StatusOr<RegistryClient::Manifest> m = client_.GetManifest(secure, "v1", {});
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(m.status().ToString(), HasSubstr("insecure: true"));
+}
+
+TEST_F(RegistryClientTest, StalledServerFailsButATrickleSucceeds) {
+  ScriptedServer stalled([](int fd, int) {
+    (void)fd;  // never answers; closes when the client gives up
+    std::this_thread::sleep_for(std::chrono::seconds(4));
+  });
+  CurlRegistryClient once(CurlRegistryClient::Options{.stall_timeout = std::chrono::seconds(1),
+                                                      .attempts = 1});
+  absl::StatusOr<RegistryClient::Manifest> m = once.GetManifest(At(stalled.host(), "x"), "v1", {});
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnavailable) << m.status();
+
+  const std::string body = "trickle";
+  ScriptedServer trickle([&](int fd, int) {
+    ScriptedServer::Send(fd, absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", body.size(),
+                                          "\r\nConnection: close\r\n\r\n"));
+    for (char c : body) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      ScriptedServer::Send(fd, std::string(1, c));
+    }
+  });
+  // Each byte comes well within the 1 s stall limit, the whole takes longer than it.
+  absl::Status s = once.FetchBlob(At(trickle.host(), "x"), testing::Sha256Digest(body),
+                                  static_cast<int64_t>(body.size()), dir_ + "/trickle", {}, {});
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST_F(RegistryClientTest, TransientErrorsAreRetried) {
+  const std::string body = "retried";
+  ScriptedServer flaky([&](int fd, int n) {
+    if (n < 2) {
+      ScriptedServer::Send(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                               "Connection: close\r\n\r\n");
+      return;
+    }
+    ScriptedServer::Send(fd, absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", body.size(),
+                                          "\r\nConnection: close\r\n\r\n", body));
+  });
+  absl::Status s = client_.FetchBlob(At(flaky.host(), "x"), testing::Sha256Digest(body),
+                                     static_cast<int64_t>(body.size()), dir_ + "/retried", {}, {});
+  EXPECT_TRUE(s.ok()) << s;
+
+  ScriptedServer down([](int fd, int) {
+    ScriptedServer::Send(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                             "Connection: close\r\n\r\n");
+  });
+  s = client_.FetchBlob(At(down.host(), "x"), testing::Sha256Digest(body),
+                        static_cast<int64_t>(body.size()), dir_ + "/down", {}, {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(s.ToString(), HasSubstr("after 3 attempts"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/down"));
+}
+
+}  // namespace
+}  // namespace berth::image
