@@ -1,6 +1,8 @@
 #include "cri/metrics.h"
 
+#include <chrono>
 #include <exception>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -47,11 +49,20 @@ Metrics::Metrics()
                                       0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
                                       300, 600})) {}
 
-absl::Status Metrics::Serve(const std::string& address) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("serve metrics on ", address, ": ", e.what()));
+absl::Status Metrics::Serve(const std::string& address, std::chrono::milliseconds retry_for) {
+  // A berthd that was just stopped may hold the port for a moment while its HTTP server winds
+  // down (a restart by systemd or an operator): retry briefly before giving up.
+  const auto deadline = std::chrono::steady_clock::now() + retry_for;
+  for (;;) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(address);
+      break;
+    } catch (const std::exception& e) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat("serve metrics on ", address, ": ", e.what()));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   exposer_->RegisterCollectable(registry_);
   return absl::OkStatus();

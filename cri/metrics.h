@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -21,8 +22,10 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // Serves /metrics on address ("host:port"). Unavailable (naming the address) if it cannot bind.
-  absl::Status Serve(const std::string& address);
+  // Serves /metrics on address ("host:port"), retrying for `retry_for` while the port is taken.
+  // Unavailable (naming the address) if it cannot bind.
+  absl::Status Serve(const std::string& address,
+                     std::chrono::milliseconds retry_for = std::chrono::seconds(5));
 
   // Counts one finished RPC: its latency always, an error with its code unless code is "OK".
   void RecordOperation(absl::string_view operation, absl::string_view code, double seconds);

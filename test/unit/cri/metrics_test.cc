@@ -34,7 +34,7 @@ TEST(MetricsTest, CountsOperationsErrorsAndLatency) {
 
 TEST(MetricsTest, ServeFailsClearlyWhenAddressCannotBeBound) {
   Metrics metrics;
-  absl::Status status = metrics.Serve("256.0.0.1:1");
+  absl::Status status = metrics.Serve("256.0.0.1:1", std::chrono::milliseconds(0));
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(std::string(status.message()), HasSubstr("256.0.0.1:1"));
 }
