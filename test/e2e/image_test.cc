@@ -141,6 +141,37 @@ TEST_F(ImageTest, RewrittenRegistryIsServedFromItsLocation) {
   EXPECT_THAT(status->image().repo_tags(), ElementsAre("registry.k8s.io/pause:3.10"));
 }
 
+TEST_F(ImageTest, LayeredIndexedMirroredAndPinnedByDigest) {
+  // Three layers (gzip, zstd, uncompressed) with a whiteout and an opaque directory, in an index
+  // with an arm64 sibling, pulled by digest through a mirror of another registry name.
+  BuiltImage layered = BuildImage(
+      {LayerBuilder().Dir("etc").File("etc/old", "1").Dir("data").File("data/a", "a").Build(
+           Compression::kGzip),
+       LayerBuilder().Whiteout("etc/old").Opaque("data").File("data/b", "b").Build(
+           Compression::kZstd),
+       LayerBuilder().File("top", "t").Build(Compression::kNone)});
+  BuiltImage arm = BuildImage({LayerBuilder().File("arm", "64").Build()},
+                              {.architecture = "arm64", .variant = "v8"});
+  ASSERT_TRUE(registry_->Push("mirror/team/layered", "", layered).ok());
+  ASSERT_TRUE(registry_->Push("mirror/team/layered", "", arm).ok());
+  BuiltIndex index = BuildIndex({{&arm, "linux", "arm64", "v8"}, {&layered, "linux", "amd64", ""}});
+  ASSERT_TRUE(registry_->PushIndex("mirror/team/layered", "v1", index).ok());
+  auto daemon = BerthDaemon::Create(
+      {.extra_yaml = absl::StrCat("images: {registries: [{prefix: quay.io, mirrors: [{location: \"",
+                                  registry_->host(), "/mirror\", insecure: true}]}]}\n")});
+  ASSERT_TRUE(daemon.ok());
+  ASSERT_TRUE((*daemon)->Start().ok()) << (*daemon)->Log();
+  const std::string ref = "quay.io/team/layered@" + index.digest;
+  absl::StatusOr<std::string> id = (*daemon)->client().PullImage(ref);
+  ASSERT_TRUE(id.ok()) << id.status() << (*daemon)->Log();
+  EXPECT_EQ(*id, layered.config_digest);
+  absl::StatusOr<runtime::v1::ImageStatusResponse> status = (*daemon)->client().ImageStatus(ref);
+  ASSERT_TRUE(status.ok() && status->has_image());
+  EXPECT_THAT(status->image().repo_digests(), ElementsAre(ref));
+  EXPECT_EQ(status->image().repo_tags_size(), 0);
+  EXPECT_EQ(CountEntries((*daemon)->root() + "/layers"), 3u);
+}
+
 TEST_F(ImageTest, BadPullsLeaveNothingBehind) {
   BuiltImage hostile = BuildImage({LayerBuilder().File("ok", "fine").Build(),
                                    LayerBuilder().File("../../../../escaped", "pwned").Build()});
