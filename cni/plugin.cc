@@ -1,0 +1,230 @@
+#include "cni/plugin.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+#include "base/process.h"
+#include "base/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace berth::cni {
+namespace {
+
+using nlohmann::json;
+
+struct Call {
+  std::string command;  // ADD, DEL, CHECK
+  const json* list;     // the conflist
+  json prev_result;     // null when none
+};
+
+std::string FindPlugin(const std::vector<std::string>& bin_dirs, const std::string& type) {
+  if (type.empty() || absl::StrContains(type, '/')) return "";
+  for (const std::string& dir : bin_dirs) {
+    const std::string path = absl::StrCat(dir, "/", type);
+    if (::access(path.c_str(), X_OK) == 0) return path;
+  }
+  return "";
+}
+
+// The capability arguments a plugin asked for in its "capabilities" map.
+json RuntimeConfig(const json& plugin, const AttachSpec& spec) {
+  json rc = json::object();
+  auto caps = plugin.find("capabilities");
+  if (caps == plugin.end() || !caps->is_object()) return rc;
+  if (caps->value("portMappings", false) && !spec.port_mappings.empty()) {
+    json mappings = json::array();
+    for (const PortMapping& m : spec.port_mappings) {
+      json one = {{"hostPort", m.host_port}, {"containerPort", m.container_port},
+                  {"protocol", m.protocol}};
+      if (!m.host_ip.empty()) one["hostIP"] = m.host_ip;
+      mappings.push_back(one);
+    }
+    rc["portMappings"] = mappings;
+  }
+  if (caps->value("dns", false) && spec.dns) {
+    rc["dns"] = {{"servers", spec.dns->servers},
+                 {"searches", spec.dns->searches},
+                 {"options", spec.dns->options}};
+  }
+  return rc;
+}
+
+bool AtLeast040(const std::string& version) {
+  return !(version.rfind("0.1", 0) == 0 || version.rfind("0.2", 0) == 0 ||
+           version.rfind("0.3", 0) == 0);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<IpConfig>> ParseResultIps(const std::string& result_json) {
+  json j = json::parse(result_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("CNI result is not a JSON object");
+  }
+  std::vector<IpConfig> ips;
+  if (auto list = j.find("ips"); list != j.end() && list->is_array()) {
+    for (const json& ip : *list) {
+      if (!ip.is_object() || !ip.contains("address") || !ip["address"].is_string()) {
+        return absl::InvalidArgumentError("CNI result: an ips entry without address");
+      }
+      IpConfig config;
+      config.address = ip["address"].get<std::string>();
+      config.gateway = ip.value("gateway", "");
+      config.ipv6 = absl::StrContains(config.address, ':');
+      ips.push_back(std::move(config));
+    }
+  }
+  return ips;
+}
+
+std::string CniExecPlugin::CachePath(const std::string& container_id,
+                                     const std::string& ifname) const {
+  return absl::StrCat(options_.cache_dir, "/", container_id, "-", ifname, ".json");
+}
+
+// Runs one plugin of the chain. On failure: the plugin's error message, details and stderr.
+static absl::StatusOr<std::string> Invoke(const CniExecPlugin::Options& options, const Call& call,
+                                          const json& plugin, const AttachSpec& spec) {
+  const std::string type = plugin.value("type", "");
+  const std::string binary = FindPlugin(options.bin_dirs, type);
+  if (binary.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "CNI plugin \"", type, "\" not found in ", absl::StrJoin(options.bin_dirs, ":")));
+  }
+  json conf = plugin;
+  conf["name"] = call.list->value("name", "");
+  conf["cniVersion"] = call.list->value("cniVersion", "");
+  if (!call.prev_result.is_null()) conf["prevResult"] = call.prev_result;
+  json rc = RuntimeConfig(plugin, spec);
+  if (!rc.empty()) conf["runtimeConfig"] = rc;
+  std::vector<std::string> args = {"IgnoreUnknown=1"};
+  for (const auto& [k, v] : spec.args) args.push_back(absl::StrCat(k, "=", v));
+  ProcessSpec process;
+  process.argv = {binary};
+  process.env = {"CNI_COMMAND=" + call.command,
+                 "CNI_CONTAINERID=" + spec.container_id,
+                 "CNI_NETNS=" + spec.netns_path,
+                 "CNI_IFNAME=" + spec.ifname,
+                 "CNI_ARGS=" + absl::StrJoin(args, ";"),
+                 "CNI_PATH=" + absl::StrJoin(options.bin_dirs, ":"),
+                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  process.stdin_data = conf.dump();
+  process.timeout = options.timeout;
+  absl::StatusOr<ProcessResult> r = RunProcess(process);
+  const std::string what = absl::StrCat("CNI ", call.command, " ", type);
+  if (!r.ok()) return Annotate(r.status(), what);
+  if (r->exit_code != 0) {
+    json error = json::parse(r->stdout_data, nullptr, false);
+    std::string message = absl::StrCat(what, " failed (exit ", r->exit_code, ")");
+    if (error.is_object()) {
+      absl::StrAppend(&message, ": ", error.value("msg", ""));
+      if (!error.value("details", "").empty()) absl::StrAppend(&message, ": ", error["details"].get<std::string>());
+      if (error.contains("code")) absl::StrAppend(&message, " (code ", error["code"].dump(), ")");
+    } else if (!r->stdout_data.empty()) {
+      absl::StrAppend(&message, ": ", Tail(r->stdout_data, 512));
+    }
+    if (!r->stderr_data.empty()) absl::StrAppend(&message, "; stderr: ", Tail(r->stderr_data));
+    return absl::InternalError(message);
+  }
+  return r->stdout_data;
+}
+
+absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
+                                                 const AttachSpec& spec) {
+  json list = json::parse(network.list_json, nullptr, false);
+  if (!list.is_object() || !list.contains("plugins")) {
+    return absl::InvalidArgumentError(absl::StrCat("CNI config ", network.path, " is not a list"));
+  }
+  Call call{"ADD", &list, nullptr};
+  std::string result;
+  for (const json& plugin : list["plugins"]) {
+    absl::StatusOr<std::string> out = Invoke(options_, call, plugin, spec);
+    if (!out.ok()) {
+      // Whatever the plugins before it did (an IP reserved, a veth made) is undone.
+      Call del{"DEL", &list, AtLeast040(network.cni_version) ? call.prev_result : json()};
+      for (auto it = list["plugins"].rbegin(); it != list["plugins"].rend(); ++it) {
+        absl::StatusOr<std::string> undone = Invoke(options_, del, *it, spec);
+        if (!undone.ok()) spdlog::warn("undo of a failed CNI ADD: {}", undone.status().message());
+      }
+      return Annotate(out.status(), absl::StrCat("network ", network.name));
+    }
+    json parsed = json::parse(*out, nullptr, false);
+    if (!parsed.is_object()) {
+      return absl::InternalError(absl::StrCat("network ", network.name, ": CNI ADD ",
+                                              plugin.value("type", ""), " printed no result"));
+    }
+    call.prev_result = parsed;
+    result = *out;
+  }
+  Attachment attachment;
+  attachment.network = network.name;
+  attachment.result_json = result;
+  ASSIGN_OR_RETURN(attachment.ips, ParseResultIps(result));
+  json args = json::array();
+  for (const auto& [k, v] : spec.args) args.push_back({k, v});
+  json cache = {{"kind", "cniCacheV1"},       {"containerId", spec.container_id},
+                {"ifName", spec.ifname},       {"networkName", network.name},
+                {"netns", spec.netns_path},    {"config", list},
+                {"result", call.prev_result},  {"cniArgs", args}};
+  RETURN_IF_ERROR(MakeDirs(options_.cache_dir, 0700));
+  RETURN_IF_ERROR(WriteFileAtomic(CachePath(spec.container_id, spec.ifname), cache.dump(), 0600));
+  return attachment;
+}
+
+absl::Status CniExecPlugin::Detach(const AttachSpec& spec) {
+  const std::string path = CachePath(spec.container_id, spec.ifname);
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(text.status());
+  json cache = json::parse(*text, nullptr, false);
+  if (!cache.is_object() || !cache.contains("config")) {
+    return absl::InternalError(absl::StrCat("CNI cache ", path, " is corrupt"));
+  }
+  const json& list = cache["config"];
+  Call call{"DEL", &list, AtLeast040(list.value("cniVersion", "")) ? cache["result"] : json()};
+  for (auto it = list["plugins"].rbegin(); it != list["plugins"].rend(); ++it) {
+    absl::StatusOr<std::string> out = Invoke(options_, call, *it, spec);
+    if (!out.ok()) return Annotate(out.status(), absl::StrCat("network ", list.value("name", "")));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat("remove ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CniExecPlugin::Check(const AttachSpec& spec) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(CachePath(spec.container_id, spec.ifname)));
+  json cache = json::parse(text, nullptr, false);
+  if (!cache.is_object()) return absl::InternalError("CNI cache is corrupt");
+  const json& list = cache["config"];
+  if (!AtLeast040(list.value("cniVersion", ""))) return absl::OkStatus();  // no CHECK before 0.4.0
+  Call call{"CHECK", &list, cache["result"]};
+  for (const json& plugin : list["plugins"]) {
+    absl::StatusOr<std::string> out = Invoke(options_, call, plugin, spec);
+    if (!out.ok()) return Annotate(out.status(), absl::StrCat("network ", list.value("name", "")));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Attachment> CniExecPlugin::Cached(const std::string& container_id,
+                                                 const std::string& ifname) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(CachePath(container_id, ifname)));
+  json cache = json::parse(text, nullptr, false);
+  if (!cache.is_object()) return absl::InternalError("CNI cache is corrupt");
+  Attachment attachment;
+  attachment.network = cache.value("networkName", "");
+  attachment.result_json = cache["result"].dump();
+  ASSIGN_OR_RETURN(attachment.ips, ParseResultIps(attachment.result_json));
+  return attachment;
+}
+
+}  // namespace berth::cni
