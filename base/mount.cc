@@ -1,0 +1,49 @@
+#include "base/mount.h"
+
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+
+namespace berth {
+
+absl::StatusOr<ScopedMount> ScopedMount::Tmpfs(const std::string& target, unsigned long flags,
+                                               const std::string& options) {
+  if (absl::Status s = MakeDirs(target, 0755); !s.ok()) return s;
+  if (::mount("tmpfs", target.c_str(), "tmpfs", flags, options.c_str()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("mount tmpfs on ", target));
+  }
+  return ScopedMount(target);
+}
+
+ScopedMount::~ScopedMount() {
+  if (target_.empty()) return;
+  if (absl::Status s = Unmount(target_); !s.ok()) spdlog::warn("{}", s.message());
+}
+
+absl::Status Unmount(const std::string& target) {
+  if (::umount2(target.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    return ErrnoToStatus(errno, absl::StrCat("unmount ", target));
+  }
+  return absl::OkStatus();
+}
+
+bool IsMountPoint(const std::string& path) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mount_point;
+    fields >> id >> parent >> dev >> root >> mount_point;
+    if (mount_point == path) return true;
+  }
+  return false;
+}
+
+}  // namespace berth
