@@ -1,0 +1,140 @@
+#include "pod/monitor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+#include "base/unique_fd.h"
+#include "nlohmann/json.hpp"
+
+namespace berth::pod {
+namespace {
+
+constexpr int kSyncFd = 3;
+
+std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime& runtime,
+                                    bool systemd_cgroup, const MonitorSpec& s) {
+  std::vector<std::string> args = {
+      conmon,
+      "--cid", s.id,
+      "--cuuid", s.id,
+      "--name", s.name.empty() ? s.id : s.name,
+      "--runtime", runtime.path(),
+      "--bundle", s.bundle,
+      "--container-pidfile", s.bundle + "/pidfile",
+      "--conmon-pidfile", s.bundle + "/conmon-pidfile",
+      "--log-path", s.log_path,
+      "--exit-dir", s.exit_dir,
+      "--persist-dir", s.persist_dir,
+      "--socket-dir-path", s.socket_dir,
+      "--runtime-arg", "--root=" + runtime.root(),
+      "--log-level", "info",
+  };
+  if (s.log_size_max > 0) {
+    args.push_back("--log-size-max");
+    args.push_back(std::to_string(s.log_size_max));
+  }
+  if (systemd_cgroup) {
+    args.push_back("--systemd-cgroup");
+    args.push_back("--runtime-arg");
+    args.push_back("--systemd-cgroup");
+  }
+  return args;
+}
+
+absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync_fd) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, sync_fd, kSyncFd);  // dup2 clears FD_CLOEXEC
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETSID | POSIX_SPAWN_USEVFORK);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::string sync_env = absl::StrCat("_OCI_SYNCPIPE=", kSyncFd);
+  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  char* envp[] = {sync_env.data(), path_env, nullptr};
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start monitor ", args[0]));
+  return pid;
+}
+
+// Reads the sync pipe until a JSON line with "pid" or "data" arrives.
+absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string buffer;
+  char chunk[4096];
+  for (;;) {
+    for (absl::string_view line : absl::StrSplit(buffer, '\n')) {
+      nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+      if (j.is_object() && (j.contains("pid") || j.contains("data"))) return j;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+      return absl::DeadlineExceededError("the monitor did not report the container's pid");
+    }
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return absl::InternalError("the monitor exited without reporting the container");
+    buffer.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
+  for (const std::string& dir : {spec.exit_dir, spec.persist_dir, spec.socket_dir,
+                                 DirName(spec.log_path)}) {
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  ASSIGN_OR_RETURN(pid_t pid,
+                   SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec),
+                               write_end.get()));
+  write_end.Reset();  // EOF on the pipe once every monitor process is gone
+  // The first conmon process forks the monitor and exits: reap it.
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string what = absl::StrCat("create container ", spec.id);
+  absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), timeout_);
+  if (!sync.ok()) return Annotate(sync.status(), what);
+  const nlohmann::json& value = sync->contains("pid") ? (*sync)["pid"] : (*sync)["data"];
+  const int container_pid = value.is_number_integer() ? value.get<int>() : -1;
+  if (container_pid <= 0) {
+    return absl::InternalError(absl::StrCat(what, ": ", sync->value("message", "runtime failed")));
+  }
+  return static_cast<pid_t>(container_pid);
+}
+
+}  // namespace berth::pod

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "pod/runtime.h"
+
+namespace berth::pod {
+
+// What the monitor needs to create one container and keep it.
+struct MonitorSpec {
+  std::string id;
+  std::string name;
+  std::string bundle;       // holds config.json; pid files go here
+  std::string log_path;     // the CRI log file
+  std::string exit_dir;     // the exit file <exit_dir>/<id> appears when the container exits
+  std::string persist_dir;  // the monitor's own files (exit, oom)
+  std::string socket_dir;   // the attach socket
+  int64_t log_size_max = -1;
+};
+
+// Launches the per-container monitor, which runs `runtime create` and then watches the container
+// for its whole life, outliving berthd.
+class Monitor {
+ public:
+  virtual ~Monitor() = default;
+  // Returns the container's pid once the runtime created it (state "created"). Internal with the
+  // runtime's message if creation failed; DeadlineExceeded if the monitor does not answer.
+  virtual absl::StatusOr<pid_t> Create(const MonitorSpec& spec) = 0;
+};
+using MonitorPtr = std::unique_ptr<Monitor>;
+
+// The conmon protocol (upstream conmon, and berth-conmon): the command line cri-o uses, the sync
+// pipe on fd 3 (_OCI_SYNCPIPE) answering {"pid": N} or {"data": N} (negative with "message" on
+// failure). conmon double-forks: the process we start exits at once, the monitor stays.
+class ConmonMonitor final : public Monitor {
+ public:
+  ConmonMonitor(std::string conmon_path, const OciRuntime* runtime, bool systemd_cgroup,
+                std::chrono::seconds timeout = std::chrono::seconds(120))
+      : conmon_path_(std::move(conmon_path)),
+        runtime_(runtime),
+        systemd_cgroup_(systemd_cgroup),
+        timeout_(timeout) {}
+
+  absl::StatusOr<pid_t> Create(const MonitorSpec& spec) override;
+
+ private:
+  std::string conmon_path_;
+  const OciRuntime* runtime_;  // not owned
+  bool systemd_cgroup_;
+  std::chrono::seconds timeout_;
+};
+
+}  // namespace berth::pod

@@ -1,0 +1,67 @@
+#include "pod/runtime.h"
+
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/process.h"
+#include "base/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace berth::pod {
+namespace {
+
+constexpr auto kRuntimeTimeout = std::chrono::minutes(2);
+
+bool IsUnknownContainer(const std::string& stderr_text) {
+  return absl::StrContains(stderr_text, "does not exist") ||
+         absl::StrContains(stderr_text, "not found") ||
+         absl::StrContains(stderr_text, "No such file or directory");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RuncRuntime::Run(const std::vector<std::string>& args) {
+  ProcessSpec spec;
+  spec.argv = {path_, "--root", root_};
+  if (systemd_cgroup_) spec.argv.push_back("--systemd-cgroup");
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  spec.timeout = kRuntimeTimeout;
+  ASSIGN_OR_RETURN(ProcessResult r, RunProcess(spec));
+  if (r.exit_code != 0) {
+    const std::string what = absl::StrCat(path_, " ", absl::StrJoin(args, " "), ": ",
+                                          Tail(r.stderr_data.empty() ? r.stdout_data : r.stderr_data));
+    return IsUnknownContainer(r.stderr_data) ? absl::NotFoundError(what)
+                                             : absl::InternalError(what);
+  }
+  return r.stdout_data;
+}
+
+absl::Status RuncRuntime::Start(const std::string& id) { return Run({"start", id}).status(); }
+
+absl::Status RuncRuntime::Kill(const std::string& id, int signal, bool all) {
+  std::vector<std::string> args = {"kill"};
+  if (all) args.push_back("--all");
+  args.push_back(id);
+  args.push_back(std::to_string(signal));
+  return Run(args).status();
+}
+
+absl::Status RuncRuntime::Delete(const std::string& id, bool force) {
+  std::vector<std::string> args = {"delete"};
+  if (force) args.push_back("--force");
+  args.push_back(id);
+  absl::Status s = Run(args).status();
+  return absl::IsNotFound(s) ? absl::OkStatus() : s;
+}
+
+absl::StatusOr<ContainerState> RuncRuntime::State(const std::string& id) {
+  ASSIGN_OR_RETURN(std::string out, Run({"state", id}));
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (!j.is_object()) return absl::InternalError(absl::StrCat(path_, " state ", id, ": bad JSON"));
+  return ContainerState{j.value("status", ""), j.value("pid", 0)};
+}
+
+}  // namespace berth::pod

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace berth::pod {
+
+struct ContainerState {
+  std::string status;  // "creating", "created", "running", "paused", "stopped"
+  pid_t pid = 0;
+};
+
+// The calls berthd makes to an OCI runtime itself (create goes through the monitor). Errors are
+// Internal carrying the tail of the runtime's stderr; an unknown container is NotFound.
+class OciRuntime {
+ public:
+  virtual ~OciRuntime() = default;
+  virtual absl::Status Start(const std::string& id) = 0;
+  virtual absl::Status Kill(const std::string& id, int signal, bool all) = 0;
+  // Removes the runtime's state; OK for an unknown container.
+  virtual absl::Status Delete(const std::string& id, bool force) = 0;
+  virtual absl::StatusOr<ContainerState> State(const std::string& id) = 0;
+  // The runtime binary and its --root, as the monitor passes them on.
+  virtual const std::string& path() const = 0;
+  virtual const std::string& root() const = 0;
+};
+using OciRuntimePtr = std::unique_ptr<OciRuntime>;
+
+// runc and crun share this command line.
+class RuncRuntime final : public OciRuntime {
+ public:
+  RuncRuntime(std::string path, std::string root, bool systemd_cgroup)
+      : path_(std::move(path)), root_(std::move(root)), systemd_cgroup_(systemd_cgroup) {}
+
+  absl::Status Start(const std::string& id) override;
+  absl::Status Kill(const std::string& id, int signal, bool all) override;
+  absl::Status Delete(const std::string& id, bool force) override;
+  absl::StatusOr<ContainerState> State(const std::string& id) override;
+  const std::string& path() const override { return path_; }
+  const std::string& root() const override { return root_; }
+
+ private:
+  absl::StatusOr<std::string> Run(const std::vector<std::string>& args);
+  std::string path_;
+  std::string root_;
+  bool systemd_cgroup_;
+};
+
+}  // namespace berth::pod
