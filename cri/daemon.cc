@@ -12,7 +12,9 @@
 #include "base/status_macros.h"
 #include "image/reference.h"
 #include "image/registry.h"
+#include "pod/sandbox_manager.h"
 #include "base/version.h"
+#include "cni/plugin.h"
 #include "cri/helpers.h"
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
@@ -92,7 +94,18 @@ absl::Status Daemon::Run() {
   image::CurlRegistryClient registry;
   image::ImagePuller puller(images.get(), &registry, [this] { return config_.Get(); });
 
-  RuntimeService runtime_service(&config_);
+  const HelperPaths helpers = ResolveHelpers(*config);
+  const std::string pause_rootfs = config->run_root + "/pause/rootfs";
+  if (absl::Status s = PreparePauseRootfs(pause_rootfs, helpers.pause); !s.ok()) {
+    spdlog::warn("pods cannot start: {}", s.message());
+  }
+  cni::CniExecPlugin network({.bin_dirs = config->network.bin_dirs,
+                              .cache_dir = config->run_root + "/cni-cache"});
+  pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &network,
+                                {.monitor_path = helpers.monitor, .pause_rootfs = pause_rootfs});
+  RETURN_IF_ERROR(sandboxes.Recover());
+
+  RuntimeService runtime_service(&config_, &sandboxes);
   ImageService image_service(images.get(), &puller, &metrics_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());

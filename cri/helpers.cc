@@ -10,6 +10,8 @@
 namespace berth::cri {
 namespace {
 
+constexpr char kUpstreamConmon[] = "/usr/bin/conmon";
+
 std::string LibexecDir() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -27,8 +29,29 @@ HelperPaths ResolveHelpers(const config::Config& config) {
   HelperPaths paths;
   paths.monitor =
       config.monitor.path.empty() ? absl::StrCat(libexec, "/berth-conmon") : config.monitor.path;
+  // Until berth-conmon is built, upstream conmon (same protocol) serves when none is configured.
+  if (config.monitor.path.empty() && ::access(paths.monitor.c_str(), X_OK) != 0 &&
+      ::access(kUpstreamConmon, X_OK) == 0) {
+    paths.monitor = kUpstreamConmon;
+  }
   paths.pause = absl::StrCat(libexec, "/berth-pause");
   return paths;
+}
+
+}  // namespace berth::cri
+
+namespace berth::cri {
+
+absl::Status PreparePauseRootfs(const std::string& dir, const std::string& pause_binary) {
+  absl::StatusOr<std::string> binary = ReadFile(pause_binary);
+  if (!binary.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pause binary ", pause_binary, ": ", binary.status().message()));
+  }
+  for (const char* sub : {"/proc", "/dev", "/sys", "/etc"}) {
+    if (absl::Status s = MakeDirs(dir + sub, 0755); !s.ok()) return s;
+  }
+  return WriteFileAtomic(dir + "/pause", *binary, 0755);
 }
 
 }  // namespace berth::cri

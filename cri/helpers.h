@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "config/config.h"
 
 namespace berth::cri {
@@ -10,10 +11,14 @@ namespace berth::cri {
 // relative to berthd's own path (<prefix>/bin/berthd -> <prefix>/libexec/berth/...), so an installed
 // tree can be moved as a whole.
 struct HelperPaths {
-  std::string monitor;  // berth-conmon, or monitor.path
+  std::string monitor;  // monitor.path, or berth-conmon, or (until it is built) /usr/bin/conmon
   std::string pause;    // berth-pause
 };
 
 HelperPaths ResolveHelpers(const config::Config& config);
+
+// Builds the root filesystem every pause container shares, read-only: <dir>/pause (a copy of
+// berth-pause) and the mount points. Replaces what an older berthd left there.
+absl::Status PreparePauseRootfs(const std::string& dir, const std::string& pause_binary);
 
 }  // namespace berth::cri

@@ -2,6 +2,7 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "pod/sandbox_manager.h"
 
 namespace berth::cri {
 
@@ -10,7 +11,8 @@ namespace berth::cri {
 // UNIMPLEMENTED (the instrumentation names it). Thread-safe: handlers run on gRPC's thread pool.
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
-  explicit RuntimeService(const config::ConfigStore* config) : config_(config) {}
+  RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes)
+      : config_(config), sandboxes_(sandboxes) {}
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -20,8 +22,26 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                              const runtime::v1::RuntimeConfigRequest* request,
                              runtime::v1::RuntimeConfigResponse* response) override;
 
+  // sandbox_handlers.cc
+  grpc::Status RunPodSandbox(grpc::ServerContext* context,
+                             const runtime::v1::RunPodSandboxRequest* request,
+                             runtime::v1::RunPodSandboxResponse* response) override;
+  grpc::Status StopPodSandbox(grpc::ServerContext* context,
+                              const runtime::v1::StopPodSandboxRequest* request,
+                              runtime::v1::StopPodSandboxResponse* response) override;
+  grpc::Status RemovePodSandbox(grpc::ServerContext* context,
+                                const runtime::v1::RemovePodSandboxRequest* request,
+                                runtime::v1::RemovePodSandboxResponse* response) override;
+  grpc::Status PodSandboxStatus(grpc::ServerContext* context,
+                                const runtime::v1::PodSandboxStatusRequest* request,
+                                runtime::v1::PodSandboxStatusResponse* response) override;
+  grpc::Status ListPodSandbox(grpc::ServerContext* context,
+                              const runtime::v1::ListPodSandboxRequest* request,
+                              runtime::v1::ListPodSandboxResponse* response) override;
+
  private:
   const config::ConfigStore* config_;  // not owned
+  pod::SandboxManager* sandboxes_;     // not owned
 };
 
 }  // namespace berth::cri

@@ -61,6 +61,9 @@ absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, sync_fd, kSyncFd);  // dup2 clears FD_CLOEXEC
+  // The monitor outlives berthd: it must not keep any of berthd's sockets (the CRI socket, the
+  // metrics port) or files open, whether or not their owners set O_CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&actions, kSyncFd + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

@@ -41,6 +41,23 @@ pid_t StartInPidNamespace() {
   return pid;
 }
 
+// Waits until `pid` has a handler for `sig` (SigCgt in /proc/<pid>/status): before that, as PID 1
+// of its namespace, the signal would be dropped.
+bool WaitForHandler(pid_t pid, int sig) {
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("SigCgt:", 0) == 0 &&
+          (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1) {
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 pid_t ChildOf(pid_t parent) {
   for (int i = 0; i < 500; ++i) {
     std::ifstream children("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) +
@@ -66,6 +83,7 @@ TEST(PauseTest, ExitsZeroOnTermAndInt) {
       if (line.rfind("NSpid:", 0) == 0) pid1 = line.substr(line.rfind('\t') + 1) == "1";
     }
     EXPECT_TRUE(pid1);
+    ASSERT_TRUE(WaitForHandler(pause, sig));
     ASSERT_EQ(kill(pause, sig), 0);
     EXPECT_EQ(WaitExit(unshare), 0) << "signal " << sig;
   }
@@ -76,17 +94,23 @@ TEST(PauseTest, ReapsOrphans) {
   const pid_t unshare = StartInPidNamespace();
   const pid_t pause = ChildOf(unshare);
   ASSERT_GT(pause, 0);
+  ASSERT_TRUE(WaitForHandler(pause, SIGCHLD));
   // A process in the pod's PID namespace whose parent dies: it is re-parented to berth-pause,
   // which must reap it when it exits.
   const std::string cmd = "nsenter --target " + std::to_string(pause) +
                           " --pid --mount -- /bin/sh -c '(sleep 0.2 &) ; true'";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  std::ifstream children("/proc/" + std::to_string(pause) + "/task/" + std::to_string(pause) +
-                         "/children");
-  std::string left;
-  std::getline(children, left);
+  // The orphan lives 0.2 s; then berth-pause must have reaped it (no child, not even a zombie).
+  std::string left = "not read";
+  for (int i = 0; i < 500 && !left.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::ifstream children("/proc/" + std::to_string(pause) + "/task/" + std::to_string(pause) +
+                           "/children");
+    left.clear();
+    std::getline(children, left);
+  }
   EXPECT_EQ(left, "") << "zombies or children left under berth-pause";
+  ASSERT_TRUE(WaitForHandler(pause, SIGTERM));
   kill(pause, SIGTERM);
   EXPECT_EQ(WaitExit(unshare), 0);
 }

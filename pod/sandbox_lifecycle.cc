@@ -1,0 +1,145 @@
+// Stop, remove and look up pod sandboxes.
+
+#include <signal.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
+#include "base/logging.h"
+#include "base/mount.h"
+#include "base/status_macros.h"
+#include "cni/netns.h"
+#include "pod/runtime.h"
+#include "pod/sandbox_manager.h"
+
+namespace berth::pod {
+namespace {
+
+std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler) {
+  auto it = config.runtimes.find(handler);
+  if (it == config.runtimes.end()) return nullptr;
+  return std::make_unique<RuncRuntime>(it->second.path, it->second.root,
+                                       config.cgroup_manager == "systemd");
+}
+
+// Polls until the container is stopped or gone.
+bool WaitStopped(OciRuntime& runtime, const std::string& id, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    absl::StatusOr<ContainerState> state = runtime.State(id);
+    if (!state.ok() || state->status == "stopped") return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<SandboxPtr> SandboxManager::Get(const std::string& id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (auto it = sandboxes_.find(id); it != sandboxes_.end()) return it->second;
+  SandboxPtr found;
+  if (!id.empty()) {
+    for (auto it = sandboxes_.lower_bound(id);
+         it != sandboxes_.end() && absl::StartsWith(it->first, id); ++it) {
+      if (found) {
+        return absl::InvalidArgumentError(absl::StrCat("pod sandbox id prefix \"", id,
+                                                       "\" is ambiguous"));
+      }
+      found = it->second;
+    }
+  }
+  if (!found) return absl::NotFoundError(absl::StrCat("pod sandbox \"", id, "\" not found"));
+  return found;
+}
+
+std::vector<SandboxPtr> SandboxManager::List() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<SandboxPtr> out;
+  for (const auto& [id, s] : sandboxes_) out.push_back(s);
+  return out;
+}
+
+absl::Status SandboxManager::StopPause(const Sandbox& s) {
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), s.runtime_handler);
+  if (runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runtime handler \"", s.runtime_handler, "\" is no longer configured"));
+  }
+  absl::StatusOr<ContainerState> state = runtime->State(s.id);
+  if (!state.ok() || state->status == "stopped") return absl::OkStatus();
+  (void)runtime->Kill(s.id, SIGTERM, false);
+  if (WaitStopped(*runtime, s.id, options_.stop_timeout)) return absl::OkStatus();
+  spdlog::warn("sandbox {}: pause did not stop on SIGTERM, killing it", s.id);
+  (void)runtime->Kill(s.id, SIGKILL, true);
+  if (!WaitStopped(*runtime, s.id, std::chrono::seconds(10))) {
+    return absl::InternalError(absl::StrCat("sandbox ", s.id, ": pause survived SIGKILL"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SandboxManager::Stop(const std::string& id) {
+  absl::StatusOr<SandboxPtr> found = Get(id);
+  if (absl::IsNotFound(found.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(found.status());
+  std::shared_ptr<absl::Mutex> op = OpLock((*found)->id);
+  absl::MutexLock op_lock(op.get());
+  SandboxPtr current = *Get((*found)->id);
+  RETURN_IF_ERROR(Annotate(StopPause(*current), absl::StrCat("stop pod sandbox ", current->id)));
+  if (!current->spec.host_network) {
+    cni::AttachSpec attach{.container_id = current->id,
+                           .netns_path = current->netns_path,
+                           .args = {{"K8S_POD_NAMESPACE", current->spec.namespace_name},
+                                    {"K8S_POD_NAME", current->spec.name},
+                                    {"K8S_POD_INFRA_CONTAINER_ID", current->id},
+                                    {"K8S_POD_UID", current->spec.uid}},
+                           .port_mappings = current->spec.port_mappings};
+    RETURN_IF_ERROR(Annotate(network_->Detach(attach),
+                             absl::StrCat("stop pod sandbox ", current->id)));
+  }
+  RETURN_IF_ERROR(Unmount(PodDir(current->id) + "/shm"));
+  if (current->state == Sandbox::State::kNotReady) return absl::OkStatus();
+  Sandbox next = *current;
+  next.state = Sandbox::State::kNotReady;
+  RETURN_IF_ERROR(Persist(next));
+  const std::string id_copy = next.id;  // the right side is evaluated first
+  absl::MutexLock lock(&mu_);
+  sandboxes_[id_copy] = std::make_shared<const Sandbox>(std::move(next));
+  return absl::OkStatus();
+}
+
+absl::Status SandboxManager::Remove(const std::string& id) {
+  absl::StatusOr<SandboxPtr> found = Get(id);
+  if (absl::IsNotFound(found.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(found.status());
+  const std::string full_id = (*found)->id;
+  RETURN_IF_ERROR(Stop(full_id));
+  std::shared_ptr<absl::Mutex> op = OpLock(full_id);
+  absl::MutexLock op_lock(op.get());
+  absl::StatusOr<SandboxPtr> current = Get(full_id);
+  if (!current.ok()) return absl::OkStatus();  // removed meanwhile
+  auto config = config_();
+  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config, (*current)->runtime_handler)) {
+    RETURN_IF_ERROR(Annotate(runtime->Delete(full_id, /*force=*/true),
+                             absl::StrCat("remove pod sandbox ", full_id)));
+  }
+  if (!(*current)->netns_path.empty()) RETURN_IF_ERROR(cni::RemoveNetNs((*current)->netns_path));
+  std::error_code ec;
+  for (const std::string& path :
+       {PodDir(full_id), BundleDir(full_id), absl::StrCat(config->run_root, "/monitor/", full_id),
+        absl::StrCat(config->run_root, "/exits/", full_id)}) {
+    std::filesystem::remove_all(path, ec);
+  }
+  RETURN_IF_ERROR(Forget(full_id));
+  absl::MutexLock lock(&mu_);
+  names_.erase((*current)->Key());
+  sandboxes_.erase(full_id);
+  op_locks_.erase(full_id);
+  spdlog::info("pod sandbox {} removed", full_id);
+  return absl::OkStatus();
+}
+
+}  // namespace berth::pod

@@ -1,0 +1,295 @@
+#include "pod/sandbox_manager.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+#include "base/mount.h"
+#include "base/status_macros.h"
+#include "cni/conf.h"
+#include "cni/netns.h"
+#include "pod/monitor.h"
+#include "pod/oci_spec.h"
+#include "pod/runtime.h"
+
+namespace berth::pod {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS sandboxes(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  record TEXT NOT NULL);
+)sql";
+
+std::string NewId() {
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  char bytes[32];
+  random.read(bytes, sizeof bytes);
+  return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
+}
+
+void RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) spdlog::warn("remove {}: {}", path, ec.message());
+}
+
+std::string CgroupsPath(const config::Config& config, const std::string& parent,
+                        const std::string& id) {
+  if (config.cgroup_manager == "systemd") {
+    return absl::StrCat(parent.empty() ? "system.slice" : parent, ":berth:", id);
+  }
+  return parent.empty() ? "" : absl::StrCat(parent, "/berth-", id);
+}
+
+std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler) {
+  const config::RuntimeHandler& h = config.runtimes.at(handler);
+  return std::make_unique<RuncRuntime>(h.path, h.root, config.cgroup_manager == "systemd");
+}
+
+absl::Status Validate(const SandboxSpec& spec, const config::Config& config,
+                      const std::string& handler) {
+  if (spec.name.empty()) return absl::InvalidArgumentError("metadata.name is empty");
+  if (spec.namespace_name.empty()) return absl::InvalidArgumentError("metadata.namespace is empty");
+  if (spec.uid.empty()) return absl::InvalidArgumentError("metadata.uid is empty");
+  if (!config.runtimes.contains(handler)) {
+    std::vector<std::string> names;
+    for (const auto& [name, h] : config.runtimes) names.push_back(name);
+    return absl::InvalidArgumentError(absl::StrCat("runtime handler \"", handler,
+                                                   "\" is not configured (configured: ",
+                                                   absl::StrJoin(names, ", "), ")"));
+  }
+  if (spec.pid_mode == NamespaceMode::kTarget) {
+    return absl::InvalidArgumentError("linux.security_context.namespace_options.pid: TARGET is "
+                                      "for containers, not pod sandboxes");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+SandboxManager::SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network,
+                               Options options)
+    : db_(db), config_(std::move(config)), network_(network), options_(std::move(options)) {}
+
+std::string SandboxManager::PodDir(const std::string& id) const {
+  return absl::StrCat(config_()->run_root, "/pods/", id);
+}
+std::string SandboxManager::BundleDir(const std::string& id) const {
+  return absl::StrCat(config_()->root, "/sandboxes/", id);
+}
+std::string SandboxManager::NetNsPath(const std::string& id) const {
+  return absl::StrCat(config_()->run_root, "/netns/", id);
+}
+
+std::shared_ptr<absl::Mutex> SandboxManager::OpLock(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto& m = op_locks_[id];
+  if (!m) m = std::make_shared<absl::Mutex>();
+  return m;
+}
+
+absl::Status SandboxManager::Persist(const Sandbox& s) {
+  absl::MutexLock lock(&db_mu_);
+  ASSIGN_OR_RETURN(SqliteStatement upsert, db_->Prepare(
+      "INSERT INTO sandboxes(id, name, record) VALUES(?,?,?) "
+      "ON CONFLICT(id) DO UPDATE SET record=excluded.record"));
+  return Annotate(upsert.Bind(1, s.id).Bind(2, s.Key()).Bind(3, SandboxToJson(s)).Run(),
+                  absl::StrCat("persist sandbox ", s.id));
+}
+
+absl::Status SandboxManager::Forget(const std::string& id) {
+  absl::MutexLock lock(&db_mu_);
+  ASSIGN_OR_RETURN(SqliteStatement del, db_->Prepare("DELETE FROM sandboxes WHERE id = ?"));
+  return del.Bind(1, id).Run();
+}
+
+absl::Status SandboxManager::Recover() {
+  {
+    absl::MutexLock lock(&db_mu_);
+    RETURN_IF_ERROR(db_->Exec(kSchema));
+  }
+  std::vector<Sandbox> loaded;
+  {
+    absl::MutexLock lock(&db_mu_);
+    ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM sandboxes"));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, rows.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(Sandbox s, SandboxFromJson(rows.Text(0)));
+      loaded.push_back(std::move(s));
+    }
+  }
+  auto config = config_();
+  for (Sandbox& s : loaded) {
+    if (s.state == Sandbox::State::kReady && config->runtimes.contains(s.runtime_handler)) {
+      absl::StatusOr<ContainerState> state = RuntimeFor(*config, s.runtime_handler)->State(s.id);
+      if (!state.ok() || state->status != "running") {
+        spdlog::info("sandbox {}: pause container is gone, now NOTREADY", s.id);
+        s.state = Sandbox::State::kNotReady;
+        RETURN_IF_ERROR(Persist(s));
+      }
+    }
+    const std::string id = s.id;  // not s.id below: the right side is evaluated first
+    absl::MutexLock lock(&mu_);
+    names_[s.Key()] = id;
+    sandboxes_[id] = std::make_shared<const Sandbox>(std::move(s));
+  }
+  spdlog::info("recovered {} pod sandbox(es)", loaded.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> SandboxManager::StartPause(const Sandbox& s,
+                                                       const config::Config& config) {
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(config, s.runtime_handler);
+  PauseSpecOptions options;
+  options.rootfs = options_.pause_rootfs;
+  options.hostname = s.spec.hostname;
+  options.netns_path = s.netns_path;
+  options.host_ipc = s.spec.host_ipc;
+  options.host_pid = s.spec.pid_mode == NamespaceMode::kNode;
+  options.host_uts = s.spec.host_network;
+  if (!s.spec.host_ipc) options.shm_path = PodDir(s.id) + "/shm";
+  options.cgroups_path = CgroupsPath(config, s.spec.cgroup_parent, s.id);
+  options.oom_score_adj = ClampOomScoreAdj(-998);
+  options.sysctls = s.spec.sysctls;
+  options.annotations = s.spec.annotations;
+  options.annotations["io.kubernetes.cri.container-type"] = "sandbox";
+  options.annotations["io.kubernetes.cri.sandbox-id"] = s.id;
+  ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));
+  const std::string bundle = BundleDir(s.id);
+  RETURN_IF_ERROR(MakeDirs(bundle, 0700));
+  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600));
+  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config.cgroup_manager == "systemd");
+  const std::string monitor_dir = absl::StrCat(config.run_root, "/monitor/", s.id);
+  absl::StatusOr<pid_t> pid = monitor.Create({.id = s.id,
+                                              .name = s.Key(),
+                                              .bundle = bundle,
+                                              .log_path = monitor_dir + "/pause.log",
+                                              .exit_dir = config.run_root + "/exits",
+                                              .persist_dir = monitor_dir,
+                                              .socket_dir = config.run_root + "/socks"});
+  if (!pid.ok()) return Annotate(pid.status(), "start the pause container");
+  if (absl::Status started = runtime->Start(s.id); !started.ok()) {
+    (void)runtime->Delete(s.id, /*force=*/true);
+    return Annotate(started, "start the pause container");
+  }
+  return spec;
+}
+
+absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
+  auto config = config_();
+  SandboxSpec spec = request;
+  const std::string handler =
+      spec.runtime_handler.empty() ? config->default_runtime : spec.runtime_handler;
+  RETURN_IF_ERROR(Validate(spec, *config, handler));
+  if (::access((options_.pause_rootfs + "/pause").c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the pause root filesystem ", options_.pause_rootfs,
+                     " has no pause binary (is berth-pause installed?)"));
+  }
+  if (spec.hostname.empty()) spec.hostname = spec.name;
+  Sandbox s;
+  s.id = NewId();
+  s.spec = spec;
+  s.runtime_handler = handler;
+  s.created_at_ns = absl::ToUnixNanos(absl::Now());
+  const std::string key = s.Key();
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto holder = names_.find(key); holder != names_.end()) {
+      return absl::AlreadyExistsError(absl::StrCat("pod sandbox name \"", key,
+                                                   "\" is reserved by sandbox ", holder->second));
+    }
+    names_[key] = s.id;
+  }
+  absl::Cleanup release_name = [&] {
+    absl::MutexLock lock(&mu_);
+    names_.erase(key);
+  };
+  std::optional<cni::NetworkConf> network;
+  if (!spec.host_network) {
+    absl::StatusOr<cni::NetworkConf> found = cni::FindDefaultNetwork(
+        config->network.conf_dir, config->network.bin_dirs, config->network.default_network);
+    if (!found.ok()) return found.status();
+    network = *std::move(found);
+  }
+  // Each step undoes itself if a later one fails; the cleanups run in reverse order.
+  const std::string pod_dir = PodDir(s.id);
+  RETURN_IF_ERROR(WritePodFiles(pod_dir, spec.hostname, spec.dns));
+  absl::Cleanup remove_pod_dir = [&] { RemoveTree(pod_dir); };
+  std::optional<ScopedMount> shm;
+  if (!spec.host_ipc) {
+    absl::StatusOr<ScopedMount> mount = ScopedMount::Tmpfs(
+        pod_dir + "/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+    if (!mount.ok()) return mount.status();
+    shm.emplace(*std::move(mount));
+  }
+  std::optional<cni::NetNs> netns;
+  cni::AttachSpec attach{.container_id = s.id,
+                         .netns_path = NetNsPath(s.id),
+                         .args = {{"K8S_POD_NAMESPACE", spec.namespace_name},
+                                  {"K8S_POD_NAME", spec.name},
+                                  {"K8S_POD_INFRA_CONTAINER_ID", s.id},
+                                  {"K8S_POD_UID", spec.uid}},
+                         .port_mappings = spec.port_mappings};
+  if (spec.dns) {
+    attach.dns = cni::DnsConfig{spec.dns->servers, spec.dns->searches, spec.dns->options};
+  }
+  bool attached = false;
+  absl::Cleanup detach = [&] {
+    if (attached) (void)network_->Detach(attach);
+  };
+  if (network) {
+    absl::StatusOr<cni::NetNs> created = cni::NetNs::Create(NetNsPath(s.id));
+    if (!created.ok()) return created.status();
+    netns.emplace(*std::move(created));
+    s.netns_path = netns->path();
+    ASSIGN_OR_RETURN(cni::Attachment a, network_->Attach(*network, attach));
+    attached = true;
+    s.ips = a.ips;
+    s.cni_result = a.result_json;
+    if (!s.ips.empty()) {
+      RETURN_IF_ERROR(
+          WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
+    }
+  }
+  absl::Cleanup remove_bundle = [&] { RemoveTree(BundleDir(s.id)); };
+  ASSIGN_OR_RETURN(s.oci_spec, StartPause(s, *config));
+  absl::StatusOr<ContainerState> state = RuntimeFor(*config, handler)->State(s.id);
+  if (state.ok()) s.pid = state->pid;
+  if (absl::Status persisted = Persist(s); !persisted.ok()) {
+    (void)RuntimeFor(*config, handler)->Delete(s.id, /*force=*/true);
+    return persisted;
+  }
+  // From here on the store owns it all.
+  std::move(release_name).Cancel();
+  std::move(remove_pod_dir).Cancel();
+  std::move(detach).Cancel();
+  std::move(remove_bundle).Cancel();
+  if (shm) shm->Release();
+  if (netns) netns->Release();
+  const std::string id = s.id;
+  {
+    absl::MutexLock lock(&mu_);
+    sandboxes_[id] = std::make_shared<const Sandbox>(std::move(s));
+  }
+  spdlog::info("pod sandbox {} ({}) is ready", id, key);
+  return id;
+}
+
+}  // namespace berth::pod

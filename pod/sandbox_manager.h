@@ -1,0 +1,78 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/sqlite.h"
+#include "cni/plugin.h"
+#include "config/config.h"
+#include "pod/sandbox.h"
+
+namespace berth::pod {
+
+// Runs, stops, removes and knows pod sandboxes: the pod's files and /dev/shm, its network
+// namespace and CNI attachment, and its pause container (monitor + OCI runtime). Every sandbox is
+// in berth.db (table sandboxes) before it is reported; lookups are answered from memory.
+// Thread-safe: the store lock is held only briefly, never across runtime, CNI or disk work;
+// a per-sandbox lock serialises lifecycle operations on one sandbox.
+class SandboxManager {
+ public:
+  using ConfigSource = std::function<std::shared_ptr<const config::Config>()>;
+  struct Options {
+    std::string monitor_path;  // conmon-compatible monitor
+    std::string pause_rootfs;  // prepared at start: berth-pause and mount points
+    std::chrono::seconds stop_timeout{10};
+  };
+
+  SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network, Options options);
+  SandboxManager(const SandboxManager&) = delete;
+  SandboxManager& operator=(const SandboxManager&) = delete;
+
+  // Creates the schema and loads every sandbox; a READY sandbox whose pause process is gone (a
+  // reboot, or it died while berthd was down) becomes NOTREADY.
+  absl::Status Recover();
+
+  // RunPodSandbox. InvalidArgument for a bad request (naming the field) or an unknown runtime
+  // handler; AlreadyExists naming the sandbox that holds the name; FailedPrecondition when no CNI
+  // network is configured; otherwise the failing step's error. Leaves nothing behind on failure.
+  absl::StatusOr<std::string> Run(const SandboxSpec& spec);
+  // StopPodSandbox / RemovePodSandbox: idempotent, OK for unknown ids.
+  absl::Status Stop(const std::string& id);
+  absl::Status Remove(const std::string& id);
+
+  // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
+  absl::StatusOr<SandboxPtr> Get(const std::string& id) const;
+  std::vector<SandboxPtr> List() const;
+
+  // Where a sandbox's things are.
+  std::string PodDir(const std::string& id) const;
+  std::string BundleDir(const std::string& id) const;
+  std::string NetNsPath(const std::string& id) const;
+
+ private:
+  absl::Status Persist(const Sandbox& sandbox);
+  absl::Status Forget(const std::string& id);
+  absl::Status StopPause(const Sandbox& sandbox);
+  absl::StatusOr<std::string> StartPause(const Sandbox& sandbox, const config::Config& config);
+  std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
+
+  SqliteDb* const db_;
+  const ConfigSource config_;
+  cni::NetworkPlugin* const network_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // Key() -> id (reserved too)
+  std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex db_mu_;  // one writer on the connection at a time
+};
+
+}  // namespace berth::pod

@@ -1,0 +1,259 @@
+// Pod sandboxes through a running berthd: runc, upstream conmon (until berth-conmon exists), the
+// CNI bridge plugin on a bridge and subnet of the test's own.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "test/lib/berth_daemon.h"
+#include "test/lib/process.h"
+
+namespace berth::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using runtime::v1::RuntimeService;
+
+constexpr char kBridge[] = "berthe2e1";
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "pods need root";
+    for (const char* tool : {"/usr/sbin/runc", "/usr/bin/conmon", "/usr/lib/cni/bridge"}) {
+      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
+    }
+    auto daemon = BerthDaemon::Create();
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+    ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
+                                absl::StrCat(R"({"cniVersion": "1.0.0", "name": "e2e", "plugins": [
+      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
+       "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
+                "ranges": [[{"subnet": "10.251.3.0/24"}]]}},
+      {"type": "loopback"}]})"))
+                    .ok());
+    ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  }
+
+  void TearDown() override {
+    if (!daemon_) return;
+    // Whatever a failed test left: the daemon's own removal first, then the bridge.
+    if (daemon_->running()) {
+      absl::StatusOr<runtime::v1::ListPodSandboxResponse> list =
+          cri().Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
+      if (list.ok()) {
+        for (const auto& item : list->items()) (void)Remove(item.id());
+      }
+    }
+    daemon_.reset();
+    RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+  }
+
+  CriClient& cri() { return daemon_->client(); }
+
+  runtime::v1::RunPodSandboxRequest Request(const std::string& name) {
+    runtime::v1::RunPodSandboxRequest request;
+    runtime::v1::PodSandboxConfig* c = request.mutable_config();
+    c->mutable_metadata()->set_name(name);
+    c->mutable_metadata()->set_namespace_("e2e");
+    c->mutable_metadata()->set_uid("uid-" + name);
+    c->set_hostname(name);
+    c->set_log_directory(daemon_->dir() + "/logs/" + name);
+    (*c->mutable_labels())["app"] = name;
+    c->mutable_dns_config()->add_servers("10.96.0.10");
+    c->mutable_dns_config()->add_searches("e2e.svc.cluster.local");
+    return request;
+  }
+
+  absl::StatusOr<std::string> Run(const runtime::v1::RunPodSandboxRequest& request) {
+    absl::StatusOr<runtime::v1::RunPodSandboxResponse> r =
+        cri().Call(&RuntimeService::Stub::RunPodSandbox, request);
+    if (!r.ok()) return r.status();
+    return r->pod_sandbox_id();
+  }
+
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> Status(const std::string& id,
+                                                               bool verbose = false) {
+    runtime::v1::PodSandboxStatusRequest request;
+    request.set_pod_sandbox_id(id);
+    request.set_verbose(verbose);
+    return cri().Call(&RuntimeService::Stub::PodSandboxStatus, request);
+  }
+
+  absl::Status Stop(const std::string& id) {
+    runtime::v1::StopPodSandboxRequest request;
+    request.set_pod_sandbox_id(id);
+    return cri().Call(&RuntimeService::Stub::StopPodSandbox, request).status();
+  }
+
+  absl::Status Remove(const std::string& id) {
+    runtime::v1::RemovePodSandboxRequest request;
+    request.set_pod_sandbox_id(id);
+    return cri().Call(&RuntimeService::Stub::RemovePodSandbox, request).status();
+  }
+
+  size_t IpReservations() {
+    const std::string dir = daemon_->dir() + "/ipam/e2e";
+    size_t n = 0;
+    if (!std::filesystem::exists(dir)) return 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      n += e.path().filename().string().rfind("10.251.", 0) == 0;
+    }
+    return n;
+  }
+
+  // Nothing of ours is left: namespaces, mounts, monitors, runtime state, IPs.
+  void ExpectNoLeaks() {
+    EXPECT_EQ(IpReservations(), 0u);
+    for (const char* dir : {"/run/netns", "/run/pods"}) {
+      const std::string path = daemon_->run_root() + dir;
+      EXPECT_TRUE(!std::filesystem::exists(path) || std::filesystem::is_empty(path)) << path;
+    }
+    absl::StatusOr<CommandResult> mounts = RunCommand({"/bin/grep", "-c", daemon_->dir(),
+                                                       "/proc/self/mountinfo"});
+    ASSERT_TRUE(mounts.ok());
+    EXPECT_EQ(mounts->output, "0\n");
+    absl::StatusOr<CommandResult> conmons = RunCommand({"/usr/bin/pgrep", "-f",
+                                                        "conmon.*" + daemon_->dir()});
+    ASSERT_TRUE(conmons.ok());
+    EXPECT_EQ(conmons->output, "");
+    const std::string runc_root = daemon_->run_root() + "/runc";
+    EXPECT_TRUE(!std::filesystem::exists(runc_root) || std::filesystem::is_empty(runc_root));
+  }
+
+  std::unique_ptr<BerthDaemon> daemon_;
+};
+
+TEST_F(SandboxTest, RunStatusListStopRemove) {
+  absl::StatusOr<std::string> id = Run(Request("web"));
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status = Status(*id, true);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->status().state(), runtime::v1::SANDBOX_READY);
+  EXPECT_THAT(status->status().network().ip(), StartsWith("10.251.3."));
+  EXPECT_EQ(status->status().metadata().name(), "web");
+  EXPECT_EQ(status->status().labels().at("app"), "web");
+  EXPECT_EQ(status->status().runtime_handler(), "runc");
+  nlohmann::json info = nlohmann::json::parse(status->info().at("info"));
+  const int pid = info["pid"];
+  EXPECT_GT(pid, 0);
+  EXPECT_EQ(info["runtimeSpec"]["hostname"], "web");
+  // The pause process is in the pod's network namespace.
+  struct stat ns_of_pause, pinned;
+  ASSERT_EQ(::stat(absl::StrCat("/proc/", pid, "/ns/net").c_str(), &ns_of_pause), 0);
+  ASSERT_EQ(::stat(info["netns"].get<std::string>().c_str(), &pinned), 0);
+  EXPECT_EQ(ns_of_pause.st_ino, pinned.st_ino);
+  struct stat host_ns;
+  ASSERT_EQ(::stat("/proc/self/ns/net", &host_ns), 0);
+  EXPECT_NE(ns_of_pause.st_ino, host_ns.st_ino);
+  const std::string pod_dir = daemon_->run_root() + "/pods/" + *id;
+  EXPECT_EQ(ReadFile(pod_dir + "/resolv.conf").value(),
+            "search e2e.svc.cluster.local\nnameserver 10.96.0.10\n");
+  EXPECT_THAT(ReadFile(pod_dir + "/hosts").value(),
+              HasSubstr(status->status().network().ip() + "\tweb\n"));
+
+  // A second sandbox with the same metadata names the holder.
+  absl::StatusOr<std::string> again = Run(Request("web"));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr(*id));
+
+  runtime::v1::ListPodSandboxRequest by_label;
+  (*by_label.mutable_filter()->mutable_label_selector())["app"] = "web";
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox, by_label)->items_size(), 1);
+  runtime::v1::ListPodSandboxRequest by_prefix;
+  by_prefix.mutable_filter()->set_id(id->substr(0, 12));
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox, by_prefix)->items_size(), 1);
+
+  ASSERT_TRUE(Stop(*id).ok());
+  EXPECT_EQ(Status(*id)->status().state(), runtime::v1::SANDBOX_NOTREADY);
+  EXPECT_EQ(IpReservations(), 0u);  // the IP is free for the next pod
+  EXPECT_TRUE(Stop(*id).ok());       // idempotent
+  runtime::v1::ListPodSandboxRequest ready;
+  ready.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox, ready)->items_size(), 0);
+
+  ASSERT_TRUE(Remove(*id).ok());
+  EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Remove(*id).ok());
+  EXPECT_TRUE(Stop("unknown").ok());
+  ExpectNoLeaks();
+}
+
+TEST_F(SandboxTest, HostNetworkSharesTheHostNamespace) {
+  runtime::v1::RunPodSandboxRequest request = Request("hostnet");
+  request.mutable_config()->mutable_linux()->mutable_security_context()
+      ->mutable_namespace_options()->set_network(runtime::v1::NODE);
+  absl::StatusOr<std::string> id = Run(request);
+  ASSERT_TRUE(id.ok()) << id.status();
+  nlohmann::json info = nlohmann::json::parse(Status(*id, true)->info().at("info"));
+  const int pid = info["pid"];
+  struct stat pause_ns, host_ns;
+  ASSERT_EQ(::stat(absl::StrCat("/proc/", pid, "/ns/net").c_str(), &pause_ns), 0);
+  ASSERT_EQ(::stat("/proc/self/ns/net", &host_ns), 0);
+  EXPECT_EQ(pause_ns.st_ino, host_ns.st_ino);
+  EXPECT_EQ(IpReservations(), 0u);
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+}
+
+TEST_F(SandboxTest, SurvivesBerthdBeingKilled) {
+  absl::StatusOr<std::string> id = Run(Request("durable"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  // The monitor must hold none of berthd's descriptors (its sockets would outlive berthd).
+  auto descriptors = [](const std::string& pid) {
+    std::set<std::string> targets;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/" + pid + "/fd")) {
+      targets.insert(std::filesystem::read_symlink(fd.path()).string());
+    }
+    return targets;
+  };
+  absl::StatusOr<CommandResult> monitor = RunCommand({"/usr/bin/pgrep", "-f", "conmon.*" + *id});
+  ASSERT_TRUE(monitor.ok());
+  const std::set<std::string> berthd_fds = descriptors(std::to_string(daemon_->pid()));
+  for (const std::string& target :
+       descriptors(monitor->output.substr(0, monitor->output.find('\n')))) {
+    if (target.rfind("socket:", 0) == 0) {
+      EXPECT_FALSE(berthd_fds.contains(target)) << "conmon holds berthd's " << target;
+    }
+  }
+  daemon_->Kill();
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status = Status(*id);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->status().state(), runtime::v1::SANDBOX_READY);
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+}
+
+TEST_F(SandboxTest, BadRequestsLeaveNothing) {
+  runtime::v1::RunPodSandboxRequest unknown_handler = Request("h");
+  unknown_handler.set_runtime_handler("kata");
+  absl::StatusOr<std::string> r = Run(unknown_handler);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"kata\""));
+  runtime::v1::RunPodSandboxRequest no_name = Request("");
+  EXPECT_EQ(Run(no_name).status().code(), absl::StatusCode::kInvalidArgument);
+  runtime::v1::RunPodSandboxRequest bad_sysctl = Request("s");
+  (*bad_sysctl.mutable_config()->mutable_linux()->mutable_sysctls())["kernel.hostname"] = "x";
+  r = Run(bad_sysctl);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  runtime::v1::RunPodSandboxRequest bad_dns = Request("d");
+  bad_dns.mutable_config()->mutable_dns_config()->add_servers("not-an-ip");
+  EXPECT_EQ(Run(bad_dns).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox,
+                       runtime::v1::ListPodSandboxRequest())->items_size(), 0);
+  ExpectNoLeaks();
+}
+
+}  // namespace
+}  // namespace berth::testing
