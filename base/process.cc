@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -31,6 +32,26 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
   out.push_back(nullptr);
   return out;
+}
+
+// write(2) to a pipe whose reader may be gone (a helper that exits without reading its stdin):
+// EPIPE instead of a SIGPIPE that would kill a process that did not ignore it. SIGPIPE is blocked
+// in this thread for the call and a pending one is consumed.
+ssize_t WriteNoSigpipe(int fd, const char* data, size_t size) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  const ssize_t n = ::write(fd, data, size);
+  const int saved = errno;
+  if (n < 0 && errno == EPIPE) {
+    const timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = saved;
+  return n;
 }
 
 int DecodeWaitStatus(int status) {
@@ -104,8 +125,8 @@ absl::StatusOr<ProcessResult> RunProcess(const ProcessSpec& spec) {
     }
     if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) break;
     if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
-      const ssize_t n = ::write(in->write.get(), spec.stdin_data.data() + stdin_done,
-                                spec.stdin_data.size() - stdin_done);
+      const ssize_t n = WriteNoSigpipe(in->write.get(), spec.stdin_data.data() + stdin_done,
+                                       spec.stdin_data.size() - stdin_done);
       if (n > 0) stdin_done += static_cast<size_t>(n);
       if (n < 0 && errno != EAGAIN) stdin_done = spec.stdin_data.size();
       if (stdin_done == spec.stdin_data.size()) in->write.Reset();

@@ -18,6 +18,7 @@
 #include "cri/helpers.h"
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
+#include "cri/network_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
 #include "grpcpp/grpcpp.h"
@@ -101,7 +102,8 @@ absl::Status Daemon::Run() {
   }
   cni::CniExecPlugin network({.bin_dirs = config->network.bin_dirs,
                               .cache_dir = config->run_root + "/cni-cache"});
-  pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &network,
+  InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
+  pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &measured_network,
                                 {.monitor_path = helpers.monitor, .pause_rootfs = pause_rootfs});
   RETURN_IF_ERROR(sandboxes.Recover());
 

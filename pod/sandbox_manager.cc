@@ -197,6 +197,11 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
   const std::string handler =
       spec.runtime_handler.empty() ? config->default_runtime : spec.runtime_handler;
   RETURN_IF_ERROR(Validate(spec, *config, handler));
+  if (!config->pause.image.empty()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "pause.image (", config->pause.image, ") is not supported yet: leave it empty to use the "
+        "built-in berth-pause"));
+  }
   if (::access((options_.pause_rootfs + "/pause").c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("the pause root filesystem ", options_.pause_rootfs,

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/http.h"
 #include "test/lib/process.h"
 
 namespace berth::testing {
@@ -27,12 +28,16 @@ constexpr char kBridge[] = "berthe2e1";
 
 class SandboxTest : public ::testing::Test {
  protected:
+  // The daemon's options; tests that need others set them before SetUp via a subclass.
+  virtual BerthDaemon::Options DaemonOptions() { return {}; }
+  virtual std::string ExtraPlugins() { return ""; }
+
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "pods need root";
     for (const char* tool : {"/usr/sbin/runc", "/usr/bin/conmon", "/usr/lib/cni/bridge"}) {
       if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
     }
-    auto daemon = BerthDaemon::Create();
+    auto daemon = BerthDaemon::Create(DaemonOptions());
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
     ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
@@ -40,7 +45,7 @@ class SandboxTest : public ::testing::Test {
       {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
        "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
                 "ranges": [[{"subnet": "10.251.3.0/24"}]]}},
-      {"type": "loopback"}]})"))
+      {"type": "loopback"})", ExtraPlugins(), "]}"))
                     .ok());
     ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
   }
@@ -133,6 +138,90 @@ class SandboxTest : public ::testing::Test {
 
   std::unique_ptr<BerthDaemon> daemon_;
 };
+
+// A plugin after the bridge that fails, a runtime whose create fails, a broken network config.
+class FailureTest : public SandboxTest {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/berth-e2e-bin.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    bin_ = tmpl;
+    ASSERT_TRUE(WriteFileAtomic(bin_ + "/failer", R"(#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ]; then
+  echo '{"cniVersion":"1.0.0","code":7,"msg":"injected failure"}'
+  exit 1
+fi
+exit 0
+)", 0755).ok());
+    ASSERT_TRUE(WriteFileAtomic(bin_ + "/broken-runtime", R"(#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = create ]; then echo "injected runtime failure" >&2; exit 1; fi
+done
+exec /usr/sbin/runc "$@"
+)", 0755).ok());
+    SandboxTest::SetUp();
+  }
+  void TearDown() override {
+    SandboxTest::TearDown();
+    if (!bin_.empty()) std::filesystem::remove_all(bin_);
+  }
+  BerthDaemon::Options DaemonOptions() override {
+    return {.cni_bin_dirs = {bin_, "/usr/lib/cni"},
+            .extra_runtimes = absl::StrCat("  broken: {path: ", bin_, "/broken-runtime, root: ",
+                                           bin_, "/runc-state}\n")};
+  }
+  std::string ExtraPlugins() override { return failing_plugin_ ? R"(, {"type": "failer"})" : ""; }
+
+  std::string bin_;
+  bool failing_plugin_ = false;
+};
+
+class FailingPluginTest : public FailureTest {
+ protected:
+  void SetUp() override {
+    failing_plugin_ = true;
+    FailureTest::SetUp();
+  }
+};
+
+TEST_F(FailingPluginTest, PluginErrorIsReportedAndNothingIsLeft) {
+  absl::StatusOr<std::string> r = Run(Request("victim"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("injected failure"));
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox,
+                       runtime::v1::ListPodSandboxRequest())->items_size(), 0);
+  ExpectNoLeaks();
+  // The name is free again.
+  EXPECT_EQ(Run(Request("victim")).status().code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(FailureTest, RuntimeErrorIsReportedAndNothingIsLeft) {
+  runtime::v1::RunPodSandboxRequest request = Request("victim");
+  request.set_runtime_handler("broken");
+  absl::StatusOr<std::string> r = Run(request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("injected runtime failure"));
+  ExpectNoLeaks();
+  // And the same pod runs with a working runtime: the failure left nothing in its way.
+  request.set_runtime_handler("");
+  absl::StatusOr<std::string> id = Run(request);
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(berth_cni_operation_duration_seconds_count{operation="ADD"} 2)"));
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+}
+
+TEST_F(FailureTest, BrokenNetworkConfigIsFailedPrecondition) {
+  std::filesystem::remove(daemon_->cni_dir() + "/10-e2e.conflist");
+  ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-bad.conflist", "{\"cniVersion\":").ok());
+  absl::StatusOr<std::string> r = Run(Request("nonet"));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("10-bad.conflist"));
+  ExpectNoLeaks();
+}
 
 TEST_F(SandboxTest, RunStatusListStopRemove) {
   absl::StatusOr<std::string> id = Run(Request("web"));

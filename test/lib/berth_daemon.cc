@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/file_util.h"
 #include "gtest/gtest.h"
 #include "test/lib/process.h"
@@ -44,7 +45,12 @@ absl::StatusOr<std::unique_ptr<BerthDaemon>> BerthDaemon::Create(Options options
       "runtimes:\n",
       "  runc: {root: ", d, "/run/runc}\n",
       "  crun: {root: ", d, "/run/crun}\n",
-      "network: {conf_dir: ", d, "/cni}\n",
+      options.extra_runtimes,
+      "network: {conf_dir: ", d, "/cni",
+      options.cni_bin_dirs.empty()
+          ? std::string()
+          : absl::StrCat(", bin_dirs: [", absl::StrJoin(options.cni_bin_dirs, ", "), "]"),
+      "}\n",
       "metrics: {enabled: true, address: \"", daemon->metrics_address_, "\"}\n",
       options.extra_yaml);
   if (absl::Status s = WriteFileAtomic(daemon->config_path(), yaml); !s.ok()) return s;
@@ -64,7 +70,6 @@ absl::Status BerthDaemon::Start() {
   absl::StatusOr<pid_t> pid = SpawnWithLog({binary_, "--config", config_path()}, log_path());
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
-  CriClient probe(socket_path(), std::chrono::milliseconds(500));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     absl::StatusOr<int> exited = WaitFor(pid_, std::chrono::milliseconds(0));
@@ -73,7 +78,12 @@ absl::Status BerthDaemon::Start() {
       return absl::FailedPreconditionError(
           absl::StrCat("berthd exited with ", *exited, " during start-up; log:\n", Log()));
     }
-    if (::access(socket_path().c_str(), F_OK) == 0 && probe.Version().ok()) {
+    // A new channel per attempt: a channel that met the socket of a killed berthd (or none) sits
+    // out gRPC's reconnect backoff, seconds, before it tries again.
+    if (::access(socket_path().c_str(), F_OK) == 0 &&
+        CriClient(socket_path(), std::chrono::milliseconds(500)).Version().ok()) {
+      // A fresh channel: one that knew a previous berthd waits out gRPC's reconnect backoff.
+      client_ = std::make_unique<CriClient>(socket_path());
       return absl::OkStatus();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

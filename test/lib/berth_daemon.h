@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,6 +20,8 @@ class BerthDaemon {
  public:
   struct Options {
     std::string extra_yaml;  // appended to the generated config (top-level keys)
+    std::vector<std::string> cni_bin_dirs;  // network.bin_dirs; empty = the default
+    std::string extra_runtimes;  // more "name: {path: ..., root: ...}" lines under runtimes
   };
 
   // Creates the temporary tree and the config; does not start the daemon.

@@ -1,0 +1,76 @@
+#include "base/process.h"
+
+#include <signal.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace berth {
+namespace {
+
+using ::testing::HasSubstr;
+
+ProcessSpec Sh(const std::string& script) {
+  return ProcessSpec{.argv = {"/bin/sh", "-c", script}, .env = {"PATH=/usr/bin:/bin", "X=1"}};
+}
+
+TEST(RunProcessTest, CapturesOutputsAndExitCode) {
+  ProcessSpec spec = Sh("read line; echo \"out:$line:$X\"; echo err >&2; exit 3");
+  spec.stdin_data = "hello\n";
+  absl::StatusOr<ProcessResult> r = RunProcess(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->stdout_data, "out:hello:1\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+}
+
+TEST(RunProcessTest, SignalIsReportedAs128Plus) {
+  absl::StatusOr<ProcessResult> r = RunProcess(Sh("kill -TERM $$"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 128 + SIGTERM);
+}
+
+TEST(RunProcessTest, HelperThatIgnoresItsStdinDoesNotKillUs) {
+  // The test process does not ignore SIGPIPE: a write to the closed pipe must not raise it.
+  ProcessSpec spec = Sh("exit 0");
+  spec.stdin_data = std::string(4 << 20, 'x');
+  absl::StatusOr<ProcessResult> r = RunProcess(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0);
+}
+
+TEST(RunProcessTest, TimeoutKillsTheWholeGroup) {
+  ProcessSpec spec = Sh("sleep 30 & sleep 30; echo never");
+  spec.timeout = std::chrono::milliseconds(200);
+  absl::StatusOr<ProcessResult> r = RunProcess(spec);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("/bin/sh"));
+}
+
+TEST(RunProcessTest, OnlyStdioIsInherited) {
+  absl::StatusOr<ProcessResult> r = RunProcess(Sh("ls /proc/self/fd | wc -l"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data, "4\n");  // 0, 1, 2 and the one ls opens
+}
+
+TEST(RunProcessTest, OutputIsCapped) {
+  ProcessSpec spec = Sh("head -c 100000 /dev/zero");
+  spec.output_limit = 1000;
+  absl::StatusOr<ProcessResult> r = RunProcess(spec);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_data.size(), 1000u);
+}
+
+TEST(RunProcessTest, MissingBinary) {
+  absl::StatusOr<ProcessResult> r = RunProcess({.argv = {"/nonexistent/tool"}});
+  EXPECT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("/nonexistent/tool"));
+}
+
+TEST(TailTest, KeepsTheEnd) {
+  EXPECT_EQ(Tail("abc\n\n"), "abc");
+  EXPECT_EQ(Tail("0123456789", 4), "...6789");
+}
+
+}  // namespace
+}  // namespace berth
