@@ -295,6 +295,26 @@ TEST_F(SandboxTest, HostNetworkSharesTheHostNamespace) {
   ExpectNoLeaks();
 }
 
+TEST_F(SandboxTest, CgroupParentIsHonoured) {
+  runtime::v1::RunPodSandboxRequest request = Request("cg");
+  request.mutable_config()->mutable_linux()->set_cgroup_parent("/berth-e2e-parent");
+  absl::StatusOr<std::string> id = Run(request);
+  ASSERT_TRUE(id.ok()) << id.status();
+  nlohmann::json info = nlohmann::json::parse(Status(*id, true)->info().at("info"));
+  EXPECT_EQ(info["runtimeSpec"]["linux"]["cgroupsPath"], "/berth-e2e-parent/berth-" + *id);
+  absl::StatusOr<std::string> cgroups =
+      ReadFile(absl::StrCat("/proc/", info["pid"].get<int>(), "/cgroup"));
+  ASSERT_TRUE(cgroups.ok());
+  EXPECT_THAT(*cgroups, HasSubstr("/berth-e2e-parent/berth-" + *id));
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+  // The parent is the caller's (kubelet's) to manage; this test made it, so it removes it.
+  for (const auto& controller : std::filesystem::directory_iterator("/sys/fs/cgroup")) {
+    std::error_code ec;
+    std::filesystem::remove(controller.path() / "berth-e2e-parent", ec);
+  }
+}
+
 TEST_F(SandboxTest, SurvivesBerthdBeingKilled) {
   absl::StatusOr<std::string> id = Run(Request("durable"));
   ASSERT_TRUE(id.ok()) << id.status();
