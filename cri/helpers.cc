@@ -10,8 +10,6 @@
 namespace berth::cri {
 namespace {
 
-constexpr char kUpstreamConmon[] = "/usr/bin/conmon";
-
 std::string LibexecDir() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -29,11 +27,6 @@ HelperPaths ResolveHelpers(const config::Config& config) {
   HelperPaths paths;
   paths.monitor =
       config.monitor.path.empty() ? absl::StrCat(libexec, "/berth-conmon") : config.monitor.path;
-  // Until berth-conmon is built, upstream conmon (same protocol) serves when none is configured.
-  if (config.monitor.path.empty() && ::access(paths.monitor.c_str(), X_OK) != 0 &&
-      ::access(kUpstreamConmon, X_OK) == 0) {
-    paths.monitor = kUpstreamConmon;
-  }
   paths.pause = absl::StrCat(libexec, "/berth-pause");
   return paths;
 }

@@ -11,7 +11,7 @@ namespace berth::cri {
 // relative to berthd's own path (<prefix>/bin/berthd -> <prefix>/libexec/berth/...), so an installed
 // tree can be moved as a whole.
 struct HelperPaths {
-  std::string monitor;  // monitor.path, or berth-conmon, or (until it is built) /usr/bin/conmon
+  std::string monitor;  // monitor.path, or berth-conmon
   std::string pause;    // berth-pause
 };
 

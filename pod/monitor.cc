@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -18,6 +19,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
+#include "pod/cri_log.h"
 
 namespace berth::pod {
 namespace {
@@ -42,6 +44,9 @@ std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime&
       "--runtime-arg", "--root=" + runtime.root(),
       "--log-level", "info",
   };
+  if (s.tty) args.push_back("--terminal");
+  if (s.stdin) args.push_back("--stdin");
+  if (s.stdin && !s.stdin_once) args.push_back("--leave-stdin-open");
   if (s.log_size_max > 0) {
     args.push_back("--log-size-max");
     args.push_back(std::to_string(s.log_size_max));
@@ -87,21 +92,22 @@ absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync
   return pid;
 }
 
-// Reads the sync pipe until a JSON line with "pid" or "data" arrives.
-absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout) {
+// Reads the sync pipe until a JSON line with `key` (or "data") arrives.
+absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout,
+                                        const char* key = "pid") {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string buffer;
   char chunk[4096];
   for (;;) {
     for (absl::string_view line : absl::StrSplit(buffer, '\n')) {
       nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-      if (j.is_object() && (j.contains("pid") || j.contains("data"))) return j;
+      if (j.is_object() && (j.contains(key) || j.contains("data"))) return j;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     pollfd p{fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
-      return absl::DeadlineExceededError("the monitor did not report the container's pid");
+      return absl::DeadlineExceededError(absl::StrCat("the monitor did not report (", key, ")"));
     }
     const ssize_t n = ::read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
@@ -110,7 +116,67 @@ absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout) {
   }
 }
 
+void Reap(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
 }  // namespace
+
+absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
+  const std::string what = absl::StrCat("exec in container ", spec.container_id);
+  const std::string process_path = spec.work_dir + "/process.json";
+  const std::string log_path = spec.work_dir + "/exec.log";
+  RETURN_IF_ERROR(WriteFileAtomic(process_path, spec.process_json, 0600));
+  std::vector<std::string> args = {
+      conmon_path_,
+      "--cid", spec.container_id,
+      "--cuuid", absl::StrCat(spec.container_id, "-exec"),
+      "--runtime", runtime_->path(),
+      "--runtime-arg", "--root=" + runtime_->root(),
+      "--bundle", spec.work_dir,
+      "--container-pidfile", spec.work_dir + "/pidfile",
+      "--log-path", log_path,
+      // Upstream conmon sets up an attach socket for exec sessions too.
+      "--socket-dir-path", spec.work_dir,
+      "--exec", "--exec-process-spec", process_path,
+      "--log-level", "info",
+  };
+  if (systemd_cgroup_) {
+    args.push_back("--runtime-arg");
+    args.push_back("--systemd-cgroup");
+  }
+  if (spec.timeout.count() > 0) {
+    args.push_back("--timeout");
+    args.push_back(std::to_string(spec.timeout.count()));
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get()));
+  write_end.Reset();
+  Reap(pid);
+  // The timeout is the monitor's to enforce; allow it time to report.
+  const std::chrono::seconds wait =
+      spec.timeout.count() > 0 ? spec.timeout + std::chrono::seconds(30) : std::chrono::hours(24);
+  absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), wait, "exit_code");
+  if (!sync.ok()) return Annotate(sync.status(), what);
+  const nlohmann::json& value = sync->contains("exit_code") ? (*sync)["exit_code"] : (*sync)["data"];
+  const int code = value.is_number_integer() ? value.get<int>() : -1;
+  const std::string message = sync->value("message", "");
+  if (code < 0) {
+    if (absl::StrContains(message, "timed out")) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, ": command timed out after ", spec.timeout.count(), "s"));
+    }
+    return absl::InternalError(absl::StrCat(what, ": ", message.empty() ? "failed" : message));
+  }
+  absl::StatusOr<std::string> log = ReadFile(log_path);
+  CriLogStreams streams = ParseCriLog(log.ok() ? *log : "", spec.output_max);
+  return ExecResult{code, std::move(streams.stdout_data), std::move(streams.stderr_data)};
+}
 
 absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
   for (const std::string& dir : {spec.exit_dir, spec.persist_dir, spec.socket_dir,
@@ -125,10 +191,7 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
                    SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec),
                                write_end.get()));
   write_end.Reset();  // EOF on the pipe once every monitor process is gone
-  // The first conmon process forks the monitor and exits: reap it.
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  Reap(pid);  // the first conmon process forks the monitor and exits
   const std::string what = absl::StrCat("create container ", spec.id);
   absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), timeout_);
   if (!sync.ok()) return Annotate(sync.status(), what);

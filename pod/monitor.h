@@ -22,6 +22,24 @@ struct MonitorSpec {
   std::string persist_dir;  // the monitor's own files (exit, oom)
   std::string socket_dir;   // the attach socket
   int64_t log_size_max = -1;
+  bool tty = false;
+  bool stdin = false;
+  bool stdin_once = false;
+};
+
+// A process to run in a running container and wait for (ExecSync).
+struct ExecSpec {
+  std::string container_id;
+  std::string process_json;  // the OCI "process" object
+  std::string work_dir;      // private scratch directory: process spec, log, pid file
+  std::chrono::seconds timeout{0};  // 0 = none
+  size_t output_max = 16 << 20;     // per stream; more is cut off
+};
+
+struct ExecResult {
+  int exit_code = 0;
+  std::string stdout_data;
+  std::string stderr_data;
 };
 
 // Launches the per-container monitor, which runs `runtime create` and then watches the container
@@ -32,6 +50,10 @@ class Monitor {
   // Returns the container's pid once the runtime created it (state "created"). Internal with the
   // runtime's message if creation failed; DeadlineExceeded if the monitor does not answer.
   virtual absl::StatusOr<pid_t> Create(const MonitorSpec& spec) = 0;
+  // Runs a process in the container under a monitor in exec mode and returns its exit code and
+  // output. DeadlineExceeded when it ran past the timeout (it is killed); Internal with the
+  // runtime's message when it could not be started (e.g. no such binary).
+  virtual absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) = 0;
 };
 using MonitorPtr = std::unique_ptr<Monitor>;
 
@@ -48,6 +70,7 @@ class ConmonMonitor final : public Monitor {
         timeout_(timeout) {}
 
   absl::StatusOr<pid_t> Create(const MonitorSpec& spec) override;
+  absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) override;
 
  private:
   std::string conmon_path_;

@@ -1,0 +1,270 @@
+// The conmon contract with real runc: create, logs in the CRI format, exit files, OOM, attach,
+// ctl, exec with output, exit codes and timeouts. Runs against berth-conmon and Debian's conmon,
+// which must behave the same for everything berthd relies on.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "base/status_macros.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "pod/monitor.h"
+#include "pod/runtime.h"
+
+namespace berth::pod {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::Not;
+
+constexpr char kBusybox[] = "/bin/busybox";
+
+// Polls `done` until it holds or 10 s pass.
+template <typename F>
+bool Eventually(F done) {
+  for (int i = 0; i < 500; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+nlohmann::json Process(std::vector<std::string> args, bool terminal = false) {
+  return {{"terminal", terminal},
+          {"user", {{"uid", 0}, {"gid", 0}}},
+          {"args", args},
+          {"env", {"PATH=/bin"}},
+          {"cwd", "/"},
+          {"capabilities", {{"bounding", {"CAP_KILL"}}, {"effective", {"CAP_KILL"}},
+                            {"permitted", {"CAP_KILL"}}}},
+          {"noNewPrivileges", true}};
+}
+
+class MonitorTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+    for (const char* tool : {"/usr/sbin/runc", kBusybox}) {
+      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
+    }
+    if (::access(GetParam().c_str(), X_OK) != 0) GTEST_SKIP() << GetParam() << " is not installed";
+    char tmpl[] = "/tmp/berth-monitor-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_TRUE(MakeDirs(dir_ + "/rootfs/bin").ok());
+    for (const char* d : {"proc", "dev", "sys", "tmp"}) ASSERT_TRUE(MakeDirs(dir_ + "/rootfs/" + d).ok());
+    std::filesystem::copy_file(kBusybox, dir_ + "/rootfs/bin/busybox");
+    for (const char* tool : {"sh", "echo", "sleep", "cat", "printf", "head", "tr"}) {
+      std::filesystem::create_symlink("busybox", dir_ + "/rootfs/bin/" + tool);
+    }
+    runtime_ = std::make_unique<RuncRuntime>("/usr/sbin/runc", dir_ + "/runc", false);
+    monitor_ = std::make_unique<ConmonMonitor>(GetParam(), runtime_.get(), false,
+                                               std::chrono::seconds(30));
+  }
+
+  void TearDown() override {
+    if (dir_.empty()) return;
+    for (const std::string& id : ids_) (void)runtime_->Delete(id, /*force=*/true);
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Creates a container running `args` (not started). Returns its pid.
+  absl::StatusOr<pid_t> Create(const std::string& id, std::vector<std::string> args,
+                               nlohmann::json extra_linux = nlohmann::json::object(),
+                               bool tty = false, bool stdin = false) {
+    const std::string bundle = absl::StrCat(dir_, "/", id);
+    RETURN_IF_ERROR(MakeDirs(bundle));
+    nlohmann::json linux_section = {{"namespaces", {{{"type", "pid"}}, {{"type", "mount"}},
+                                                    {{"type", "ipc"}}, {{"type", "uts"}}}}};
+    linux_section.update(extra_linux);
+    nlohmann::json spec = {
+        {"ociVersion", "1.0.2"},
+        {"process", Process(std::move(args), tty)},
+        {"root", {{"path", dir_ + "/rootfs"}, {"readonly", true}}},
+        {"mounts", {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+                    {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+                     {"options", {"nosuid", "mode=755"}}},
+                    {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+                     {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666"}}}}},
+        {"linux", linux_section}};
+    RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec.dump()));
+    ids_.push_back(id);
+    return monitor_->Create({.id = id,
+                             .name = id,
+                             .bundle = bundle,
+                             .log_path = LogPath(id),
+                             .exit_dir = dir_ + "/exits",
+                             .persist_dir = dir_ + "/persist/" + id,
+                             .socket_dir = dir_ + "/s",
+                             .tty = tty,
+                             .stdin = stdin,
+                             .stdin_once = true});
+  }
+
+  std::string LogPath(const std::string& id) const { return absl::StrCat(dir_, "/logs/", id, ".log"); }
+  std::string ExitFile(const std::string& id) const { return absl::StrCat(dir_, "/exits/", id); }
+
+  // Waits for the exit file and returns its contents.
+  std::string AwaitExit(const std::string& id) {
+    EXPECT_TRUE(Eventually([&] { return ::access(ExitFile(id).c_str(), F_OK) == 0; }));
+    absl::StatusOr<std::string> text = ReadFile(ExitFile(id));
+    return text.ok() ? *text : "";
+  }
+
+  absl::StatusOr<ExecResult> Exec(const std::string& id, std::vector<std::string> args,
+                                  int timeout = 0) {
+    const std::string work = absl::StrCat(dir_, "/exec-", exec_count_++);
+    RETURN_IF_ERROR(MakeDirs(work));
+    return monitor_->Exec({.container_id = id,
+                           .process_json = Process(std::move(args)).dump(),
+                           .work_dir = work,
+                           .timeout = std::chrono::seconds(timeout)});
+  }
+
+  std::string dir_;
+  std::vector<std::string> ids_;
+  std::unique_ptr<RuncRuntime> runtime_;
+  std::unique_ptr<ConmonMonitor> monitor_;
+  int exec_count_ = 0;
+};
+
+TEST_P(MonitorTest, WritesTheCriLogAndTheExitCode) {
+  absl::StatusOr<pid_t> pid =
+      Create("logs", {"sh", "-c", "echo hello; echo oops >&2; printf 'no newline'; exit 3"});
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_GT(*pid, 0);
+  ASSERT_TRUE(runtime_->Start("logs").ok());
+  EXPECT_EQ(AwaitExit("logs"), "3");
+  absl::StatusOr<std::string> exit_copy = ReadFile(dir_ + "/persist/logs/exit");
+  ASSERT_TRUE(exit_copy.ok());
+  EXPECT_EQ(*exit_copy, "3");
+  absl::StatusOr<std::string> log = ReadFile(LogPath("logs"));
+  ASSERT_TRUE(log.ok()) << log.status();
+  const std::string ts =  // POSIX extended regex: no \d
+      "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}(Z|[+-][0-9]{2}:[0-9]{2})";
+  EXPECT_THAT(*log, MatchesRegex(absl::StrCat("(", ts, " std(out|err) [FP] [^\n]*\n)+")));
+  EXPECT_THAT(*log, HasSubstr(" stdout F hello\n"));
+  EXPECT_THAT(*log, HasSubstr(" stderr F oops\n"));
+  EXPECT_THAT(*log, HasSubstr(" stdout P no newline\n"));
+}
+
+TEST_P(MonitorTest, KilledContainerExitsWith128PlusSignal) {
+  ASSERT_TRUE(Create("killed", {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start("killed").ok());
+  ASSERT_TRUE(runtime_->Kill("killed", SIGKILL, false).ok());
+  EXPECT_EQ(AwaitExit("killed"), "137");
+}
+
+TEST_P(MonitorTest, RuntimeFailureIsReportedWithItsMessage) {
+  absl::StatusOr<pid_t> pid = Create("nobinary", {"/no/such/binary"});
+  // runc reports a missing binary at create (or, for some versions, at start).
+  if (pid.ok()) {
+    absl::Status started = runtime_->Start("nobinary");
+    EXPECT_FALSE(started.ok());
+    EXPECT_THAT(started.message(), HasSubstr("no such file"));
+  } else {
+    EXPECT_THAT(pid.status().message(), HasSubstr("/no/such/binary"));
+  }
+}
+
+TEST_P(MonitorTest, ReopensTheLogOnCtl) {
+  ASSERT_TRUE(Create("reopen", {"sh", "-c", "echo one; sleep 2; echo two; sleep 1000"}).ok());
+  ASSERT_TRUE(runtime_->Start("reopen").ok());
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::string> log = ReadFile(LogPath("reopen"));
+    return log.ok() && log->find("one") != std::string::npos;
+  }));
+  std::filesystem::rename(LogPath("reopen"), LogPath("reopen") + ".1");
+  {
+    // The ctl fifo: one line per message.
+    FILE* ctl = std::fopen((dir_ + "/reopen/ctl").c_str(), "w");
+    ASSERT_NE(ctl, nullptr);
+    std::fputs("2 0 0\n", ctl);
+    std::fclose(ctl);
+  }
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::string> log = ReadFile(LogPath("reopen"));
+    return log.ok() && log->find("two") != std::string::npos;
+  }));
+  absl::StatusOr<std::string> fresh = ReadFile(LogPath("reopen"));
+  EXPECT_THAT(*fresh, Not(HasSubstr("one")));
+  ASSERT_TRUE(runtime_->Kill("reopen", SIGKILL, false).ok());
+  AwaitExit("reopen");
+}
+
+TEST_P(MonitorTest, AttachSocketStreamsOutputWithAStreamPrefix) {
+  ASSERT_TRUE(Create("attach", {"sh", "-c", "sleep 1; while true; do echo tick; sleep 0.2; done"})
+                  .ok());
+  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = dir_ + "/s/attach/attach";
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+  ASSERT_TRUE(runtime_->Start("attach").ok());
+  char buf[8193];
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  ASSERT_GT(n, 1);
+  EXPECT_EQ(buf[0], 2);  // stdout
+  EXPECT_EQ(std::string(buf + 1, static_cast<size_t>(n - 1)), "tick\n");
+  ::close(fd);
+  ASSERT_TRUE(runtime_->Kill("attach", SIGKILL, false).ok());
+  AwaitExit("attach");
+}
+
+TEST_P(MonitorTest, ExecReturnsOutputAndExitCode) {
+  ASSERT_TRUE(Create("exec", {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start("exec").ok());
+  absl::StatusOr<ExecResult> r = Exec("exec", {"sh", "-c", "echo out; echo err >&2; exit 7"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 7);
+  EXPECT_EQ(r->stdout_data, "out\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+  absl::StatusOr<ExecResult> big = Exec("exec", {"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' x"});
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->exit_code, 0);
+  EXPECT_EQ(big->stdout_data, std::string(100000, 'x'));
+}
+
+TEST_P(MonitorTest, ExecTimesOutAndReportsAMissingBinary) {
+  ASSERT_TRUE(Create("exectimeout", {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start("exectimeout").ok());
+  absl::StatusOr<ExecResult> slow = Exec("exectimeout", {"sleep", "100"}, /*timeout=*/1);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(slow.status())) << slow.status();
+  absl::StatusOr<ExecResult> missing = Exec("exectimeout", {"/no/such/binary"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("/no/such/binary"));
+}
+
+TEST_P(MonitorTest, OomKillIsRecorded) {
+  // A memory limit the shell outgrows at once: the kernel's OOM killer ends it.
+  absl::StatusOr<pid_t> pid = Create(
+      "oom", {"sh", "-c", "sleep 1; x=y; while true; do x=$x$x$x$x; done"},
+      {{"resources", {{"memory", {{"limit", 8 << 20}, {"swap", 8 << 20}}}}},
+       {"cgroupsPath", absl::StrCat("/berth-monitor-test-", ::getpid())}});
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_TRUE(runtime_->Start("oom").ok());
+  EXPECT_EQ(AwaitExit("oom"), "137");
+  EXPECT_TRUE(Eventually([&] { return ::access((dir_ + "/persist/oom/oom").c_str(), F_OK) == 0; }));
+}
+
+INSTANTIATE_TEST_SUITE_P(Monitors, MonitorTest,
+                         ::testing::Values(std::string(BERTH_CONMON_PATH), "/usr/bin/conmon"),
+                         [](const auto& info) {
+                           return info.index == 0 ? std::string("BerthConmon")
+                                                  : std::string("UpstreamConmon");
+                         });
+
+}  // namespace
+}  // namespace berth::pod
