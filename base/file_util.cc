@@ -122,4 +122,11 @@ std::string DirName(absl::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
+absl::StatusOr<std::string> MakeTempDirIn(const std::string& parent, absl::string_view prefix) {
+  if (absl::Status s = MakeDirs(parent, 0700); !s.ok()) return s;
+  std::string path = absl::StrCat(parent, "/", prefix, "XXXXXX");
+  if (::mkdtemp(path.data()) == nullptr) return ErrnoToStatus(errno, absl::StrCat("mkdtemp ", path));
+  return path;
+}
+
 }  // namespace berth

@@ -23,4 +23,7 @@ absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);
 // The directory part of a path ("/a/b" -> "/a", "b" -> ".").
 std::string DirName(absl::string_view path);
 
+// Creates a fresh private directory <parent>/<prefix>XXXXXX (and parent if missing).
+absl::StatusOr<std::string> MakeTempDirIn(const std::string& parent, absl::string_view prefix);
+
 }  // namespace berth

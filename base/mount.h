@@ -16,6 +16,9 @@ class ScopedMount {
   static absl::StatusOr<ScopedMount> Tmpfs(const std::string& target, unsigned long flags,
                                            const std::string& options);
 
+  // Takes ownership of what is already mounted at `target`.
+  static ScopedMount Adopt(std::string target) { return ScopedMount(std::move(target)); }
+
   ScopedMount(ScopedMount&& other) noexcept : target_(std::exchange(other.target_, "")) {}
   ScopedMount& operator=(ScopedMount&&) = delete;
   ScopedMount(const ScopedMount&) = delete;

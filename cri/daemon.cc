@@ -106,8 +106,15 @@ absl::Status Daemon::Run() {
   pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &measured_network,
                                 {.monitor_path = helpers.monitor, .pause_rootfs = pause_rootfs});
   RETURN_IF_ERROR(sandboxes.Recover());
+  pod::EventBus events;
+  pod::ContainerManager containers(db.get(), [this] { return config_.Get(); }, &sandboxes,
+                                   images.get(), &events, {.monitor_path = helpers.monitor});
+  sandboxes.SetContainerHooks(
+      {.stop_all = [&](const std::string& id) { return containers.StopAllIn(id); },
+       .remove_all = [&](const std::string& id) { return containers.RemoveAllIn(id); }});
+  RETURN_IF_ERROR(containers.Recover());
 
-  RuntimeService runtime_service(&config_, &sandboxes);
+  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events);
   ImageService image_service(images.get(), &puller, &metrics_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
@@ -148,6 +155,7 @@ absl::Status Daemon::Run() {
   }
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  containers.Shutdown();
   spdlog::info("berthd stopped");
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
 
 namespace berth::cri {
@@ -11,8 +12,9 @@ namespace berth::cri {
 // UNIMPLEMENTED (the instrumentation names it). Thread-safe: handlers run on gRPC's thread pool.
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
-  RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes)
-      : config_(config), sandboxes_(sandboxes) {}
+  RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes,
+                 pod::ContainerManager* containers, pod::EventBus* events)
+      : config_(config), sandboxes_(sandboxes), containers_(containers), events_(events) {}
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -39,9 +41,41 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                               const runtime::v1::ListPodSandboxRequest* request,
                               runtime::v1::ListPodSandboxResponse* response) override;
 
+  // container_handlers.cc
+  grpc::Status CreateContainer(grpc::ServerContext* context,
+                               const runtime::v1::CreateContainerRequest* request,
+                               runtime::v1::CreateContainerResponse* response) override;
+  grpc::Status StartContainer(grpc::ServerContext* context,
+                              const runtime::v1::StartContainerRequest* request,
+                              runtime::v1::StartContainerResponse* response) override;
+  grpc::Status StopContainer(grpc::ServerContext* context,
+                             const runtime::v1::StopContainerRequest* request,
+                             runtime::v1::StopContainerResponse* response) override;
+  grpc::Status RemoveContainer(grpc::ServerContext* context,
+                               const runtime::v1::RemoveContainerRequest* request,
+                               runtime::v1::RemoveContainerResponse* response) override;
+  grpc::Status ContainerStatus(grpc::ServerContext* context,
+                               const runtime::v1::ContainerStatusRequest* request,
+                               runtime::v1::ContainerStatusResponse* response) override;
+  grpc::Status ListContainers(grpc::ServerContext* context,
+                              const runtime::v1::ListContainersRequest* request,
+                              runtime::v1::ListContainersResponse* response) override;
+  grpc::Status UpdateContainerResources(
+      grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
+      runtime::v1::UpdateContainerResourcesResponse* response) override;
+  grpc::Status ReopenContainerLog(grpc::ServerContext* context,
+                                  const runtime::v1::ReopenContainerLogRequest* request,
+                                  runtime::v1::ReopenContainerLogResponse* response) override;
+  grpc::Status ExecSync(grpc::ServerContext* context, const runtime::v1::ExecSyncRequest* request,
+                        runtime::v1::ExecSyncResponse* response) override;
+
  private:
+  static void FillContainerStatus(const pod::Container& c, runtime::v1::ContainerStatus* status);
+
   const config::ConfigStore* config_;  // not owned
   pod::SandboxManager* sandboxes_;     // not owned
+  pod::ContainerManager* containers_;  // not owned
+  pod::EventBus* events_;              // not owned
 };
 
 }  // namespace berth::cri

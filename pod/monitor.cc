@@ -116,6 +116,19 @@ absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout,
   }
 }
 
+void AwaitEof(int fd, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[512];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return;
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EINTR)) return;
+  }
+}
+
 void Reap(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -163,6 +176,9 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
       spec.timeout.count() > 0 ? spec.timeout + std::chrono::seconds(30) : std::chrono::hours(24);
   absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), wait, "exit_code");
   if (!sync.ok()) return Annotate(sync.status(), what);
+  // The monitor still cleans up after its report (upstream conmon even creates files in the
+  // work directory then): wait for it to exit, which closes the pipe, before the caller removes it.
+  AwaitEof(read_end.get(), std::chrono::seconds(5));
   const nlohmann::json& value = sync->contains("exit_code") ? (*sync)["exit_code"] : (*sync)["data"];
   const int code = value.is_number_integer() ? value.get<int>() : -1;
   const std::string message = sync->value("message", "");

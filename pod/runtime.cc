@@ -22,13 +22,15 @@ bool IsUnknownContainer(const std::string& stderr_text) {
 
 }  // namespace
 
-absl::StatusOr<std::string> RuncRuntime::Run(const std::vector<std::string>& args) {
+absl::StatusOr<std::string> RuncRuntime::Run(const std::vector<std::string>& args,
+                                             const std::string& stdin_data) {
   ProcessSpec spec;
   spec.argv = {path_, "--root", root_};
   if (systemd_cgroup_) spec.argv.push_back("--systemd-cgroup");
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   spec.timeout = kRuntimeTimeout;
+  spec.stdin_data = stdin_data;
   ASSIGN_OR_RETURN(ProcessResult r, RunProcess(spec));
   if (r.exit_code != 0) {
     const std::string what = absl::StrCat(path_, " ", absl::StrJoin(args, " "), ": ",
@@ -55,6 +57,10 @@ absl::Status RuncRuntime::Delete(const std::string& id, bool force) {
   args.push_back(id);
   absl::Status s = Run(args).status();
   return absl::IsNotFound(s) ? absl::OkStatus() : s;
+}
+
+absl::Status RuncRuntime::Update(const std::string& id, const std::string& resources_json) {
+  return Run({"update", "--resources", "-", id}, resources_json).status();
 }
 
 absl::StatusOr<ContainerState> RuncRuntime::State(const std::string& id) {

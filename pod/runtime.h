@@ -25,6 +25,8 @@ class OciRuntime {
   // Removes the runtime's state; OK for an unknown container.
   virtual absl::Status Delete(const std::string& id, bool force) = 0;
   virtual absl::StatusOr<ContainerState> State(const std::string& id) = 0;
+  // Applies an OCI linux.resources object (JSON) to a running container.
+  virtual absl::Status Update(const std::string& id, const std::string& resources_json) = 0;
   // The runtime binary and its --root, as the monitor passes them on.
   virtual const std::string& path() const = 0;
   virtual const std::string& root() const = 0;
@@ -41,11 +43,13 @@ class RuncRuntime final : public OciRuntime {
   absl::Status Kill(const std::string& id, int signal, bool all) override;
   absl::Status Delete(const std::string& id, bool force) override;
   absl::StatusOr<ContainerState> State(const std::string& id) override;
+  absl::Status Update(const std::string& id, const std::string& resources_json) override;
   const std::string& path() const override { return path_; }
   const std::string& root() const override { return root_; }
 
  private:
-  absl::StatusOr<std::string> Run(const std::vector<std::string>& args);
+  absl::StatusOr<std::string> Run(const std::vector<std::string>& args,
+                                  const std::string& stdin_data = "");
   std::string path_;
   std::string root_;
   bool systemd_cgroup_;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
@@ -88,6 +89,10 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   std::shared_ptr<absl::Mutex> op = OpLock((*found)->id);
   absl::MutexLock op_lock(op.get());
   SandboxPtr current = *Get((*found)->id);
+  if (hooks_.stop_all) {
+    RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id),
+                             absl::StrCat("stop pod sandbox ", current->id)));
+  }
   RETURN_IF_ERROR(Annotate(StopPause(*current), absl::StrCat("stop pod sandbox ", current->id)));
   if (!current->spec.host_network) {
     cni::AttachSpec attach{.container_id = current->id,
@@ -111,12 +116,40 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   return absl::OkStatus();
 }
 
+void SandboxManager::OnPauseExit(const std::string& id) {
+  absl::StatusOr<SandboxPtr> found;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end() || it->second->state != Sandbox::State::kReady) return;
+  }
+  // Under the operation lock: a Stop in progress settles the state itself.
+  std::shared_ptr<absl::Mutex> op = OpLock(id);
+  if (!op->TryLock()) return;
+  absl::Cleanup unlock = [&] { op->Unlock(); };
+  found = Get(id);
+  if (!found.ok() || (*found)->state != Sandbox::State::kReady) return;
+  Sandbox next = **found;
+  next.state = Sandbox::State::kNotReady;
+  if (absl::Status s = Persist(next); !s.ok()) {
+    spdlog::error("sandbox {}: {}", id, s.message());
+    return;
+  }
+  spdlog::info("pod sandbox {}: the pause process exited, now NOTREADY", id);
+  absl::MutexLock lock(&mu_);
+  sandboxes_[id] = std::make_shared<const Sandbox>(std::move(next));
+}
+
 absl::Status SandboxManager::Remove(const std::string& id) {
   absl::StatusOr<SandboxPtr> found = Get(id);
   if (absl::IsNotFound(found.status())) return absl::OkStatus();
   RETURN_IF_ERROR(found.status());
   const std::string full_id = (*found)->id;
   RETURN_IF_ERROR(Stop(full_id));
+  if (hooks_.remove_all) {
+    RETURN_IF_ERROR(Annotate(hooks_.remove_all(full_id),
+                             absl::StrCat("remove pod sandbox ", full_id)));
+  }
   std::shared_ptr<absl::Mutex> op = OpLock(full_id);
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<SandboxPtr> current = Get(full_id);

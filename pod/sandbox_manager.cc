@@ -96,6 +96,11 @@ std::string SandboxManager::NetNsPath(const std::string& id) const {
   return absl::StrCat(config_()->run_root, "/netns/", id);
 }
 
+std::string SandboxManager::CgroupsPathFor(const Sandbox& sandbox,
+                                           const std::string& container_id) const {
+  return CgroupsPath(*config_(), sandbox.spec.cgroup_parent, container_id);
+}
+
 std::shared_ptr<absl::Mutex> SandboxManager::OpLock(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto& m = op_locks_[id];
@@ -164,7 +169,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(const Sandbox& s,
   options.host_pid = s.spec.pid_mode == NamespaceMode::kNode;
   options.host_uts = s.spec.host_network;
   if (!s.spec.host_ipc) options.shm_path = PodDir(s.id) + "/shm";
-  options.cgroups_path = CgroupsPath(config, s.spec.cgroup_parent, s.id);
+  options.cgroups_path = CgroupsPathFor(s, s.id);
   options.oom_score_adj = ClampOomScoreAdj(-998);
   options.sysctls = s.spec.sysctls;
   options.annotations = s.spec.annotations;

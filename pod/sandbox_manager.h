@@ -47,6 +47,20 @@ class SandboxManager {
   absl::Status Stop(const std::string& id);
   absl::Status Remove(const std::string& id);
 
+  // The containers of a pod, which the container manager owns: Stop stops them first, Remove
+  // removes them first. Set once, before serving.
+  struct ContainerHooks {
+    std::function<absl::Status(const std::string& sandbox_id)> stop_all;
+    std::function<absl::Status(const std::string& sandbox_id)> remove_all;
+  };
+  void SetContainerHooks(ContainerHooks hooks) { hooks_ = std::move(hooks); }
+
+  // The monitor of a pause container wrote its exit file: the sandbox is NOTREADY.
+  void OnPauseExit(const std::string& id);
+
+  // The cgroups path of a container (or the pause) of this sandbox, per the cgroup manager.
+  std::string CgroupsPathFor(const Sandbox& sandbox, const std::string& container_id) const;
+
   // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
   absl::StatusOr<SandboxPtr> Get(const std::string& id) const;
   std::vector<SandboxPtr> List() const;
@@ -67,6 +81,7 @@ class SandboxManager {
   const ConfigSource config_;
   cni::NetworkPlugin* const network_;
   const Options options_;
+  ContainerHooks hooks_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);

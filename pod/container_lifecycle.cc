@@ -1,0 +1,254 @@
+// Start, stop, remove, update, reopen the log of, and exec in containers.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+#include "base/process.h"
+#include "base/status_macros.h"
+#include "base/unique_fd.h"
+#include "image/rootfs.h"
+#include "nlohmann/json.hpp"
+#include "pod/container_manager.h"
+#include "pod/container_spec.h"
+#include "pod/runtime.h"
+
+namespace berth::pod {
+namespace {
+
+// "SIGTERM", "TERM", "15" -> 15; unknown names fall back to SIGTERM.
+int SignalNumber(const std::string& name) {
+  if (name.empty()) return SIGTERM;
+  int number = 0;
+  if (absl::SimpleAtoi(name, &number) && number > 0 && number < 65) return number;
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (!absl::StartsWith(upper, "SIG")) upper = "SIG" + upper;
+  static const std::pair<const char*, int> kSignals[] = {
+      {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGKILL", SIGKILL},
+      {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGTERM", SIGTERM}, {"SIGSTOP", SIGSTOP},
+      {"SIGWINCH", SIGWINCH}, {"SIGPWR", SIGPWR}, {"SIGRTMIN+3", SIGRTMIN + 3}};
+  for (const auto& [n, v] : kSignals) {
+    if (upper == n) return v;
+  }
+  return SIGTERM;
+}
+
+}  // namespace
+
+absl::Status ContainerManager::Start(const std::string& id) {
+  ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
+  std::shared_ptr<absl::Mutex> op = OpLock(found->id);
+  absl::MutexLock op_lock(op.get());
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(found->id));
+  if (c->state != Container::State::kCreated) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not in the "
+                                                      "created state"));
+  }
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
+  if (runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runtime handler \"", c->runtime_handler, "\" is no longer configured"));
+  }
+  absl::Status started = runtime->Start(c->id);
+  const int64_t now = absl::ToUnixNanos(absl::Now());
+  if (!started.ok()) {
+    const std::string message(started.message());
+    (void)UpdateStatus(c->id, [&](Container& next) {
+      if (next.state == Container::State::kExited) return false;
+      next.state = Container::State::kExited;
+      next.finished_at_ns = now;
+      next.exit_code = 128;
+      next.reason = "ContainerCannotRun";
+      next.message = message;
+      return true;
+    });
+    return Annotate(started, absl::StrCat("start container ", c->id));
+  }
+  return UpdateStatus(c->id, [&](Container& next) {
+    if (next.state != Container::State::kCreated) return false;  // it exited already
+    next.state = Container::State::kRunning;
+    next.started_at_ns = now;
+    return true;
+  });
+}
+
+absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds timeout) {
+  absl::StatusOr<ContainerPtr> found = Get(id);
+  if (absl::IsNotFound(found.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(found.status());
+  std::shared_ptr<absl::Mutex> op = OpLock((*found)->id);
+  absl::MutexLock op_lock(op.get());
+  absl::StatusOr<ContainerPtr> c = Get((*found)->id);
+  if (!c.ok() || (*c)->state == Container::State::kExited) return absl::OkStatus();
+  const std::string full_id = (*c)->id;
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler);
+  if (runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runtime handler \"", (*c)->runtime_handler, "\" is no longer configured"));
+  }
+  if (timeout.count() > 0 && (*c)->state == Container::State::kRunning) {
+    const int signal = SignalNumber((*c)->stop_signal);
+    absl::Status sent = runtime->Kill(full_id, signal, false);
+    if (!sent.ok() && !absl::IsNotFound(sent)) {
+      spdlog::warn("container {}: signal {}: {}", full_id, signal, sent.message());
+    }
+    if (WaitForExitFile(full_id, timeout)) {
+      RecordExit(full_id, false);
+      return absl::OkStatus();
+    }
+    spdlog::info("container {} did not stop within {}s, killing it", full_id, timeout.count());
+  }
+  absl::Status killed = runtime->Kill(full_id, SIGKILL, /*all=*/true);
+  if (!killed.ok() && !absl::IsNotFound(killed)) {
+    spdlog::warn("container {}: SIGKILL: {}", full_id, killed.message());
+  }
+  if (!WaitForExitFile(full_id, std::chrono::seconds(30))) {
+    // The monitor is gone or stuck: record what we know rather than hang kubelet.
+    if (!(*c)->monitor_pid || ::kill((*c)->monitor_pid, 0) != 0) {
+      RecordExit(full_id, /*monitor_gone=*/true);
+      return absl::OkStatus();
+    }
+    return absl::DeadlineExceededError(
+        absl::StrCat("stop container ", full_id, ": no exit after SIGKILL"));
+  }
+  RecordExit(full_id, false);
+  return absl::OkStatus();
+}
+
+absl::Status ContainerManager::Remove(const std::string& id) {
+  absl::StatusOr<ContainerPtr> found = Get(id);
+  if (absl::IsNotFound(found.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(found.status());
+  const std::string full_id = (*found)->id;
+  if ((*found)->state != Container::State::kExited) {
+    RETURN_IF_ERROR(Stop(full_id, std::chrono::seconds(0)));
+  }
+  std::shared_ptr<absl::Mutex> op = OpLock(full_id);
+  absl::MutexLock op_lock(op.get());
+  absl::StatusOr<ContainerPtr> c = Get(full_id);
+  if (!c.ok()) return absl::OkStatus();  // removed meanwhile
+  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler)) {
+    RETURN_IF_ERROR(Annotate(runtime->Delete(full_id, /*force=*/true),
+                             absl::StrCat("remove container ", full_id)));
+  }
+  RETURN_IF_ERROR(Annotate(image::RemoveRootfs(ContainerDir(full_id)),
+                           absl::StrCat("remove container ", full_id)));
+  std::error_code ec;
+  std::filesystem::remove_all(MonitorDir(full_id), ec);
+  std::filesystem::remove(ExitFile(full_id), ec);
+  std::filesystem::remove(absl::StrCat(config_()->run_root, "/socks/", full_id), ec);
+  const std::string key = KeyOf(**c);
+  RETURN_IF_ERROR(Forget(full_id));
+  {
+    absl::MutexLock lock(&mu_);
+    names_.erase(key);
+    containers_.erase(full_id);
+    op_locks_.erase(full_id);
+    leases_.erase(full_id);
+  }
+  Publish(**c, ContainerEventType::kDeleted);
+  spdlog::info("container {} removed", full_id);
+  return absl::OkStatus();
+}
+
+absl::Status ContainerManager::StopAllIn(const std::string& sandbox_id) {
+  for (const ContainerPtr& c : List()) {
+    if (c->sandbox_id == sandbox_id) RETURN_IF_ERROR(Stop(c->id, std::chrono::seconds(0)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ContainerManager::RemoveAllIn(const std::string& sandbox_id) {
+  for (const ContainerPtr& c : List()) {
+    if (c->sandbox_id == sandbox_id) RETURN_IF_ERROR(Remove(c->id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ContainerManager::UpdateResources(const std::string& id,
+                                               const ResourcesSpec& resources) {
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  if (c->state != Container::State::kRunning && c->state != Container::State::kCreated) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
+  }
+  // runc update takes the OCI resources object.
+  nlohmann::json r = nlohmann::json::object();
+  nlohmann::json cpu = nlohmann::json::object();
+  if (resources.cpu_shares > 0) cpu["shares"] = resources.cpu_shares;
+  if (resources.cpu_quota != 0) cpu["quota"] = resources.cpu_quota;
+  if (resources.cpu_period > 0) cpu["period"] = resources.cpu_period;
+  if (!resources.cpuset_cpus.empty()) cpu["cpus"] = resources.cpuset_cpus;
+  if (!resources.cpuset_mems.empty()) cpu["mems"] = resources.cpuset_mems;
+  if (!cpu.empty()) r["cpu"] = cpu;
+  if (resources.memory_limit > 0) {
+    r["memory"] = {{"limit", resources.memory_limit}};
+    if (resources.memory_swap_limit != 0) r["memory"]["swap"] = resources.memory_swap_limit;
+  }
+  if (!resources.unified.empty()) r["unified"] = resources.unified;
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
+  if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
+  RETURN_IF_ERROR(Annotate(runtime->Update(c->id, r.dump()),
+                           absl::StrCat("update container ", c->id)));
+  return UpdateStatus(c->id, [&](Container& next) {
+    next.spec.resources = resources;
+    return true;
+  });
+}
+
+absl::Status ContainerManager::ReopenLog(const std::string& id) {
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  if (c->state != Container::State::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
+  }
+  const std::string ctl = ContainerDir(c->id) + "/ctl";
+  // O_NONBLOCK: a monitor that is gone must not hang us on the fifo.
+  UniqueFd fd(::open(ctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", ctl));
+  const char kReopen[] = "2 0 0\n";
+  if (::write(fd.get(), kReopen, sizeof kReopen - 1) != sizeof kReopen - 1) {
+    return ErrnoToStatus(errno, absl::StrCat("write ", ctl));
+  }
+  // The monitor reopens asynchronously; kubelet checks for the new file right after.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (::access(c->log_path.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
+                                                      const std::vector<std::string>& cmd,
+                                                      std::chrono::seconds timeout) {
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  if (c->state != Container::State::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
+  }
+  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, /*tty=*/false));
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
+  if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
+  auto config = config_();
+  ASSIGN_OR_RETURN(std::string work, MakeTempDirIn(config->run_root + "/exec", "exec-"));
+  absl::Cleanup remove_work = [&] {
+    std::error_code ec;
+    std::filesystem::remove_all(work, ec);
+  };
+  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
+  return monitor.Exec({.container_id = c->id,
+                       .process_json = process,
+                       .work_dir = work,
+                       .timeout = timeout});
+}
+
+}  // namespace berth::pod

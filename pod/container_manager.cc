@@ -1,0 +1,464 @@
+#include "pod/container_manager.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/inotify.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "base/errno_status.h"
+#include "base/file_util.h"
+#include "base/logging.h"
+#include "base/status_macros.h"
+#include "base/unique_fd.h"
+#include "image/rootfs.h"
+#include "pod/container_spec.h"
+#include "pod/runtime.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+namespace berth::pod {
+namespace {
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS containers(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  sandbox_id TEXT NOT NULL,
+  record TEXT NOT NULL);
+)sql";
+
+std::string NewId() {
+  std::ifstream random("/dev/urandom", std::ios::binary);
+  char bytes[32];
+  random.read(bytes, sizeof bytes);
+  return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
+}
+
+bool CgroupV2() {
+  struct statfs fs;
+  return ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+bool ProcessAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+pid_t ReadPid(const std::string& path) {
+  std::ifstream in(path);
+  long pid = 0;
+  return (in >> pid) ? static_cast<pid_t>(pid) : 0;
+}
+
+}  // namespace
+
+ContainerManager::ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,
+                                   image::ImageStore* images, EventBus* events, Options options)
+    : db_(db),
+      config_(std::move(config)),
+      sandboxes_(sandboxes),
+      images_(images),
+      events_(events),
+      options_(std::move(options)) {}
+
+ContainerManager::~ContainerManager() { Shutdown(); }
+
+void ContainerManager::Shutdown() {
+  if (watcher_.joinable()) {
+    watcher_.request_stop();
+    watcher_.join();
+  }
+}
+
+std::string ContainerManager::ContainerDir(const std::string& id) const {
+  return absl::StrCat(config_()->root, "/containers/", id);
+}
+std::string ContainerManager::MonitorDir(const std::string& id) const {
+  return absl::StrCat(config_()->run_root, "/monitor/", id);
+}
+std::string ContainerManager::ExitFile(const std::string& id) const {
+  return absl::StrCat(config_()->run_root, "/exits/", id);
+}
+
+std::unique_ptr<OciRuntime> ContainerManager::RuntimeFor(const std::string& handler) const {
+  auto config = config_();
+  auto it = config->runtimes.find(handler);
+  if (it == config->runtimes.end()) return nullptr;
+  return std::make_unique<RuncRuntime>(it->second.path, it->second.root,
+                                       config->cgroup_manager == "systemd");
+}
+
+std::shared_ptr<absl::Mutex> ContainerManager::OpLock(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto& m = op_locks_[id];
+  if (!m) m = std::make_shared<absl::Mutex>();
+  return m;
+}
+
+std::string ContainerManager::KeyOf(const Container& c) const {
+  absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
+  if (!sandbox.ok()) return absl::StrCat(c.spec.name, "_", c.sandbox_id, "_", c.spec.attempt);
+  return c.Key(**sandbox);
+}
+
+absl::Status ContainerManager::Persist(const Container& c) {
+  absl::MutexLock lock(&db_mu_);
+  ASSIGN_OR_RETURN(SqliteStatement upsert, db_->Prepare(
+      "INSERT INTO containers(id, name, sandbox_id, record) VALUES(?,?,?,?) "
+      "ON CONFLICT(id) DO UPDATE SET record=excluded.record"));
+  return Annotate(
+      upsert.Bind(1, c.id).Bind(2, KeyOf(c)).Bind(3, c.sandbox_id).Bind(4, ContainerToJson(c)).Run(),
+      absl::StrCat("persist container ", c.id));
+}
+
+absl::Status ContainerManager::Forget(const std::string& id) {
+  absl::MutexLock lock(&db_mu_);
+  ASSIGN_OR_RETURN(SqliteStatement del, db_->Prepare("DELETE FROM containers WHERE id = ?"));
+  return del.Bind(1, id).Run();
+}
+
+void ContainerManager::Publish(const Container& c, ContainerEventType type) {
+  if (events_ == nullptr) return;
+  events_->Publish({.id = c.id, .sandbox_id = c.sandbox_id, .type = type,
+                    .created_at_ns = absl::ToUnixNanos(absl::Now())});
+}
+
+absl::Status ContainerManager::UpdateStatus(const std::string& id,
+                                            const std::function<bool(Container&)>& fn) {
+  absl::MutexLock update(&update_mu_);
+  ContainerPtr current;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = containers_.find(id);
+    if (it == containers_.end()) return absl::NotFoundError(absl::StrCat("container ", id, " not found"));
+    current = it->second;
+  }
+  Container next = *current;
+  if (!fn(next)) return absl::OkStatus();
+  RETURN_IF_ERROR(Persist(next));
+  const bool stopped = current->state != Container::State::kExited &&
+                       next.state == Container::State::kExited;
+  const bool started = current->state != Container::State::kRunning &&
+                       next.state == Container::State::kRunning;
+  auto published = std::make_shared<const Container>(std::move(next));
+  {
+    absl::MutexLock lock(&mu_);
+    containers_[id] = published;
+  }
+  if (started) Publish(*published, ContainerEventType::kStarted);
+  if (stopped) Publish(*published, ContainerEventType::kStopped);
+  return absl::OkStatus();
+}
+
+void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
+  const std::string exit_file = ExitFile(id);
+  absl::StatusOr<std::string> text = ReadFile(exit_file);
+  int code = 0;
+  const bool have_code =
+      text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &code);
+  if (!have_code && !monitor_gone) return;  // not (completely) written yet
+  const bool oom = ::access((MonitorDir(id) + "/oom").c_str(), F_OK) == 0;
+  int64_t finished = absl::ToUnixNanos(absl::Now());
+  struct stat st;
+  if (have_code && ::stat(exit_file.c_str(), &st) == 0) {
+    finished = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
+  absl::Status s = UpdateStatus(id, [&](Container& c) {
+    if (c.state == Container::State::kExited) return false;
+    c.state = Container::State::kExited;
+    c.finished_at_ns = finished;
+    if (have_code) {
+      c.exit_code = code;
+      c.reason = oom ? "OOMKilled" : code == 0 ? "Completed" : "Error";
+    } else {
+      c.exit_code = 255;
+      c.reason = "Error";
+      c.message = "the container's monitor exited without recording an exit code";
+    }
+    return true;
+  });
+  if (!s.ok() && !absl::IsNotFound(s)) spdlog::error("container {}: record exit: {}", id, s.message());
+}
+
+bool ContainerManager::WaitForExitFile(const std::string& id,
+                                       std::chrono::milliseconds timeout) const {
+  const std::string path = ExitFile(id);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (::access(path.c_str(), F_OK) == 0) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void ContainerManager::CheckMonitors() {
+  std::vector<ContainerPtr> live;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, c] : containers_) {
+      if (c->state == Container::State::kRunning || c->state == Container::State::kCreated) {
+        live.push_back(c);
+      }
+    }
+  }
+  for (const ContainerPtr& c : live) {
+    if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
+      RecordExit(c->id, false);
+    } else if (c->monitor_pid > 0 && !ProcessAlive(c->monitor_pid)) {
+      // The exit file may land just after the monitor's pid is gone: look once more.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      RecordExit(c->id, ::access(ExitFile(c->id).c_str(), F_OK) != 0);
+    }
+  }
+}
+
+void ContainerManager::WatchExits(std::stop_token stop) {
+  const std::string dir = config_()->run_root + "/exits";
+  (void)MakeDirs(dir, 0700);
+  UniqueFd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!fd.valid() || ::inotify_add_watch(fd.get(), dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    spdlog::error("watch {}: {}; exits are noticed by polling", dir, std::strerror(errno));
+  }
+  auto last_check = std::chrono::steady_clock::now();
+  alignas(inotify_event) char buf[4096];
+  while (!stop.stop_requested()) {
+    pollfd p{fd.get(), POLLIN, 0};
+    ::poll(&p, 1, 200);
+    ssize_t n;
+    while (fd.valid() && (n = ::read(fd.get(), buf, sizeof buf)) > 0) {
+      for (char* at = buf; at < buf + n;) {
+        auto* event = reinterpret_cast<inotify_event*>(at);
+        at += sizeof(inotify_event) + event->len;
+        if (event->len == 0) continue;
+        const std::string name = event->name;
+        if (absl::EndsWith(name, ".tmp")) continue;
+        bool known;
+        {
+          absl::ReaderMutexLock lock(&mu_);
+          known = containers_.contains(name);
+        }
+        if (known) {
+          RecordExit(name, false);
+        } else {
+          sandboxes_->OnPauseExit(name);
+        }
+      }
+    }
+    if (std::chrono::steady_clock::now() - last_check > std::chrono::seconds(2)) {
+      CheckMonitors();
+      last_check = std::chrono::steady_clock::now();
+    }
+  }
+}
+
+absl::Status ContainerManager::Recover() {
+  {
+    absl::MutexLock lock(&db_mu_);
+    RETURN_IF_ERROR(db_->Exec(kSchema));
+  }
+  std::vector<Container> loaded;
+  {
+    absl::MutexLock lock(&db_mu_);
+    ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM containers"));
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, rows.Step());
+      if (!row) break;
+      absl::StatusOr<Container> c = ContainerFromJson(rows.Text(0));
+      if (!c.ok()) {
+        spdlog::error("skipping an unreadable container record: {}", c.status().message());
+        continue;
+      }
+      loaded.push_back(*std::move(c));
+    }
+  }
+  for (Container& c : loaded) {
+    const std::string id = c.id;
+    absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
+    absl::MutexLock lock(&mu_);
+    names_[sandbox.ok() ? c.Key(**sandbox) : absl::StrCat(c.spec.name, "_", c.sandbox_id)] = id;
+    leases_[id] = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
+    containers_[id] = std::make_shared<const Container>(std::move(c));
+  }
+  // Exits that happened while berthd was down, and monitors that are gone (a reboot empties
+  // run_root: no exit files, no monitors).
+  int settled = 0;
+  for (const ContainerPtr& c : List()) {
+    if (c->state == Container::State::kExited) continue;
+    if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
+      RecordExit(c->id, false);
+      ++settled;
+    } else if (!ProcessAlive(c->monitor_pid)) {
+      RecordExit(c->id, true);
+      ++settled;
+    }
+  }
+  spdlog::info("recovered {} container(s), {} of them exited while berthd was down",
+               loaded.size(), settled);
+  watcher_ = std::jthread([this](std::stop_token stop) { WatchExits(stop); });
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ContainerPtr> ContainerManager::Get(const std::string& id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (auto it = containers_.find(id); it != containers_.end()) return it->second;
+  ContainerPtr found;
+  if (!id.empty()) {
+    for (auto it = containers_.lower_bound(id);
+         it != containers_.end() && absl::StartsWith(it->first, id); ++it) {
+      if (found) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("container id prefix \"", id, "\" is ambiguous"));
+      }
+      found = it->second;
+    }
+  }
+  if (!found) return absl::NotFoundError(absl::StrCat("container \"", id, "\" not found"));
+  return found;
+}
+
+std::vector<ContainerPtr> ContainerManager::List() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<ContainerPtr> out;
+  out.reserve(containers_.size());
+  for (const auto& [id, c] : containers_) out.push_back(c);
+  return out;
+}
+
+absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_id,
+                                                     const ContainerSpec& spec) {
+  if (spec.name.empty()) return absl::InvalidArgumentError("config.metadata.name is empty");
+  if (spec.image.empty()) return absl::InvalidArgumentError("config.image.image is empty");
+  ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(sandbox_id));
+  if (sandbox->state != Sandbox::State::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pod sandbox ", sandbox->id, " is not ready"));
+  }
+  absl::StatusOr<image::ImagePtr> image = images_->Resolve(spec.image);
+  if (!image.ok()) {
+    return absl::NotFoundError(absl::StrCat("image \"", spec.image, "\": ", image.status().message()));
+  }
+  auto config = config_();
+  Container c;
+  c.id = NewId();
+  c.sandbox_id = sandbox->id;
+  c.spec = spec;
+  c.created_at_ns = absl::ToUnixNanos(absl::Now());
+  c.image_id = (*image)->id;
+  c.image_ref = (*image)->repo_digests.empty() ? (*image)->id : (*image)->repo_digests[0];
+  c.image_name = (*image)->repo_tags.empty() ? (*image)->id : (*image)->repo_tags[0];
+  for (const std::string& tag : (*image)->repo_tags) {
+    if (absl::EndsWith(tag, spec.image)) c.image_name = tag;
+  }
+  c.chain_ids = (*image)->chain_ids;
+  c.stop_signal = (*image)->config.stop_signal;
+  c.runtime_handler = sandbox->runtime_handler;
+  const std::string log_dir = sandbox->spec.log_directory.empty()
+                                  ? absl::StrCat(config->root, "/logs/", sandbox->id)
+                                  : sandbox->spec.log_directory;
+  c.log_path = absl::StrCat(log_dir, "/", spec.log_path.empty() ? c.id + ".log" : spec.log_path);
+
+  const std::string key = c.Key(*sandbox);
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto holder = names_.find(key); holder != names_.end()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("container name \"", key, "\" is reserved by container ", holder->second));
+    }
+    names_[key] = c.id;
+  }
+  absl::Cleanup release_name = [&] {
+    absl::MutexLock lock(&mu_);
+    names_.erase(key);
+  };
+  auto lease = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
+
+  // Root filesystem, then the spec (users resolve in it), then the monitor creates it.
+  const std::string dir = ContainerDir(c.id);
+  absl::Cleanup remove_dir = [&] { (void)image::RemoveRootfs(dir); };
+  std::vector<std::string> layer_dirs;
+  for (const std::string& chain : c.chain_ids) layer_dirs.push_back(images_->LayerDir(chain) + "/diff");
+  ASSIGN_OR_RETURN(ScopedMount rootfs, image::MountRootfs(dir, layer_dirs));
+
+  pid_t target_pid = 0;
+  if (spec.security.pid_mode == NamespaceMode::kTarget) {
+    absl::StatusOr<ContainerPtr> target = Get(spec.security.target_id);
+    if (target.ok() && (*target)->state == Container::State::kRunning) target_pid = (*target)->pid;
+  }
+  ContainerSpecInput input{.container = &c,
+                           .sandbox = sandbox.get(),
+                           .image = &(*image)->config,
+                           .rootfs = rootfs.target(),
+                           .pod_dir = sandboxes_->PodDir(sandbox->id),
+                           .sandbox_pid = sandbox->pid,
+                           .target_pid = target_pid,
+                           .cgroups_path = sandboxes_->CgroupsPathFor(*sandbox, c.id),
+                           .cgroup_v2 = CgroupV2()};
+  absl::StatusOr<std::string> oci = ContainerOciSpec(input);
+  if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));
+  c.oci_spec = *oci;
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600));
+  RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
+
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler);
+  if (runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("runtime handler \"", c.runtime_handler, "\" is no longer configured"));
+  }
+  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
+  absl::Cleanup remove_monitor_files = [&] {
+    std::error_code ec;
+    std::filesystem::remove_all(MonitorDir(c.id), ec);
+    std::filesystem::remove(ExitFile(c.id), ec);
+  };
+  absl::StatusOr<pid_t> pid = monitor.Create({.id = c.id,
+                                              .name = key,
+                                              .bundle = dir,
+                                              .log_path = c.log_path,
+                                              .exit_dir = config->run_root + "/exits",
+                                              .persist_dir = MonitorDir(c.id),
+                                              .socket_dir = config->run_root + "/socks",
+                                              .log_size_max = config->monitor.log_size_max,
+                                              .tty = spec.tty,
+                                              .stdin = spec.stdin,
+                                              .stdin_once = spec.stdin_once});
+  if (!pid.ok()) {
+    (void)runtime->Delete(c.id, /*force=*/true);
+    return Annotate(pid.status(), absl::StrCat("create container ", spec.name));
+  }
+  c.pid = *pid;
+  c.monitor_pid = ReadPid(dir + "/conmon-pidfile");
+  if (absl::Status persisted = Persist(c); !persisted.ok()) {
+    (void)runtime->Delete(c.id, /*force=*/true);
+    return persisted;
+  }
+  // From here on the store owns it all.
+  std::move(release_name).Cancel();
+  std::move(remove_dir).Cancel();
+  std::move(remove_monitor_files).Cancel();
+  rootfs.Release();
+  const std::string id = c.id;
+  auto published = std::make_shared<const Container>(std::move(c));
+  {
+    absl::MutexLock lock(&mu_);
+    containers_[id] = published;
+    leases_[id] = std::move(lease);
+  }
+  Publish(*published, ContainerEventType::kCreated);
+  spdlog::info("container {} ({}) created", id, key);
+  return id;
+}
+
+}  // namespace berth::pod

@@ -1,0 +1,119 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/sqlite.h"
+#include "config/config.h"
+#include "image/store.h"
+#include "pod/container.h"
+#include "pod/events.h"
+#include "pod/monitor.h"
+#include "pod/sandbox_manager.h"
+
+namespace berth::pod {
+
+// Creates, starts, stops, removes and knows containers: their root filesystems (overlay over the
+// image layers, which stay leased), OCI bundles, monitors (berth-conmon or conmon) and runtime
+// state; notices exits (inotify on run_root/exits, and monitors that died without an exit file)
+// and recovers everything from berth.db and the monitors' files at start.
+// Every container is in berth.db (table containers) before it is reported; lookups come from
+// memory. Thread-safe: the store lock is held briefly and never across runtime, monitor or disk
+// work; a per-container lock serialises lifecycle operations; status changes go through
+// UpdateStatus (apply to a copy, persist, publish).
+class ContainerManager {
+ public:
+  using ConfigSource = SandboxManager::ConfigSource;
+  struct Options {
+    std::string monitor_path;
+  };
+
+  ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,
+                   image::ImageStore* images, EventBus* events, Options options);
+  ~ContainerManager();
+  ContainerManager(const ContainerManager&) = delete;
+  ContainerManager& operator=(const ContainerManager&) = delete;
+
+  // Creates the schema, loads every container and settles what happened while berthd was down:
+  // exits get their codes from the exit files; a container whose monitor and process are gone
+  // without one is exited with an error; after a reboot (empty run_root) everything is exited
+  // and its mounts are gone. Then starts watching for exits.
+  absl::Status Recover();
+  // Stops the exit watcher (also done by the destructor).
+  void Shutdown();
+
+  // CreateContainer. NotFound for an unknown sandbox or image; FailedPrecondition when the
+  // sandbox is not ready; AlreadyExists naming the holder of the name; InvalidArgument for a bad
+  // request; Internal with the runtime's message. Leaves nothing behind on failure.
+  absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerSpec& spec);
+  // StartContainer: FailedPrecondition unless CREATED; if the runtime cannot start the process
+  // the container is EXITED (ContainerCannotRun) and the error returned.
+  absl::Status Start(const std::string& id);
+  // StopContainer: the stop signal, up to `timeout` for the exit, then SIGKILL; returns once the
+  // exit is recorded. OK for unknown ids and stopped containers.
+  absl::Status Stop(const std::string& id, std::chrono::seconds timeout);
+  // RemoveContainer: kills a running container first. OK for unknown ids.
+  absl::Status Remove(const std::string& id);
+  absl::Status StopAllIn(const std::string& sandbox_id);
+  absl::Status RemoveAllIn(const std::string& sandbox_id);
+
+  absl::StatusOr<ContainerPtr> Get(const std::string& id) const;
+  std::vector<ContainerPtr> List() const;
+
+  // UpdateContainerResources: applies through the runtime and records them.
+  absl::Status UpdateResources(const std::string& id, const ResourcesSpec& resources);
+  // ReopenContainerLog: FailedPrecondition unless running.
+  absl::Status ReopenLog(const std::string& id);
+  // ExecSync. FailedPrecondition unless running; DeadlineExceeded on timeout.
+  absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
+                                      std::chrono::seconds timeout);
+
+  // Where a container's things are.
+  std::string ContainerDir(const std::string& id) const;  // bundle, upper, work, rootfs
+  std::string MonitorDir(const std::string& id) const;    // exit and oom files
+  std::string ExitFile(const std::string& id) const;
+
+ private:
+  absl::Status Persist(const Container& c);
+  absl::Status Forget(const std::string& id);
+  // Applies `fn` to a copy of the container, persists and publishes it; `fn` returns false to
+  // leave the container unchanged. NotFound if it is gone.
+  absl::Status UpdateStatus(const std::string& id, const std::function<bool(Container&)>& fn);
+  // Records the exit from the monitor's exit file (or, if `monitor_gone`, an error exit).
+  // Idempotent.
+  void RecordExit(const std::string& id, bool monitor_gone);
+  bool WaitForExitFile(const std::string& id, std::chrono::milliseconds timeout) const;
+  std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
+  std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
+  void WatchExits(std::stop_token stop);
+  void CheckMonitors();
+  void Publish(const Container& c, ContainerEventType type);
+  std::string KeyOf(const Container& c) const;
+
+  SqliteDb* const db_;
+  const ConfigSource config_;
+  SandboxManager* const sandboxes_;
+  image::ImageStore* const images_;
+  EventBus* const events_;  // may be null
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, ContainerPtr> containers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // key -> id (reserved too)
+  std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<image::ImageStore::Lease>> leases_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one status update at a time
+  absl::Mutex db_mu_;
+  std::jthread watcher_;
+};
+
+}  // namespace berth::pod

@@ -1,0 +1,446 @@
+// Containers through a running berthd, with real runc, overlayfs, the CNI bridge and an image
+// from a registry on loopback. Every test runs twice: with berth-conmon and with Debian's conmon
+// as the monitor.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "test/fixtures/image_builder.h"
+#include "test/fixtures/registry.h"
+#include "test/lib/berth_daemon.h"
+#include "test/lib/process.h"
+
+namespace berth::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using runtime::v1::RuntimeService;
+
+constexpr char kBridge[] = "berthe2e2";
+
+template <typename F>
+bool Eventually(F done, std::chrono::seconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+// The parameter: monitor.path ("" = berth-conmon next to berthd).
+class ContainerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+    for (const char* tool : {"/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox"}) {
+      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
+    }
+    if (!GetParam().empty() && ::access(GetParam().c_str(), X_OK) != 0) {
+      GTEST_SKIP() << GetParam() << " is not installed";
+    }
+    if (!RegistryAvailable()) GTEST_SKIP() << "docker-registry is not installed";
+    auto registry = TestRegistry::Start();
+    ASSERT_TRUE(registry.ok()) << registry.status();
+    registry_ = *std::move(registry);
+    ImageSpec spec;
+    spec.cmd = {"sh"};
+    spec.stop_signal = "SIGTERM";
+    ASSERT_TRUE(registry_->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec)).ok());
+    image_ = registry_->host() + "/busybox:1";
+
+    std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_->host(),
+                                    "\", insecure: true}\n");
+    if (!GetParam().empty()) absl::StrAppend(&yaml, "monitor: {path: ", GetParam(), "}\n");
+    auto daemon = BerthDaemon::Create({.extra_yaml = yaml});
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+    ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
+                                absl::StrCat(R"({"cniVersion": "1.0.0", "name": "e2e-c", "plugins": [
+      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
+       "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
+                "ranges": [[{"subnet": "10.251.4.0/24"}]]}},
+      {"type": "loopback"}]})"))
+                    .ok());
+    ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+    ASSERT_TRUE(cri().PullImage(image_).ok());
+    absl::StatusOr<std::string> pod = RunPod("pod");
+    ASSERT_TRUE(pod.ok()) << pod.status() << daemon_->Log();
+    pod_ = *pod;
+  }
+
+  void TearDown() override {
+    if (!daemon_) return;
+    if (!daemon_->running()) (void)daemon_->Start();
+    if (daemon_->running()) {
+      absl::StatusOr<runtime::v1::ListPodSandboxResponse> list =
+          cri().Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
+      if (list.ok()) {
+        for (const auto& item : list->items()) {
+          runtime::v1::RemovePodSandboxRequest r;
+          r.set_pod_sandbox_id(item.id());
+          absl::Status removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, r).status();
+          EXPECT_TRUE(removed.ok()) << removed;
+        }
+      }
+      ExpectNoLeaks();
+    }
+    daemon_.reset();
+    RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+  }
+
+  CriClient& cri() { return daemon_->client(); }
+
+  runtime::v1::PodSandboxConfig PodConfig(const std::string& name) {
+    runtime::v1::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("e2e");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_hostname(name);
+    c.set_log_directory(daemon_->dir() + "/logs/" + name);
+    return c;
+  }
+
+  absl::StatusOr<std::string> RunPod(const std::string& name) {
+    runtime::v1::RunPodSandboxRequest request;
+    *request.mutable_config() = PodConfig(name);
+    absl::StatusOr<runtime::v1::RunPodSandboxResponse> r =
+        cri().Call(&RuntimeService::Stub::RunPodSandbox, request);
+    if (!r.ok()) return r.status();
+    return r->pod_sandbox_id();
+  }
+
+  runtime::v1::ContainerConfig Config(const std::string& name, std::vector<std::string> command) {
+    runtime::v1::ContainerConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_image()->set_image(image_);
+    for (const std::string& a : command) c.add_command(a);
+    c.set_log_path(name + ".log");
+    (*c.mutable_labels())["name"] = name;
+    return c;
+  }
+
+  absl::StatusOr<std::string> Create(const runtime::v1::ContainerConfig& config,
+                                     const std::string& pod = "") {
+    runtime::v1::CreateContainerRequest request;
+    request.set_pod_sandbox_id(pod.empty() ? pod_ : pod);
+    *request.mutable_config() = config;
+    *request.mutable_sandbox_config() = PodConfig("pod");
+    absl::StatusOr<runtime::v1::CreateContainerResponse> r =
+        cri().Call(&RuntimeService::Stub::CreateContainer, request);
+    if (!r.ok()) return r.status();
+    return r->container_id();
+  }
+
+  absl::Status Start(const std::string& id) {
+    runtime::v1::StartContainerRequest r;
+    r.set_container_id(id);
+    return cri().Call(&RuntimeService::Stub::StartContainer, r).status();
+  }
+
+  absl::StatusOr<std::string> CreateAndStart(const runtime::v1::ContainerConfig& config) {
+    absl::StatusOr<std::string> id = Create(config);
+    if (!id.ok()) return id;
+    if (absl::Status s = Start(*id); !s.ok()) return s;
+    return id;
+  }
+
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> Status(const std::string& id,
+                                                              bool verbose = false) {
+    runtime::v1::ContainerStatusRequest r;
+    r.set_container_id(id);
+    r.set_verbose(verbose);
+    return cri().Call(&RuntimeService::Stub::ContainerStatus, r);
+  }
+
+  runtime::v1::ContainerState State(const std::string& id) {
+    absl::StatusOr<runtime::v1::ContainerStatusResponse> s = Status(id);
+    return s.ok() ? s->status().state() : runtime::v1::CONTAINER_UNKNOWN;
+  }
+
+  bool AwaitExit(const std::string& id) {
+    return Eventually([&] { return State(id) == runtime::v1::CONTAINER_EXITED; });
+  }
+
+  absl::Status Stop(const std::string& id, int64_t timeout) {
+    runtime::v1::StopContainerRequest r;
+    r.set_container_id(id);
+    r.set_timeout(timeout);
+    return cri().Call(&RuntimeService::Stub::StopContainer, r).status();
+  }
+
+  absl::Status Remove(const std::string& id) {
+    runtime::v1::RemoveContainerRequest r;
+    r.set_container_id(id);
+    return cri().Call(&RuntimeService::Stub::RemoveContainer, r).status();
+  }
+
+  absl::StatusOr<runtime::v1::ExecSyncResponse> Exec(const std::string& id,
+                                                     std::vector<std::string> cmd,
+                                                     int64_t timeout = 0) {
+    runtime::v1::ExecSyncRequest r;
+    r.set_container_id(id);
+    for (const std::string& a : cmd) r.add_cmd(a);
+    r.set_timeout(timeout);
+    return cri().Call(&RuntimeService::Stub::ExecSync, r);
+  }
+
+  std::string Log(const std::string& name) {
+    absl::StatusOr<std::string> text = ReadFile(daemon_->dir() + "/logs/pod/" + name + ".log");
+    return text.ok() ? *text : "";
+  }
+
+  // Nothing of ours is left: mounts, monitors, runtime state, container directories.
+  void ExpectNoLeaks() {
+    absl::StatusOr<CommandResult> mounts =
+        RunCommand({"/bin/grep", "-c", daemon_->dir(), "/proc/self/mountinfo"});
+    ASSERT_TRUE(mounts.ok());
+    EXPECT_EQ(mounts->output, "0\n");
+    absl::StatusOr<CommandResult> monitors =
+        RunCommand({"/usr/bin/pgrep", "-f", "conmon.*" + daemon_->dir()});
+    ASSERT_TRUE(monitors.ok());
+    EXPECT_EQ(monitors->output, "");
+    for (const std::string& dir : {daemon_->run_root() + "/runc", daemon_->root() + "/containers",
+                                   daemon_->run_root() + "/exits", daemon_->run_root() + "/exec"}) {
+      if (!std::filesystem::exists(dir)) continue;
+      std::vector<std::string> left;
+      for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+        left.push_back(e.path().string());
+      }
+      EXPECT_THAT(left, ::testing::IsEmpty()) << dir;
+    }
+  }
+
+  std::unique_ptr<TestRegistry> registry_;
+  std::unique_ptr<BerthDaemon> daemon_;
+  std::string image_;
+  std::string pod_;
+};
+
+TEST_P(ContainerTest, LifecycleAndLogs) {
+  runtime::v1::ContainerConfig config = Config(
+      "web", {"sh", "-c", "echo hello; echo oops >&2; trap 'echo bye; exit 0' TERM; "
+                          "while true; do sleep 0.1; done"});
+  absl::StatusOr<std::string> id = Create(config);
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  EXPECT_EQ(State(*id), runtime::v1::CONTAINER_CREATED);
+  ASSERT_TRUE(Start(*id).ok());
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*id, /*verbose=*/true);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_RUNNING);
+  EXPECT_GT(status->status().started_at(), 0);
+  EXPECT_EQ(status->status().image().image(), image_);
+  EXPECT_THAT(status->status().image_ref(), HasSubstr("@sha256:"));
+  EXPECT_EQ(status->status().log_path(), daemon_->dir() + "/logs/pod/web.log");
+  nlohmann::json info = nlohmann::json::parse(status->info().at("info"));
+  EXPECT_GT(info["pid"].get<int>(), 0);
+  EXPECT_EQ(info["runtimeSpec"]["process"]["args"][0], "sh");
+
+  // The same pod network: the container sees the pod's hostname.
+  absl::StatusOr<runtime::v1::ExecSyncResponse> hostname = Exec(*id, {"hostname"});
+  ASSERT_TRUE(hostname.ok()) << hostname.status();
+  EXPECT_EQ(hostname->stdout(), "pod\n");
+
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(Log("web"), "hello"); }));
+  EXPECT_THAT(Log("web"), HasSubstr(" stderr F oops\n"));
+
+  runtime::v1::ListContainersRequest list;
+  list.mutable_filter()->set_pod_sandbox_id(pod_);
+  absl::StatusOr<runtime::v1::ListContainersResponse> listed =
+      cri().Call(&RuntimeService::Stub::ListContainers, list);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->containers_size(), 1);
+  EXPECT_EQ(listed->containers(0).id(), *id);
+
+  ASSERT_TRUE(Stop(*id, 10).ok());
+  status = Status(*id);
+  EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(status->status().exit_code(), 0);
+  EXPECT_EQ(status->status().reason(), "Completed");
+  EXPECT_THAT(Log("web"), HasSubstr(" stdout F bye\n"));
+  ASSERT_TRUE(Remove(*id).ok());
+  EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Remove(*id).ok());  // idempotent
+  EXPECT_TRUE(Stop(*id, 0).ok());
+}
+
+TEST_P(ContainerTest, ExitCodesAndReasons) {
+  absl::StatusOr<std::string> fails = CreateAndStart(Config("fails", {"sh", "-c", "exit 3"}));
+  ASSERT_TRUE(fails.ok()) << fails.status();
+  absl::StatusOr<std::string> ok = CreateAndStart(Config("ok", {"true"}));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_TRUE(AwaitExit(*fails));
+  ASSERT_TRUE(AwaitExit(*ok));
+  EXPECT_EQ(Status(*fails)->status().exit_code(), 3);
+  EXPECT_EQ(Status(*fails)->status().reason(), "Error");
+  EXPECT_EQ(Status(*ok)->status().exit_code(), 0);
+  EXPECT_EQ(Status(*ok)->status().reason(), "Completed");
+  EXPECT_GT(Status(*ok)->status().finished_at(), 0);
+  // The name is taken until the container is removed.
+  absl::StatusOr<std::string> again = Create(Config("ok", {"true"}));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(again.status().message(), HasSubstr(*ok));
+}
+
+TEST_P(ContainerTest, ExecSyncOutputExitCodeAndTimeout) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("exec", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  absl::StatusOr<runtime::v1::ExecSyncResponse> r =
+      Exec(*id, {"sh", "-c", "echo out; echo err >&2; exit 4"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout(), "out\n");
+  EXPECT_EQ(r->stderr(), "err\n");
+  EXPECT_EQ(r->exit_code(), 4);
+  absl::StatusOr<runtime::v1::ExecSyncResponse> slow = Exec(*id, {"sleep", "60"}, 1);
+  EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded) << slow.status();
+  absl::StatusOr<runtime::v1::ExecSyncResponse> missing = Exec(*id, {"/no/such/binary"});
+  ASSERT_FALSE(missing.ok() && missing->exit_code() == 0);
+}
+
+TEST_P(ContainerTest, OomKilled) {
+  runtime::v1::ContainerConfig config =
+      Config("oom", {"sh", "-c", "x=y; while true; do x=$x$x$x$x; done"});
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(16 << 20);
+  absl::StatusOr<std::string> id = CreateAndStart(config);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(AwaitExit(*id));
+  EXPECT_EQ(Status(*id)->status().reason(), "OOMKilled");
+  EXPECT_EQ(Status(*id)->status().exit_code(), 137);
+}
+
+TEST_P(ContainerTest, SecurityContextIsAppliedInsideTheContainer) {
+  runtime::v1::ContainerConfig config = Config("secure", {"sleep", "1000"});
+  auto* sc = config.mutable_linux()->mutable_security_context();
+  sc->mutable_run_as_user()->set_value(1000);
+  sc->add_supplemental_groups(3000);
+  sc->set_readonly_rootfs(true);
+  sc->set_no_new_privs(true);
+  sc->mutable_capabilities()->add_drop_capabilities("ALL");
+  sc->mutable_capabilities()->add_add_capabilities("NET_BIND_SERVICE");
+  sc->mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::RuntimeDefault);
+  absl::StatusOr<std::string> id = CreateAndStart(config);
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  absl::StatusOr<runtime::v1::ExecSyncResponse> proc = Exec(*id, {"cat", "/proc/self/status"});
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  // 1000 is "berth" in the image, with primary group 1000 and member of "extra" (2000).
+  EXPECT_THAT(proc->stdout(), HasSubstr("Uid:\t1000\t1000\t1000\t1000"));
+  EXPECT_THAT(proc->stdout(), HasSubstr("Gid:\t1000\t1000\t1000\t1000"));
+  EXPECT_THAT(proc->stdout(), HasSubstr("Groups:\t1000 2000 3000"));
+  EXPECT_THAT(proc->stdout(), HasSubstr("CapBnd:\t0000000000000400"));  // NET_BIND_SERVICE only
+  EXPECT_THAT(proc->stdout(), HasSubstr("NoNewPrivs:\t1"));
+  EXPECT_THAT(proc->stdout(), HasSubstr("Seccomp:\t2"));
+  absl::StatusOr<runtime::v1::ExecSyncResponse> touch = Exec(*id, {"touch", "/file"});
+  ASSERT_TRUE(touch.ok());
+  EXPECT_NE(touch->exit_code(), 0);
+  EXPECT_THAT(touch->stderr(), HasSubstr("Read-only file system"));
+  // Masked: /sys/firmware (the host's has acpi/) is an empty directory inside.
+  absl::StatusOr<runtime::v1::ExecSyncResponse> firmware = Exec(*id, {"ls", "-A", "/sys/firmware"});
+  ASSERT_TRUE(firmware.ok());
+  EXPECT_EQ(firmware->exit_code(), 0) << firmware->stderr();
+  EXPECT_EQ(firmware->stdout(), "");
+
+  // Without a security context: root, the default capabilities, no seccomp filter.
+  absl::StatusOr<std::string> plain = CreateAndStart(Config("plain", {"sleep", "1000"}));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  absl::StatusOr<runtime::v1::ExecSyncResponse> plain_proc = Exec(*plain, {"cat", "/proc/self/status"});
+  ASSERT_TRUE(plain_proc.ok());
+  EXPECT_THAT(plain_proc->stdout(), HasSubstr("Uid:\t0\t0\t0\t0"));
+  EXPECT_THAT(plain_proc->stdout(), HasSubstr("CapBnd:\t00000000a80425fb"));
+  EXPECT_THAT(plain_proc->stdout(), HasSubstr("Seccomp:\t0"));
+}
+
+TEST_P(ContainerTest, BadBinaryIsAClearErrorAndLeavesNothing) {
+  absl::StatusOr<std::string> id = Create(Config("bad", {"/no/such/binary"}));
+  absl::Status result = id.ok() ? Start(*id) : id.status();
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.message()), HasSubstr("/no/such/binary"));
+  if (id.ok()) {
+    EXPECT_EQ(State(*id), runtime::v1::CONTAINER_EXITED);
+    EXPECT_EQ(Status(*id)->status().reason(), "ContainerCannotRun");
+    EXPECT_TRUE(Remove(*id).ok());
+  }
+  runtime::v1::ListContainersRequest list;
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListContainers, list)->containers_size(), 0);
+  // An unknown image and an unknown sandbox are clear errors too.
+  runtime::v1::ContainerConfig unknown = Config("unknown", {"true"});
+  unknown.mutable_image()->set_image("no/such:image");
+  EXPECT_EQ(Create(unknown).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Create(Config("nopod", {"true"}), "0123456789ab").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(ContainerTest, ReopenContainerLog) {
+  absl::StatusOr<std::string> id = CreateAndStart(
+      Config("rotate", {"sh", "-c", "echo one; while true; do sleep 0.2; echo tick; done"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(Log("rotate"), "one"); }));
+  const std::string path = daemon_->dir() + "/logs/pod/rotate.log";
+  std::filesystem::rename(path, path + ".1");
+  runtime::v1::ReopenContainerLogRequest r;
+  r.set_container_id(*id);
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::ReopenContainerLog, r).ok());
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(Log("rotate"), "tick"); }));
+  EXPECT_THAT(Log("rotate"), Not(HasSubstr("one")));
+}
+
+TEST_P(ContainerTest, StoppingThePodStopsItsContainers) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("inpod", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod_);
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::StopPodSandbox, stop).ok());
+  EXPECT_EQ(State(*id), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(Create(Config("late", {"true"})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  runtime::v1::RemovePodSandboxRequest remove;
+  remove.set_pod_sandbox_id(pod_);
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove).ok());
+  EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(ContainerTest, SurvivesBerthdBeingKilled) {
+  absl::StatusOr<std::string> running = CreateAndStart(Config("stays", {"sleep", "1000"}));
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<std::string> exits =
+      CreateAndStart(Config("exits", {"sh", "-c", "sleep 2; exit 5"}));
+  ASSERT_TRUE(exits.ok()) << exits.status();
+  absl::StatusOr<std::string> created = Create(Config("created", {"true"}));
+  ASSERT_TRUE(created.ok()) << created.status();
+  const int pid = nlohmann::json::parse(Status(*running, true)->info().at("info"))["pid"];
+  daemon_->Kill();
+  // "exits" exits while berthd is down.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  EXPECT_EQ(State(*running), runtime::v1::CONTAINER_RUNNING);
+  EXPECT_EQ(::kill(pid, 0), 0);
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> exited = Status(*exits);
+  ASSERT_TRUE(exited.ok());
+  EXPECT_EQ(exited->status().state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(exited->status().exit_code(), 5);
+  EXPECT_EQ(State(*created), runtime::v1::CONTAINER_CREATED);
+  ASSERT_TRUE(Start(*created).ok());
+  ASSERT_TRUE(AwaitExit(*created));
+  ASSERT_TRUE(Stop(*running, 1).ok());
+  EXPECT_EQ(State(*running), runtime::v1::CONTAINER_EXITED);
+}
+
+INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
+                         ::testing::Values(std::string(), std::string("/usr/bin/conmon")),
+                         [](const auto& info) {
+                           return info.param.empty() ? std::string("BerthConmon")
+                                                     : std::string("UpstreamConmon");
+                         });
+
+}  // namespace
+}  // namespace berth::testing
