@@ -105,8 +105,9 @@ absl::Status Daemon::Run() {
   InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
   pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &measured_network,
                                 {.monitor_path = helpers.monitor, .pause_rootfs = pause_rootfs});
-  RETURN_IF_ERROR(sandboxes.Recover());
   pod::EventBus events;
+  sandboxes.SetEventBus(&events);
+  RETURN_IF_ERROR(sandboxes.Recover());
   pod::ContainerManager containers(db.get(), [this] { return config_.Get(); }, &sandboxes,
                                    images.get(), &events, {.monitor_path = helpers.monitor});
   sandboxes.SetContainerHooks(

@@ -2,6 +2,7 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "pod/cgroup_stats.h"
 #include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
 
@@ -69,13 +70,36 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   grpc::Status ExecSync(grpc::ServerContext* context, const runtime::v1::ExecSyncRequest* request,
                         runtime::v1::ExecSyncResponse* response) override;
 
+  // stats_handlers.cc
+  grpc::Status ContainerStats(grpc::ServerContext* context,
+                              const runtime::v1::ContainerStatsRequest* request,
+                              runtime::v1::ContainerStatsResponse* response) override;
+  grpc::Status ListContainerStats(grpc::ServerContext* context,
+                                  const runtime::v1::ListContainerStatsRequest* request,
+                                  runtime::v1::ListContainerStatsResponse* response) override;
+  grpc::Status PodSandboxStats(grpc::ServerContext* context,
+                               const runtime::v1::PodSandboxStatsRequest* request,
+                               runtime::v1::PodSandboxStatsResponse* response) override;
+  grpc::Status ListPodSandboxStats(grpc::ServerContext* context,
+                                   const runtime::v1::ListPodSandboxStatsRequest* request,
+                                   runtime::v1::ListPodSandboxStatsResponse* response) override;
+
+  // event_handlers.cc
+  grpc::Status GetContainerEvents(
+      grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,
+      grpc::ServerWriter<runtime::v1::ContainerEventResponse>* writer) override;
+
  private:
+  void FillContainerStats(const pod::Container& c, runtime::v1::ContainerStats* out);
+  void FillSandboxStats(const pod::Sandbox& s, runtime::v1::PodSandboxStats* out);
+  static void FillSandboxStatus(const pod::Sandbox& s, runtime::v1::PodSandboxStatus* status);
   static void FillContainerStatus(const pod::Container& c, runtime::v1::ContainerStatus* status);
 
   const config::ConfigStore* config_;  // not owned
   pod::SandboxManager* sandboxes_;     // not owned
   pod::ContainerManager* containers_;  // not owned
   pod::EventBus* events_;              // not owned
+  pod::CpuRates cpu_rates_;
 };
 
 }  // namespace berth::cri

@@ -90,13 +90,8 @@ grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
   return ToGrpcStatus(sandboxes_->Remove(request->pod_sandbox_id()));
 }
 
-grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
-                                              const runtime::v1::PodSandboxStatusRequest* request,
-                                              runtime::v1::PodSandboxStatusResponse* response) {
-  absl::StatusOr<pod::SandboxPtr> found = sandboxes_->Get(request->pod_sandbox_id());
-  if (!found.ok()) return ToGrpcStatus(found.status());
-  const pod::Sandbox& s = **found;
-  runtime::v1::PodSandboxStatus* status = response->mutable_status();
+void RuntimeService::FillSandboxStatus(const pod::Sandbox& s,
+                                       runtime::v1::PodSandboxStatus* status) {
   status->set_id(s.id);
   FillMetadata(s, status->mutable_metadata());
   status->set_state(State(s));
@@ -116,6 +111,15 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
   status->mutable_labels()->insert(s.spec.labels.begin(), s.spec.labels.end());
   status->mutable_annotations()->insert(s.spec.annotations.begin(), s.spec.annotations.end());
   status->set_runtime_handler(s.runtime_handler);
+}
+
+grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
+                                              const runtime::v1::PodSandboxStatusRequest* request,
+                                              runtime::v1::PodSandboxStatusResponse* response) {
+  absl::StatusOr<pod::SandboxPtr> found = sandboxes_->Get(request->pod_sandbox_id());
+  if (!found.ok()) return ToGrpcStatus(found.status());
+  const pod::Sandbox& s = **found;
+  FillSandboxStatus(s, response->mutable_status());
   response->set_timestamp(absl::ToUnixNanos(absl::Now()));
   if (request->verbose()) (*response->mutable_info())["info"] = VerboseInfo(s);
   return grpc::Status::OK;

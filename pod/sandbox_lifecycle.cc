@@ -111,8 +111,11 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   next.state = Sandbox::State::kNotReady;
   RETURN_IF_ERROR(Persist(next));
   const std::string id_copy = next.id;  // the right side is evaluated first
-  absl::MutexLock lock(&mu_);
-  sandboxes_[id_copy] = std::make_shared<const Sandbox>(std::move(next));
+  {
+    absl::MutexLock lock(&mu_);
+    sandboxes_[id_copy] = std::make_shared<const Sandbox>(std::move(next));
+  }
+  Publish(id_copy, ContainerEventType::kStopped);
   return absl::OkStatus();
 }
 
@@ -136,8 +139,11 @@ void SandboxManager::OnPauseExit(const std::string& id) {
     return;
   }
   spdlog::info("pod sandbox {}: the pause process exited, now NOTREADY", id);
-  absl::MutexLock lock(&mu_);
-  sandboxes_[id] = std::make_shared<const Sandbox>(std::move(next));
+  {
+    absl::MutexLock lock(&mu_);
+    sandboxes_[id] = std::make_shared<const Sandbox>(std::move(next));
+  }
+  Publish(id, ContainerEventType::kStopped);
 }
 
 absl::Status SandboxManager::Remove(const std::string& id) {
@@ -167,10 +173,13 @@ absl::Status SandboxManager::Remove(const std::string& id) {
     std::filesystem::remove_all(path, ec);
   }
   RETURN_IF_ERROR(Forget(full_id));
-  absl::MutexLock lock(&mu_);
-  names_.erase((*current)->Key());
-  sandboxes_.erase(full_id);
-  op_locks_.erase(full_id);
+  {
+    absl::MutexLock lock(&mu_);
+    names_.erase((*current)->Key());
+    sandboxes_.erase(full_id);
+    op_locks_.erase(full_id);
+  }
+  Publish(full_id, ContainerEventType::kDeleted);
   spdlog::info("pod sandbox {} removed", full_id);
   return absl::OkStatus();
 }

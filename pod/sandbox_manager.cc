@@ -101,6 +101,12 @@ std::string SandboxManager::CgroupsPathFor(const Sandbox& sandbox,
   return CgroupsPath(*config_(), sandbox.spec.cgroup_parent, container_id);
 }
 
+void SandboxManager::Publish(const std::string& id, ContainerEventType type) {
+  if (events_ == nullptr) return;
+  events_->Publish({.id = id, .sandbox_id = id, .type = type,
+                    .created_at_ns = absl::ToUnixNanos(absl::Now())});
+}
+
 std::shared_ptr<absl::Mutex> SandboxManager::OpLock(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto& m = op_locks_[id];
@@ -298,6 +304,8 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
     absl::MutexLock lock(&mu_);
     sandboxes_[id] = std::make_shared<const Sandbox>(std::move(s));
   }
+  Publish(id, ContainerEventType::kCreated);
+  Publish(id, ContainerEventType::kStarted);
   spdlog::info("pod sandbox {} ({}) is ready", id, key);
   return id;
 }

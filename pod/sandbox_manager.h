@@ -13,6 +13,7 @@
 #include "base/sqlite.h"
 #include "cni/plugin.h"
 #include "config/config.h"
+#include "pod/events.h"
 #include "pod/sandbox.h"
 
 namespace berth::pod {
@@ -54,6 +55,8 @@ class SandboxManager {
     std::function<absl::Status(const std::string& sandbox_id)> remove_all;
   };
   void SetContainerHooks(ContainerHooks hooks) { hooks_ = std::move(hooks); }
+  // Sandbox lifecycle events (created, started, stopped, deleted) go here. Set before serving.
+  void SetEventBus(EventBus* events) { events_ = events; }
 
   // The monitor of a pause container wrote its exit file: the sandbox is NOTREADY.
   void OnPauseExit(const std::string& id);
@@ -82,6 +85,8 @@ class SandboxManager {
   cni::NetworkPlugin* const network_;
   const Options options_;
   ContainerHooks hooks_;
+  EventBus* events_ = nullptr;
+  void Publish(const std::string& id, ContainerEventType type);
 
   mutable absl::Mutex mu_;
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);

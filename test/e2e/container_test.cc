@@ -435,6 +435,58 @@ TEST_P(ContainerTest, SurvivesBerthdBeingKilled) {
   EXPECT_EQ(State(*running), runtime::v1::CONTAINER_EXITED);
 }
 
+TEST_P(ContainerTest, StatsFromCgroupsAndTheWritableLayer) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config(
+      "busy", {"sh", "-c", "dd if=/dev/zero of=/tmp/blob bs=1024 count=512; sleep 1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ContainerStatsRequest r;
+  r.set_container_id(*id);
+  absl::StatusOr<runtime::v1::ContainerStatsResponse> stats;
+  ASSERT_TRUE(Eventually([&] {
+    stats = cri().Call(&RuntimeService::Stub::ContainerStats, r);
+    return stats.ok() && stats->stats().writable_layer().used_bytes().value() >= 512 * 1024;
+  })) << stats.status();
+  EXPECT_EQ(stats->stats().attributes().id(), *id);
+  EXPECT_GT(stats->stats().cpu().usage_core_nano_seconds().value(), 0u);
+  EXPECT_GT(stats->stats().memory().working_set_bytes().value(), 0u);
+  EXPECT_GT(stats->stats().writable_layer().inodes_used().value(), 0u);
+
+  absl::StatusOr<runtime::v1::ListPodSandboxStatsResponse> pods = cri().Call(
+      &RuntimeService::Stub::ListPodSandboxStats, runtime::v1::ListPodSandboxStatsRequest());
+  ASSERT_TRUE(pods.ok()) << pods.status();
+  ASSERT_EQ(pods->stats_size(), 1);
+  const runtime::v1::LinuxPodSandboxStats& pod = pods->stats(0).linux();
+  EXPECT_EQ(pod.network().default_interface().name(), "eth0");
+  EXPECT_GT(pod.process().process_count().value(), 1u);
+  ASSERT_EQ(pod.containers_size(), 1);
+  EXPECT_EQ(pod.containers(0).attributes().id(), *id);
+}
+
+TEST_P(ContainerTest, ContainerEventsAreStreamed) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  std::unique_ptr<grpc::ClientReader<runtime::v1::ContainerEventResponse>> reader =
+      cri().runtime().GetContainerEvents(&context, runtime::v1::GetEventsRequest());
+  // The subscription exists once the server has the call: give it a moment, then act.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  absl::StatusOr<std::string> id = CreateAndStart(Config("evented", {"sh", "-c", "exit 0"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(AwaitExit(*id));
+  ASSERT_TRUE(Remove(*id).ok());
+  std::vector<runtime::v1::ContainerEventType> seen;
+  runtime::v1::ContainerEventResponse event;
+  while (seen.size() < 4 && reader->Read(&event)) {
+    if (event.container_id() != *id) continue;
+    seen.push_back(event.container_event_type());
+    EXPECT_EQ(event.pod_sandbox_status().id(), pod_);
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre(runtime::v1::CONTAINER_CREATED_EVENT,
+                                           runtime::v1::CONTAINER_STARTED_EVENT,
+                                           runtime::v1::CONTAINER_STOPPED_EVENT,
+                                           runtime::v1::CONTAINER_DELETED_EVENT));
+  context.TryCancel();
+}
+
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
                          ::testing::Values(std::string(), std::string("/usr/bin/conmon")),
                          [](const auto& info) {
