@@ -26,6 +26,8 @@ pod::SandboxSpec ToSpec(const runtime::v1::RunPodSandboxRequest& request) {
                                 {c.dns_config().options().begin(), c.dns_config().options().end()}};
   }
   for (const runtime::v1::PortMapping& p : c.port_mappings()) {
+    // kubelet lists every containerPort; only those with a hostPort are mapped (portmap rejects 0).
+    if (p.host_port() <= 0) continue;
     const char* protocol = p.protocol() == runtime::v1::UDP    ? "udp"
                            : p.protocol() == runtime::v1::SCTP ? "sctp"
                                                                : "tcp";

@@ -53,8 +53,43 @@ absl::StatusOr<std::string> CapName(const std::string& name) {
   return upper;
 }
 
+// The capabilities berthd itself may hand out (its bounding set): a sandboxed or restricted node
+// has fewer than the kernel knows, and runc fails on any it cannot apply. containerd does the same.
+const std::vector<std::string>& HostCapabilities() {
+  static const std::vector<std::string> kHost = [] {
+    std::ifstream in("/proc/self/status");
+    std::string key;
+    uint64_t bounding = ~uint64_t{0};
+    while (in >> key) {
+      if (key == "CapBnd:") {
+        std::string hex;
+        in >> hex;
+        bounding = std::stoull(hex, nullptr, 16);
+        break;
+      }
+    }
+    std::vector<std::string> out;
+    const std::vector<std::string>& all = AllCapabilities();  // in kernel order
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (bounding & (uint64_t{1} << i)) out.push_back(all[i]);
+    }
+    return out;
+  }();
+  return kHost;
+}
+
+std::vector<std::string> OnlyHostCapabilities(std::vector<std::string> caps) {
+  const std::vector<std::string>& host = HostCapabilities();
+  caps.erase(std::remove_if(caps.begin(), caps.end(),
+                            [&](const std::string& c) {
+                              return std::find(host.begin(), host.end(), c) == host.end();
+                            }),
+             caps.end());
+  return caps;
+}
+
 absl::StatusOr<std::vector<std::string>> Capabilities(const SecuritySpec& s) {
-  if (s.privileged) return AllCapabilities();
+  if (s.privileged) return HostCapabilities();
   std::vector<std::string> caps = DefaultCapabilities();
   for (const std::string& d : s.drop_capabilities) {
     ASSIGN_OR_RETURN(std::string name, CapName(d));
@@ -72,7 +107,7 @@ absl::StatusOr<std::vector<std::string>> Capabilities(const SecuritySpec& s) {
     }
     if (std::find(caps.begin(), caps.end(), name) == caps.end()) caps.push_back(name);
   }
-  return caps;
+  return OnlyHostCapabilities(std::move(caps));
 }
 
 // Kubernetes' rules: command replaces ENTRYPOINT (and then the image's CMD is dropped); args
@@ -269,6 +304,10 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& in) {
   const ContainerSpec& c = in.container->spec;
   const SecuritySpec& sec = c.security;
   const SandboxSpec& pod = in.sandbox->spec;
+  if (sec.run_as_group && !sec.run_as_user && sec.run_as_username.empty()) {
+    return absl::InvalidArgumentError(
+        "security_context.run_as_group is set without run_as_user or run_as_username");
+  }
   ASSIGN_OR_RETURN(std::vector<std::string> argv, Args(c, *in.image));
   ASSIGN_OR_RETURN(std::vector<std::string> caps, Capabilities(sec));
   ASSIGN_OR_RETURN(ResolvedUser user,

@@ -31,7 +31,8 @@ std::string ResolvConf(const DnsSettings& dns);
 // /etc/hosts for a pod: localhost entries, and the pod's hostname on its IP when known.
 std::string HostsFile(const std::string& hostname, const std::string& ip);
 
-// RFC 1123 hostname check (what kubelet's validation allows: labels of [a-z0-9-], dots, <= 253).
+// A hostname the kernel takes (1..64 bytes) made of printable ASCII without spaces, so that it
+// cannot break /etc/hosts or /etc/hostname.
 bool IsValidHostname(const std::string& hostname);
 
 }  // namespace berth::pod

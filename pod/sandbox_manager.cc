@@ -218,7 +218,12 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
         absl::StrCat("the pause root filesystem ", options_.pause_rootfs,
                      " has no pause binary (is berth-pause installed?)"));
   }
-  if (spec.hostname.empty()) spec.hostname = spec.name;
+  if (spec.hostname.empty()) {
+    // Like containerd and cri-o: a pod that names no hostname gets the node's.
+    char node[256] = {};
+    ::gethostname(node, sizeof node - 1);
+    spec.hostname = node;
+  }
   Sandbox s;
   s.id = NewId();
   s.spec = spec;

@@ -43,7 +43,7 @@ TEST_F(PodFilesTest, HostResolvConfWithoutDnsConfig) {
 }
 
 TEST_F(PodFilesTest, BadInputChangesNothing) {
-  EXPECT_EQ(WritePodFiles(dir_ + "/pod", "Bad_Host", std::nullopt).code(),
+  EXPECT_EQ(WritePodFiles(dir_ + "/pod", "bad host", std::nullopt).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WritePodFiles(dir_ + "/pod", "ok", DnsSettings{{"not-an-ip"}, {}, {}}).code(),
             absl::StatusCode::kInvalidArgument);
@@ -52,14 +52,15 @@ TEST_F(PodFilesTest, BadInputChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/pod"));
 }
 
-TEST(HostnameTest, Rfc1123) {
+TEST(HostnameTest, PrintableUpTo64Bytes) {
   EXPECT_TRUE(IsValidHostname("web-0"));
   EXPECT_TRUE(IsValidHostname("a.b.c"));
   EXPECT_FALSE(IsValidHostname(""));
-  EXPECT_FALSE(IsValidHostname("-a"));
-  EXPECT_FALSE(IsValidHostname("a..b"));
-  EXPECT_FALSE(IsValidHostname("UPPER"));
-  EXPECT_FALSE(IsValidHostname(std::string(64, 'a')));
+  EXPECT_TRUE(IsValidHostname("NamespaceOption-PodSandbox-e15914ad"));
+  EXPECT_TRUE(IsValidHostname(std::string(64, 'a')));
+  EXPECT_FALSE(IsValidHostname(std::string(65, 'a')));
+  EXPECT_FALSE(IsValidHostname("a b"));
+  EXPECT_FALSE(IsValidHostname("a\nb"));
 }
 
 TEST(HostsTest, PodIpLine) {
