@@ -8,15 +8,17 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/string_view.h"
 
 namespace berth {
 
 class SqliteStatement;
 
-// One SQLite database connection (WAL journal, foreign keys on, a busy timeout). Every metadata
-// change of berthd is one transaction on it. Not thread-safe: callers serialise access (the stores
-// hold a mutex around each transaction).
+// One SQLite database connection (WAL journal, foreign keys on, a busy timeout), shared by every
+// store of berthd. Every metadata change is one transaction on it. The connection is in SQLite's
+// serialized mode, so any thread may use it; mu() keeps the writes of different stores from
+// interleaving: SqliteTransaction holds it, and a one-statement write takes it itself.
 class SqliteDb {
  public:
   // Opens or creates the database at `path` (mode 0600). Internal with the path on failure.
@@ -34,6 +36,7 @@ class SqliteDb {
   absl::Status Commit() { return Exec("COMMIT"); }
   void Rollback();
 
+  absl::Mutex& mu() { return mu_; }
   sqlite3* raw() { return db_; }
   const std::string& path() const { return path_; }
 
@@ -41,6 +44,7 @@ class SqliteDb {
   SqliteDb(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   sqlite3* db_;
   std::string path_;
+  absl::Mutex mu_;
 };
 
 // A prepared statement. Bind parameters are 1-based, columns 0-based. Move-only.
@@ -73,7 +77,8 @@ class SqliteStatement {
 class SqliteTransaction {
  public:
   // Begins; check ok() before use.
-  explicit SqliteTransaction(SqliteDb& db) : db_(db), status_(db.Begin()) {}
+  // Holds db.mu() until it is destroyed.
+  explicit SqliteTransaction(SqliteDb& db) : lock_(&db.mu()), db_(db), status_(db.Begin()) {}
   ~SqliteTransaction() {
     if (status_.ok() && !committed_) db_.Rollback();
   }
@@ -88,6 +93,7 @@ class SqliteTransaction {
   }
 
  private:
+  absl::MutexLock lock_;
   SqliteDb& db_;
   absl::Status status_;
   bool committed_ = false;

@@ -121,9 +121,12 @@ absl::Status ImageStore::Remove(const std::string& image_id, const std::string& 
     if (!name.empty()) EraseName(updated, name);
     const bool whole = name.empty() || updated.repo_tags.empty();
     if (!whole) {
-      ASSIGN_OR_RETURN(SqliteStatement del,
-                       db_->Prepare("DELETE FROM image_names WHERE name = ?"));
-      RETURN_IF_ERROR(Annotate(del.Bind(1, name).Run(), absl::StrCat("untag ", name)));
+      {
+        absl::MutexLock db_lock(&db_->mu());
+        ASSIGN_OR_RETURN(SqliteStatement del,
+                         db_->Prepare("DELETE FROM image_names WHERE name = ?"));
+        RETURN_IF_ERROR(Annotate(del.Bind(1, name).Run(), absl::StrCat("untag ", name)));
+      }
       absl::MutexLock lock(&mu_);
       names_.erase(name);
       Publish(std::move(updated));

@@ -115,7 +115,7 @@ std::string ContainerManager::KeyOf(const Container& c) const {
 }
 
 absl::Status ContainerManager::Persist(const Container& c) {
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&db_->mu());
   ASSIGN_OR_RETURN(SqliteStatement upsert, db_->Prepare(
       "INSERT INTO containers(id, name, sandbox_id, record) VALUES(?,?,?,?) "
       "ON CONFLICT(id) DO UPDATE SET record=excluded.record"));
@@ -125,7 +125,7 @@ absl::Status ContainerManager::Persist(const Container& c) {
 }
 
 absl::Status ContainerManager::Forget(const std::string& id) {
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&db_->mu());
   ASSIGN_OR_RETURN(SqliteStatement del, db_->Prepare("DELETE FROM containers WHERE id = ?"));
   return del.Bind(1, id).Run();
 }
@@ -266,12 +266,12 @@ void ContainerManager::WatchExits(std::stop_token stop) {
 
 absl::Status ContainerManager::Recover() {
   {
-    absl::MutexLock lock(&db_mu_);
+    absl::MutexLock lock(&db_->mu());
     RETURN_IF_ERROR(db_->Exec(kSchema));
   }
   std::vector<Container> loaded;
   {
-    absl::MutexLock lock(&db_mu_);
+    absl::MutexLock lock(&db_->mu());
     ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM containers"));
     for (;;) {
       ASSIGN_OR_RETURN(bool row, rows.Step());

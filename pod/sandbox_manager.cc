@@ -115,7 +115,7 @@ std::shared_ptr<absl::Mutex> SandboxManager::OpLock(const std::string& id) {
 }
 
 absl::Status SandboxManager::Persist(const Sandbox& s) {
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&db_->mu());
   ASSIGN_OR_RETURN(SqliteStatement upsert, db_->Prepare(
       "INSERT INTO sandboxes(id, name, record) VALUES(?,?,?) "
       "ON CONFLICT(id) DO UPDATE SET record=excluded.record"));
@@ -124,19 +124,19 @@ absl::Status SandboxManager::Persist(const Sandbox& s) {
 }
 
 absl::Status SandboxManager::Forget(const std::string& id) {
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&db_->mu());
   ASSIGN_OR_RETURN(SqliteStatement del, db_->Prepare("DELETE FROM sandboxes WHERE id = ?"));
   return del.Bind(1, id).Run();
 }
 
 absl::Status SandboxManager::Recover() {
   {
-    absl::MutexLock lock(&db_mu_);
+    absl::MutexLock lock(&db_->mu());
     RETURN_IF_ERROR(db_->Exec(kSchema));
   }
   std::vector<Sandbox> loaded;
   {
-    absl::MutexLock lock(&db_mu_);
+    absl::MutexLock lock(&db_->mu());
     ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM sandboxes"));
     for (;;) {
       ASSIGN_OR_RETURN(bool row, rows.Step());

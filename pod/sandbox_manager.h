@@ -92,7 +92,6 @@ class SandboxManager {
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // Key() -> id (reserved too)
   std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex db_mu_;  // one writer on the connection at a time
 };
 
 }  // namespace berth::pod

@@ -162,10 +162,10 @@ std::vector<long> MonitorRss(const std::string& dir) {
 }
 
 std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string& monitor) {
-  std::string yaml = absl::StrCat("log_level: warning\nimages:\n  registries:\n    - {prefix: \"",
-                                  registry_host, "\", insecure: true}\n");
+  std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_host,
+                                  "\", insecure: true}\n");
   if (!monitor.empty()) absl::StrAppend(&yaml, "monitor: {path: ", monitor, "}\n");
-  auto daemon = BerthDaemon::Create({.extra_yaml = yaml});
+  auto daemon = BerthDaemon::Create({.extra_yaml = yaml, .log_level = "warn"});
   if (!daemon.ok()) Die(daemon.status().ToString());
   if (!berth::WriteFileAtomic(
            (*daemon)->cni_dir() + "/10-bench.conflist",

@@ -487,6 +487,41 @@ TEST_P(ContainerTest, ContainerEventsAreStreamed) {
   context.TryCancel();
 }
 
+TEST_P(ContainerTest, ConcurrentPodsAndContainersAreAllRecorded) {
+  // Sandboxes, containers and images share berth.db: concurrent writes must neither fail nor
+  // corrupt it, and a restarted berthd must know every one of them.
+  constexpr int kPods = 10;
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(kPods);
+  for (int i = 0; i < kPods; ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<std::string> pod = RunPod(absl::StrCat("many-", i));
+      if (!pod.ok()) {
+        results[i] = pod.status();
+        return;
+      }
+      runtime::v1::ContainerConfig config = Config(absl::StrCat("c", i), {"sleep", "1000"});
+      absl::StatusOr<std::string> id = Create(config, *pod);
+      results[i] = id.ok() ? Start(*id) : id.status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+  daemon_->Kill();
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  runtime::v1::ListContainersRequest list;
+  list.mutable_filter()->mutable_state()->set_state(runtime::v1::CONTAINER_RUNNING);
+  absl::StatusOr<runtime::v1::ListContainersResponse> running =
+      cri().Call(&RuntimeService::Stub::ListContainers, list);
+  ASSERT_TRUE(running.ok());
+  EXPECT_EQ(running->containers_size(), kPods);
+  absl::StatusOr<CommandResult> check = RunCommand(
+      {"/usr/bin/sqlite3", daemon_->root() + "/berth.db", "PRAGMA integrity_check"});
+  if (check.ok()) {
+    EXPECT_EQ(check->output, "ok\n");  // when the sqlite3 tool is installed
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
                          ::testing::Values(std::string(), std::string("/usr/bin/conmon")),
                          [](const auto& info) {

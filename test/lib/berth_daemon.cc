@@ -41,7 +41,7 @@ absl::StatusOr<std::unique_ptr<BerthDaemon>> BerthDaemon::Create(Options options
       "root: ", d, "/root\n",
       "run_root: ", d, "/run\n",
       "listen: ", d, "/run/berth.sock\n",
-      "log_level: debug\n",
+      "log_level: ", options.log_level, "\n",
       "runtimes:\n",
       "  runc: {root: ", d, "/run/runc}\n",
       "  crun: {root: ", d, "/run/crun}\n",

@@ -22,6 +22,7 @@ class BerthDaemon {
     std::string extra_yaml;  // appended to the generated config (top-level keys)
     std::vector<std::string> cni_bin_dirs;  // network.bin_dirs; empty = the default
     std::string extra_runtimes;  // more "name: {path: ..., root: ...}" lines under runtimes
+    std::string log_level = "debug";
   };
 
   // Creates the temporary tree and the config; does not start the daemon.
