@@ -115,7 +115,9 @@ absl::Status Daemon::Run() {
        .remove_all = [&](const std::string& id) { return containers.RemoveAllIn(id); }});
   RETURN_IF_ERROR(containers.Recover());
 
-  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events);
+  streaming::Server streaming(config->streaming, &containers, &sandboxes);
+  RETURN_IF_ERROR(streaming.Start());
+  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming);
   ImageService image_service(images.get(), &puller, &metrics_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
@@ -156,6 +158,7 @@ absl::Status Daemon::Run() {
   }
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  streaming.Stop();
   containers.Shutdown();
   spdlog::info("berthd stopped");
   return absl::OkStatus();

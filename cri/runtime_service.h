@@ -2,6 +2,7 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "cri/streaming/server.h"
 #include "pod/cgroup_stats.h"
 #include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
@@ -14,8 +15,13 @@ namespace berth::cri {
 class RuntimeService final : public runtime::v1::RuntimeService::Service {
  public:
   RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes,
-                 pod::ContainerManager* containers, pod::EventBus* events)
-      : config_(config), sandboxes_(sandboxes), containers_(containers), events_(events) {}
+                 pod::ContainerManager* containers, pod::EventBus* events,
+                 streaming::Server* streaming)
+      : config_(config),
+        sandboxes_(sandboxes),
+        containers_(containers),
+        events_(events),
+        streaming_(streaming) {}
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -84,6 +90,15 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                                    const runtime::v1::ListPodSandboxStatsRequest* request,
                                    runtime::v1::ListPodSandboxStatsResponse* response) override;
 
+  // streaming_handlers.cc
+  grpc::Status Exec(grpc::ServerContext* context, const runtime::v1::ExecRequest* request,
+                    runtime::v1::ExecResponse* response) override;
+  grpc::Status Attach(grpc::ServerContext* context, const runtime::v1::AttachRequest* request,
+                      runtime::v1::AttachResponse* response) override;
+  grpc::Status PortForward(grpc::ServerContext* context,
+                           const runtime::v1::PortForwardRequest* request,
+                           runtime::v1::PortForwardResponse* response) override;
+
   // event_handlers.cc
   grpc::Status GetContainerEvents(
       grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,
@@ -99,6 +114,7 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
   pod::SandboxManager* sandboxes_;     // not owned
   pod::ContainerManager* containers_;  // not owned
   pod::EventBus* events_;              // not owned
+  streaming::Server* streaming_;       // not owned
   pod::CpuRates cpu_rates_;
 };
 

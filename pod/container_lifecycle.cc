@@ -251,4 +251,34 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
                        .timeout = timeout});
 }
 
+absl::StatusOr<std::unique_ptr<ExecProcess>> ContainerManager::StartExec(
+    const std::string& id, const std::vector<std::string>& cmd, bool tty, unsigned width,
+    unsigned height) {
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  if (c->state != Container::State::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
+  }
+  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, tty));
+  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
+  if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
+  ASSIGN_OR_RETURN(std::string work, MakeTempDirIn(config_()->run_root + "/exec", "session-"));
+  absl::StatusOr<std::unique_ptr<ExecProcess>> p =
+      ExecProcess::Start(*runtime, c->id, process, work, tty, width, height);
+  if (!p.ok()) {
+    std::error_code ec;
+    std::filesystem::remove_all(work, ec);
+  }
+  return p;
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> ContainerManager::AttachPaths(
+    const std::string& id) const {
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  if (c->state != Container::State::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
+  }
+  return std::make_pair(absl::StrCat(config_()->run_root, "/socks/", c->id, "/attach"),
+                        ContainerDir(c->id) + "/ctl");
+}
+
 }  // namespace berth::pod

@@ -17,6 +17,7 @@
 #include "image/store.h"
 #include "pod/container.h"
 #include "pod/events.h"
+#include "pod/exec_process.h"
 #include "pod/monitor.h"
 #include "pod/sandbox_manager.h"
 
@@ -76,6 +77,15 @@ class ContainerManager {
   // ExecSync. FailedPrecondition unless running; DeadlineExceeded on timeout.
   absl::StatusOr<ExecResult> ExecSync(const std::string& id, const std::vector<std::string>& cmd,
                                       std::chrono::seconds timeout);
+
+  // CRI Exec: starts `cmd` in a running container for an interactive session.
+  // FailedPrecondition unless running; Internal with the runtime's message.
+  absl::StatusOr<std::unique_ptr<ExecProcess>> StartExec(const std::string& id,
+                                                         const std::vector<std::string>& cmd,
+                                                         bool tty, unsigned width = 0,
+                                                         unsigned height = 0);
+  // CRI Attach: the monitor's attach socket and ctl fifo of a running container.
+  absl::StatusOr<std::pair<std::string, std::string>> AttachPaths(const std::string& id) const;
 
   // Where a container's things are.
   std::string ContainerDir(const std::string& id) const;  // bundle, upper, work, rootfs

@@ -19,6 +19,7 @@
 #include "test/fixtures/registry.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/process.h"
+#include "test/lib/spdy_client.h"
 
 namespace berth::testing {
 namespace {
@@ -63,6 +64,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
     std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_->host(),
                                     "\", insecure: true}\n");
     if (!GetParam().empty()) absl::StrAppend(&yaml, "monitor: {path: ", GetParam(), "}\n");
+    absl::StrAppend(&yaml, "streaming: {idle_timeout: 3s}\n");
     auto daemon = BerthDaemon::Create({.extra_yaml = yaml});
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
@@ -520,6 +522,162 @@ TEST_P(ContainerTest, ConcurrentPodsAndContainersAreAllRecorded) {
   if (check.ok()) {
     EXPECT_EQ(check->output, "ok\n");  // when the sqlite3 tool is installed
   }
+}
+
+// The remote-command protocol over SPDY, as kubectl and crictl speak it.
+struct StreamSession {
+  std::unique_ptr<SpdyClient> client;
+  std::map<std::string, uint32_t> streams;
+};
+
+absl::StatusOr<StreamSession> OpenStreams(const std::string& url,
+                                          const std::vector<std::string>& types) {
+  SpdyClient::Upgrade upgrade;
+  absl::StatusOr<std::unique_ptr<SpdyClient>> client =
+      SpdyClient::Connect(url, {"v4.channel.k8s.io", "v3.channel.k8s.io"}, &upgrade);
+  if (!client.ok()) return client.status();
+  if (upgrade.protocol != "v4.channel.k8s.io") {
+    return absl::InternalError("negotiated " + upgrade.protocol);
+  }
+  StreamSession s;
+  s.client = *std::move(client);
+  for (const std::string& type : types) {
+    absl::StatusOr<uint32_t> id = s.client->Open({{"streamtype", type}});
+    if (!id.ok()) return id.status();
+    s.streams[type] = *id;
+  }
+  return s;
+}
+
+TEST_P(ContainerTest, StreamingExecCarriesStdioAndTheExitCode) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("shell", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ExecRequest r;
+  r.set_container_id(*id);
+  for (const char* a : {"sh", "-c", "cat; echo err >&2; exit 3"}) r.add_cmd(a);
+  r.set_stdin(true);
+  r.set_stdout(true);
+  r.set_stderr(true);
+  absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<StreamSession> s = OpenStreams(exec->url(), {"error", "stdin", "stdout", "stderr"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(s->client->Send(s->streams["stdin"], "hello\n", /*fin=*/true).ok());
+  ASSERT_TRUE(s->client->AwaitEnd(s->streams["error"], absl::Seconds(20)));
+  EXPECT_EQ(s->client->Received(s->streams["stdout"]), "hello\n");
+  EXPECT_EQ(s->client->Received(s->streams["stderr"]), "err\n");
+  nlohmann::json status = nlohmann::json::parse(s->client->Received(s->streams["error"]));
+  EXPECT_EQ(status["status"], "Failure");
+  EXPECT_EQ(status["reason"], "NonZeroExitCode");
+  EXPECT_EQ(status["details"]["causes"][0]["message"], "3");
+
+  // The URL was for one use; an unknown token is refused too.
+  SpdyClient::Upgrade refused;
+  EXPECT_FALSE(SpdyClient::Connect(exec->url(), {"v4.channel.k8s.io"}, &refused).ok());
+  EXPECT_EQ(refused.http_status, 404);
+  const std::string forged = exec->url().substr(0, exec->url().rfind('/')) + "/forged";
+  EXPECT_FALSE(SpdyClient::Connect(forged, {"v4.channel.k8s.io"}, &refused).ok());
+  EXPECT_EQ(refused.http_status, 404);
+}
+
+TEST_P(ContainerTest, StreamingExecWithATtyFollowsResizes) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("tty", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ExecRequest r;
+  r.set_container_id(*id);
+  for (const char* a : {"sh", "-c", "stty size; read x; stty size; exit 0"}) r.add_cmd(a);
+  r.set_stdin(true);
+  r.set_stdout(true);
+  r.set_tty(true);
+  absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<StreamSession> s = OpenStreams(exec->url(), {"error", "stdin", "stdout", "resize"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(s->client->Send(s->streams["resize"], R"({"Width":100,"Height":30})").ok());
+  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "30 100", absl::Seconds(20)))
+      << s->client->Received(s->streams["stdout"]);
+  ASSERT_TRUE(s->client->Send(s->streams["resize"], R"({"Width":120,"Height":40})").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the resize travels separately
+  ASSERT_TRUE(s->client->Send(s->streams["stdin"], "\n").ok());
+  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "40 120", absl::Seconds(20)))
+      << s->client->Received(s->streams["stdout"]);
+  ASSERT_TRUE(s->client->AwaitEnd(s->streams["error"], absl::Seconds(20)));
+  EXPECT_THAT(s->client->Received(s->streams["error"]), HasSubstr("Success"));
+}
+
+TEST_P(ContainerTest, StreamingAttachFollowsTheOutput) {
+  absl::StatusOr<std::string> id =
+      CreateAndStart(Config("talker", {"sh", "-c", "while true; do echo tick; sleep 0.2; done"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::AttachRequest r;
+  r.set_container_id(*id);
+  r.set_stdout(true);
+  r.set_stderr(true);
+  absl::StatusOr<runtime::v1::AttachResponse> attach = cri().Call(&RuntimeService::Stub::Attach, r);
+  ASSERT_TRUE(attach.ok()) << attach.status();
+  absl::StatusOr<StreamSession> s = OpenStreams(attach->url(), {"error", "stdout", "stderr"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->client->AwaitData(s->streams["stdout"], "tick\ntick\n", absl::Seconds(20)));
+  // The container's end ends the session.
+  ASSERT_TRUE(Stop(*id, 0).ok());
+  EXPECT_TRUE(s->client->AwaitEnd(s->streams["error"], absl::Seconds(20)));
+}
+
+TEST_P(ContainerTest, PortForwardReachesAServerInThePod) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config(
+      "web", {"sh", "-c",
+              "mkdir -p /tmp/www && echo hello-from-pod > /tmp/www/index.html && "
+              "exec httpd -f -p 8080 -h /tmp/www"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::PortForwardRequest r;
+  r.set_pod_sandbox_id(pod_);
+  r.add_port(8080);
+  absl::StatusOr<runtime::v1::PortForwardResponse> pf =
+      cri().Call(&RuntimeService::Stub::PortForward, r);
+  ASSERT_TRUE(pf.ok()) << pf.status();
+  SpdyClient::Upgrade upgrade;
+  absl::StatusOr<std::unique_ptr<SpdyClient>> client =
+      SpdyClient::Connect(pf->url(), {"portforward.k8s.io"}, &upgrade);
+  ASSERT_TRUE(client.ok()) << client.status() << upgrade.body;
+  // httpd may need a moment to listen: one request id per attempt.
+  bool served = false;
+  for (int attempt = 0; attempt < 20 && !served; ++attempt) {
+    const std::string rid = std::to_string(attempt);
+    absl::StatusOr<uint32_t> error =
+        (*client)->Open({{"streamtype", "error"}, {"port", "8080"}, {"requestid", rid}});
+    absl::StatusOr<uint32_t> data =
+        (*client)->Open({{"streamtype", "data"}, {"port", "8080"}, {"requestid", rid}});
+    ASSERT_TRUE(error.ok() && data.ok());
+    ASSERT_TRUE((*client)->Send(*data, "GET /index.html HTTP/1.0\r\n\r\n").ok());
+    served = (*client)->AwaitData(*data, "hello-from-pod", absl::Seconds(3));
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(served);
+  // A port nothing listens on: the error stream says so.
+  absl::StatusOr<uint32_t> error =
+      (*client)->Open({{"streamtype", "error"}, {"port", "9999"}, {"requestid", "x"}});
+  absl::StatusOr<uint32_t> data =
+      (*client)->Open({{"streamtype", "data"}, {"port", "9999"}, {"requestid", "x"}});
+  ASSERT_TRUE(error.ok() && data.ok());
+  EXPECT_TRUE((*client)->AwaitData(*error, "9999", absl::Seconds(10)));
+}
+
+TEST_P(ContainerTest, IdleStreamsAreClosed) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("idle", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ExecRequest r;
+  r.set_container_id(*id);
+  for (const char* a : {"sleep", "77"}) r.add_cmd(a);
+  r.set_stdout(true);
+  absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<StreamSession> s = OpenStreams(exec->url(), {"error", "stdout"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  // streaming.idle_timeout is 3s in this fixture.
+  EXPECT_TRUE(s->client->AwaitClosed(absl::Seconds(15)));
+  absl::StatusOr<runtime::v1::ExecSyncResponse> ps = Exec(*id, {"ps"});
+  ASSERT_TRUE(ps.ok());
+  EXPECT_THAT(ps->stdout(), Not(HasSubstr("sleep 77")));  // the session's process is gone
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,

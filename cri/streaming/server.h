@@ -1,0 +1,83 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "config/config.h"
+#include "pod/container_manager.h"
+#include "pod/sandbox_manager.h"
+
+namespace berth::cri::streaming {
+
+// What an Exec, Attach or PortForward call asked for; kept under a one-time token.
+struct Request {
+  enum class Kind { kExec, kAttach, kPortForward };
+  Kind kind = Kind::kExec;
+  std::string id;  // container id (exec, attach) or sandbox id (port-forward)
+  std::vector<std::string> cmd;
+  bool tty = false, stdin = false, stdout = true, stderr = true;
+  std::vector<int32_t> ports;
+};
+
+// The streaming server kubelet and crictl are sent to by Exec, Attach and PortForward: HTTP on
+// streaming.address:port, one-time tokens valid for a minute, and the Kubernetes stream protocols
+// over SPDY/3.1 (v4/v5.channel.k8s.io for exec and attach, portforward.k8s.io). Exec runs the
+// OCI runtime's exec; attach goes through the monitor's attach socket and ctl fifo;
+// port-forward connects to localhost:port inside the pod's network namespace.
+// Thread-safe; a thread per connection.
+class Server {
+ public:
+  Server(const config::StreamingConfig& config, pod::ContainerManager* containers,
+         pod::SandboxManager* sandboxes);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds (port 0: any free port) and starts serving. Unavailable naming the address.
+  absl::Status Start();
+  // Stops accepting and ends every session.
+  void Stop();
+
+  // Records the request under a new token: the URL to return to the client.
+  std::string Register(Request request);
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  struct Pending {
+    Request request;
+    absl::Time expires;
+  };
+  void AcceptLoop(std::stop_token stop);
+  void Serve(int fd);
+  bool TakeToken(const std::string& token, Request* out);
+  void ServeRemoteCommand(int fd, const Request& request, const std::string& protocol);
+  void ServePortForward(int fd, const Request& request);
+
+  const config::StreamingConfig config_;
+  pod::ContainerManager* const containers_;
+  pod::SandboxManager* const sandboxes_;
+  int listen_fd_ = -1;
+  std::string base_url_;
+  std::jthread acceptor_;
+
+  absl::Mutex mu_;
+  std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::set<int> connections_ ABSL_GUARDED_BY(mu_);
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The metav1.Status JSON the v4 protocols put on the error stream.
+std::string StatusJson(int exit_code, const std::string& error);
+
+}  // namespace berth::cri::streaming
