@@ -22,7 +22,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libcurl4-openssl-dev libgtest-dev libgmock-dev nlohmann-json3-dev
   libarchive-dev libssl-dev libsqlite3-dev libspdlog-dev libcli11-dev libseccomp-dev
-  libcivetweb-dev civetweb zlib1g-dev
+  libcivetweb-dev civetweb zlib1g-dev libboost-dev
   # runtime
   runc crun conmon containernetworking-plugins iptables iproute2
   # test fixtures

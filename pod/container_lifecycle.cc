@@ -61,6 +61,8 @@ absl::Status ContainerManager::Start(const std::string& id) {
     return absl::FailedPreconditionError(
         absl::StrCat("runtime handler \"", c->runtime_handler, "\" is no longer configured"));
   }
+  std::shared_ptr<absl::Mutex> start = StartLock(c->id);
+  absl::MutexLock start_lock(start.get());
   absl::Status started = runtime->Start(c->id);
   const int64_t now = absl::ToUnixNanos(absl::Now());
   if (!started.ok()) {
@@ -156,6 +158,7 @@ absl::Status ContainerManager::Remove(const std::string& id) {
     names_.erase(key);
     containers_.erase(full_id);
     op_locks_.erase(full_id);
+    start_locks_.erase(full_id);
     leases_.erase(full_id);
   }
   Publish(**c, ContainerEventType::kDeleted);

@@ -108,6 +108,13 @@ std::shared_ptr<absl::Mutex> ContainerManager::OpLock(const std::string& id) {
   return m;
 }
 
+std::shared_ptr<absl::Mutex> ContainerManager::StartLock(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto& m = start_locks_[id];
+  if (!m) m = std::make_shared<absl::Mutex>();
+  return m;
+}
+
 std::string ContainerManager::KeyOf(const Container& c) const {
   absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
   if (!sandbox.ok()) return absl::StrCat(c.spec.name, "_", c.sandbox_id, "_", c.spec.attempt);
@@ -171,6 +178,8 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
       text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &code);
   if (!have_code && !monitor_gone) return;  // not (completely) written yet
   const bool oom = ::access((MonitorDir(id) + "/oom").c_str(), F_OK) == 0;
+  std::shared_ptr<absl::Mutex> start = StartLock(id);
+  absl::MutexLock start_lock(start.get());  // a Start in flight records RUNNING first
   int64_t finished = absl::ToUnixNanos(absl::Now());
   struct stat st;
   if (have_code && ::stat(exit_file.c_str(), &st) == 0) {

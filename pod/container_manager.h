@@ -103,6 +103,9 @@ class ContainerManager {
   void RecordExit(const std::string& id, bool monitor_gone);
   bool WaitForExitFile(const std::string& id, std::chrono::milliseconds timeout) const;
   std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
+  // Held by Start from `runtime start` until RUNNING is recorded, so that an exit noticed in
+  // between is recorded after it (kubelet expects STARTED before STOPPED).
+  std::shared_ptr<absl::Mutex> StartLock(const std::string& id);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
   void WatchExits(std::stop_token stop);
   void CheckMonitors();
@@ -120,6 +123,7 @@ class ContainerManager {
   std::map<std::string, ContainerPtr> containers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // key -> id (reserved too)
   std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<absl::Mutex>> start_locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<image::ImageStore::Lease>> leases_ ABSL_GUARDED_BY(mu_);
   absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one status update at a time
   std::jthread watcher_;

@@ -256,10 +256,36 @@ void Server::Serve(int fd) {
   }
   const std::vector<std::string> upgrade = http.Values("upgrade");
   const bool spdy = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "SPDY/3.1");
+  const bool websocket = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "websocket");
+  if (websocket) {
+    std::string protocol;
+    for (const std::string& p : http.Values("sec-websocket-protocol")) {
+      const bool ok = request.kind == Request::Kind::kPortForward
+                          ? p == "SPDY/3.1+portforward.k8s.io"
+                          : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io");
+      if (ok) {
+        protocol = p;
+        break;
+      }
+    }
+    if (protocol.empty()) {
+      Respond(fd, 403, "Forbidden",
+              absl::StrCat("none of the offered WebSocket subprotocols is supported; berth "
+                           "speaks ",
+                           request.kind == Request::Kind::kPortForward
+                               ? "SPDY/3.1+portforward.k8s.io"
+                               : "v5.channel.k8s.io, v4.channel.k8s.io",
+                           "\n"));
+      ::close(fd);
+      return;
+    }
+    WebSocket::HttpHead head{http.method, http.path, {}};
+    for (const auto& [k, v] : http.headers) head.headers.emplace_back(k, v);
+    ServeWebSocket(fd, request, head, protocol);
+    return;
+  }
   if (!spdy) {
-    Respond(fd, 400, "Bad Request",
-            upgrade.empty() ? "this endpoint needs an Upgrade to SPDY/3.1\n"
-                            : "only SPDY/3.1 is supported (WebSocket is not yet)\n");
+    Respond(fd, 400, "Bad Request", "this endpoint needs an Upgrade to SPDY/3.1 or websocket\n");
     ::close(fd);
     return;
   }

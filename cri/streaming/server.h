@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "config/config.h"
+#include "cri/streaming/websocket.h"
 #include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
 
@@ -61,6 +62,9 @@ class Server {
   void Serve(int fd);
   bool TakeToken(const std::string& token, Request* out);
   void ServeRemoteCommand(int fd, const Request& request, const std::string& protocol);
+  void RunRemoteCommand(const Request& request, class Transport& t, class Inbound& in);
+  void ServeWebSocket(int fd, const Request& request, const WebSocket::HttpHead& head,
+                      const std::string& protocol);
   void ServePortForward(int fd, const Request& request);
 
   const config::StreamingConfig config_;

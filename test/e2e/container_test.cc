@@ -20,6 +20,7 @@
 #include "test/lib/berth_daemon.h"
 #include "test/lib/process.h"
 #include "test/lib/spdy_client.h"
+#include "test/lib/ws_client.h"
 
 namespace berth::testing {
 namespace {
@@ -585,7 +586,13 @@ TEST_P(ContainerTest, StreamingExecWithATtyFollowsResizes) {
   ASSERT_TRUE(id.ok()) << id.status();
   runtime::v1::ExecRequest r;
   r.set_container_id(*id);
-  for (const char* a : {"sh", "-c", "stty size; read x; stty size; exit 0"}) r.add_cmd(a);
+  // runc applies sizes to the container's terminal asynchronously (at start, then on SIGWINCH):
+  // the shell polls until it sees the size it expects, for up to 10 s.
+  const char* script =
+      "wait_for() { i=0; while [ $i -lt 100 ]; do s=$(stty size 2>/dev/null); "
+      "[ \"$s\" = \"$1\" ] && break; sleep 0.1; i=$((i+1)); done; echo \"size $s\"; }; "
+      "wait_for '30 100'; read x; wait_for '40 120'; exit 0";
+  for (const char* a : {"sh", "-c", script}) r.add_cmd(a);
   r.set_stdin(true);
   r.set_stdout(true);
   r.set_tty(true);
@@ -594,12 +601,11 @@ TEST_P(ContainerTest, StreamingExecWithATtyFollowsResizes) {
   absl::StatusOr<StreamSession> s = OpenStreams(exec->url(), {"error", "stdin", "stdout", "resize"});
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_TRUE(s->client->Send(s->streams["resize"], R"({"Width":100,"Height":30})").ok());
-  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "30 100", absl::Seconds(20)))
+  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "size 30 100", absl::Seconds(20)))
       << s->client->Received(s->streams["stdout"]);
   ASSERT_TRUE(s->client->Send(s->streams["resize"], R"({"Width":120,"Height":40})").ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the resize travels separately
   ASSERT_TRUE(s->client->Send(s->streams["stdin"], "\n").ok());
-  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "40 120", absl::Seconds(20)))
+  ASSERT_TRUE(s->client->AwaitData(s->streams["stdout"], "size 40 120", absl::Seconds(20)))
       << s->client->Received(s->streams["stdout"]);
   ASSERT_TRUE(s->client->AwaitEnd(s->streams["error"], absl::Seconds(20)));
   EXPECT_THAT(s->client->Received(s->streams["error"]), HasSubstr("Success"));
@@ -678,6 +684,51 @@ TEST_P(ContainerTest, IdleStreamsAreClosed) {
   absl::StatusOr<runtime::v1::ExecSyncResponse> ps = Exec(*id, {"ps"});
   ASSERT_TRUE(ps.ok());
   EXPECT_THAT(ps->stdout(), Not(HasSubstr("sleep 77")));  // the session's process is gone
+}
+
+TEST_P(ContainerTest, WebSocketExecV5ClosesStdinAndCarriesTheExitCode) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("wsexec", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ExecRequest r;
+  r.set_container_id(*id);
+  for (const char* a : {"sh", "-c", "cat; echo err >&2; exit 5"}) r.add_cmd(a);
+  r.set_stdin(true);
+  r.set_stdout(true);
+  r.set_stderr(true);
+  absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<std::unique_ptr<WsClient>> ws =
+      WsClient::Connect(exec->url(), {"v5.channel.k8s.io", "v4.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_EQ((*ws)->protocol(), "v5.channel.k8s.io");
+  ASSERT_TRUE((*ws)->Send(0, "over websocket\n").ok());
+  ASSERT_TRUE((*ws)->Send(255, std::string(1, '\0')).ok());  // v5: close stdin
+  ASSERT_TRUE((*ws)->AwaitData(3, "NonZeroExitCode", absl::Seconds(20))) << (*ws)->Received(3);
+  EXPECT_EQ((*ws)->Received(1), "over websocket\n");
+  EXPECT_EQ((*ws)->Received(2), "err\n");
+  EXPECT_THAT((*ws)->Received(3), HasSubstr(R"("message":"5")"));
+  EXPECT_TRUE((*ws)->AwaitClosed(absl::Seconds(10)));
+  // Not a protocol berth speaks: refused.
+  runtime::v1::ExecRequest again = r;
+  absl::StatusOr<runtime::v1::ExecResponse> exec2 = cri().Call(&RuntimeService::Stub::Exec, again);
+  ASSERT_TRUE(exec2.ok());
+  EXPECT_FALSE(WsClient::Connect(exec2->url(), {"v1.channel.k8s.io"}).ok());
+}
+
+TEST_P(ContainerTest, WebSocketAttachV4FollowsTheOutput) {
+  absl::StatusOr<std::string> id =
+      CreateAndStart(Config("wstalker", {"sh", "-c", "while true; do echo tock; sleep 0.2; done"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::AttachRequest r;
+  r.set_container_id(*id);
+  r.set_stdout(true);
+  absl::StatusOr<runtime::v1::AttachResponse> attach = cri().Call(&RuntimeService::Stub::Attach, r);
+  ASSERT_TRUE(attach.ok()) << attach.status();
+  absl::StatusOr<std::unique_ptr<WsClient>> ws = WsClient::Connect(attach->url(), {"v4.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  EXPECT_TRUE((*ws)->AwaitData(1, "tock\ntock\n", absl::Seconds(20)));
+  ASSERT_TRUE(Stop(*id, 0).ok());
+  EXPECT_TRUE((*ws)->AwaitData(3, "Success", absl::Seconds(20)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
