@@ -130,7 +130,7 @@ void Server::RunRemoteCommand(const Request& request, Transport& t, Inbound& in)
     absl::StatusOr<std::unique_ptr<pod::ExecProcess>> started =
         containers_->StartExec(request.id, request.cmd, request.tty, width, height);
     if (!started.ok()) {
-      t.Finish(StatusJson(-1, std::string(started.status().message())));
+      t.Finish(-1, std::string(started.status().message()));
       return;
     }
     pod::ExecProcess& process = **started;
@@ -152,14 +152,14 @@ void Server::RunRemoteCommand(const Request& request, Transport& t, Inbound& in)
     out_pump.join();
     if (err_pump.joinable()) err_pump.join();
     in.Clear();
-    t.Finish(StatusJson(code, ""));
+    t.Finish(code, "");
     return;
   }
 
   // Attach: the monitor's SEQPACKET socket; every packet starts with the stream byte.
   absl::StatusOr<std::pair<std::string, std::string>> paths = containers_->AttachPaths(request.id);
   if (!paths.ok()) {
-    t.Finish(StatusJson(-1, std::string(paths.status().message())));
+    t.Finish(-1, std::string(paths.status().message()));
     return;
   }
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
@@ -167,8 +167,7 @@ void Server::RunRemoteCommand(const Request& request, Transport& t, Inbound& in)
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, paths->first.c_str(), sizeof addr.sun_path - 1);
   if (!sock.valid() || ::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    t.Finish(StatusJson(-1, absl::StrCat("attach to container ", request.id, ": ",
-                                         std::strerror(errno))));
+    t.Finish(-1, absl::StrCat("attach to container ", request.id, ": ", std::strerror(errno)));
     return;
   }
   const std::string ctl = paths->second;
@@ -193,7 +192,7 @@ void Server::RunRemoteCommand(const Request& request, Transport& t, Inbound& in)
     }
   }
   in.Clear();
-  t.Finish(StatusJson(0, ""));
+  t.Finish(0, "");
 }
 
 }  // namespace berth::cri::streaming

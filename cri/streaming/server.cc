@@ -294,7 +294,8 @@ void Server::Serve(int fd) {
   for (const std::string& p : offered) {
     const bool ok = request.kind == Request::Kind::kPortForward
                         ? p == "portforward.k8s.io"
-                        : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io");
+                        : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io" ||
+                           p == "v3.channel.k8s.io" || p == "v2.channel.k8s.io");
     if (ok) {
       protocol = p;
       break;
@@ -305,7 +306,7 @@ void Server::Serve(int fd) {
             absl::StrCat("none of the offered stream protocols is supported; berth speaks ",
                          request.kind == Request::Kind::kPortForward
                              ? "portforward.k8s.io"
-                             : "v5.channel.k8s.io, v4.channel.k8s.io",
+                             : "v5, v4, v3 and v2.channel.k8s.io",
                          "\n"));
     ::close(fd);
     return;

@@ -4,6 +4,7 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "cri/streaming/server.h"
 #include "cri/streaming/spdy.h"
@@ -16,7 +17,8 @@ constexpr absl::Duration kStreamWait = absl::Seconds(30);
 
 class SpdyTransport final : public Transport {
  public:
-  SpdyTransport(int fd, std::chrono::milliseconds idle, Inbound* in) : session_(fd), in_(in) {
+  SpdyTransport(int fd, std::chrono::milliseconds idle, bool structured_status, Inbound* in)
+      : session_(fd), structured_status_(structured_status), in_(in) {
     session_.set_idle_timeout_ms(idle.count());
     spdy::Session::Handlers handlers;
     handlers.on_stream = [this](uint32_t id, const spdy::Headers& headers, bool) {
@@ -44,6 +46,8 @@ class SpdyTransport final : public Transport {
     });
   }
 
+  void set_no_resize() { resize_expected_ = false; }
+
   ~SpdyTransport() override {
     if (reader_.joinable()) {
       session_.Close();
@@ -55,8 +59,10 @@ class SpdyTransport final : public Transport {
     absl::MutexLock lock(&mu_);
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       auto has = [&](const char* t) { return streams_.contains(t); };
+      // v2 has no resize stream.
       return gone_ || (has("error") && (!r.stdin || has("stdin")) && (!r.stdout || has("stdout")) &&
-                       (!r.stderr || r.tty || has("stderr")) && (!r.tty || has("resize")));
+                       (!r.stderr || r.tty || has("stderr")) &&
+                       (!r.tty || !resize_expected_ || has("resize")));
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&ready), kStreamWait)) {
       spdlog::warn("streaming: the client did not open its streams in time");
@@ -68,8 +74,17 @@ class SpdyTransport final : public Transport {
     return id == 0 || session_.Data(id, data).ok();
   }
 
-  void Finish(const std::string& status_json) override {
-    if (uint32_t e = IdOf("error")) (void)session_.Data(e, status_json, true);
+  void Finish(int exit_code, const std::string& error) override {
+    // v4 and v5 carry a metav1.Status; v2 and v3 the failure's message, nothing on success.
+    std::string report;
+    if (structured_status_) {
+      report = StatusJson(exit_code, error);
+    } else if (!error.empty()) {
+      report = error;
+    } else if (exit_code != 0) {
+      report = absl::StrCat("command terminated with non-zero exit code: exit status ", exit_code);
+    }
+    if (uint32_t e = IdOf("error")) (void)session_.Data(e, report, true);
     for (const char* t : {"stdout", "stderr"}) {
       if (uint32_t id = IdOf(t)) (void)session_.Data(id, "", true);
     }
@@ -92,6 +107,8 @@ class SpdyTransport final : public Transport {
   }
 
   spdy::Session session_;
+  const bool structured_status_;
+  bool resize_expected_ = true;
   Inbound* in_;
   absl::Mutex mu_;
   std::map<std::string, uint32_t> streams_ ABSL_GUARDED_BY(mu_);
@@ -101,10 +118,12 @@ class SpdyTransport final : public Transport {
 
 }  // namespace
 
-void Server::ServeRemoteCommand(int fd, const Request& request, const std::string&) {
+void Server::ServeRemoteCommand(int fd, const Request& request, const std::string& protocol) {
   Inbound in;
+  const bool structured = protocol == "v4.channel.k8s.io" || protocol == "v5.channel.k8s.io";
   SpdyTransport t(fd, std::chrono::duration_cast<std::chrono::milliseconds>(config_.idle_timeout),
-                  &in);
+                  structured, &in);
+  if (protocol == "v2.channel.k8s.io") t.set_no_resize();
   RunRemoteCommand(request, t, in);
 }
 

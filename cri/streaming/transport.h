@@ -55,8 +55,10 @@ class Transport {
   virtual void AwaitReady(const Request& request) = 0;
   // False once the client is gone.
   virtual bool Send(Channel channel, std::string_view data) = 0;
-  // Sends the final status on the error channel, ends the session and waits for its reader.
-  virtual void Finish(const std::string& status_json) = 0;
+  // Reports how it ended on the error channel (as the protocol version wants it: a
+  // metav1.Status from v4 on, the bare error message before), ends the session and waits for its
+  // reader. `error` is "" when the command ran; `exit_code` is then its exit code.
+  virtual void Finish(int exit_code, const std::string& error) = 0;
 };
 
 }  // namespace berth::cri::streaming

@@ -48,8 +48,8 @@ class WebSocketTransport final : public Transport {
     return ws_->Send(std::move(message));
   }
 
-  void Finish(const std::string& status_json) override {
-    (void)Send(Channel::kError, status_json);
+  void Finish(int exit_code, const std::string& error) override {
+    (void)Send(Channel::kError, StatusJson(exit_code, error));
     ws_->Close();
   }
 

@@ -531,13 +531,13 @@ struct StreamSession {
   std::map<std::string, uint32_t> streams;
 };
 
-absl::StatusOr<StreamSession> OpenStreams(const std::string& url,
-                                          const std::vector<std::string>& types) {
+absl::StatusOr<StreamSession> OpenStreams(
+    const std::string& url, const std::vector<std::string>& types,
+    const std::vector<std::string>& offered = {"v4.channel.k8s.io", "v3.channel.k8s.io"}) {
   SpdyClient::Upgrade upgrade;
-  absl::StatusOr<std::unique_ptr<SpdyClient>> client =
-      SpdyClient::Connect(url, {"v4.channel.k8s.io", "v3.channel.k8s.io"}, &upgrade);
+  absl::StatusOr<std::unique_ptr<SpdyClient>> client = SpdyClient::Connect(url, offered, &upgrade);
   if (!client.ok()) return client.status();
-  if (upgrade.protocol != "v4.channel.k8s.io") {
+  if (upgrade.protocol != offered[0]) {
     return absl::InternalError("negotiated " + upgrade.protocol);
   }
   StreamSession s;
@@ -579,6 +579,24 @@ TEST_P(ContainerTest, StreamingExecCarriesStdioAndTheExitCode) {
   const std::string forged = exec->url().substr(0, exec->url().rfind('/')) + "/forged";
   EXPECT_FALSE(SpdyClient::Connect(forged, {"v4.channel.k8s.io"}, &refused).ok());
   EXPECT_EQ(refused.http_status, 404);
+}
+
+TEST_P(ContainerTest, StreamingExecV3ReportsFailuresAsText) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("v3", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::ExecRequest r;
+  r.set_container_id(*id);
+  for (const char* a : {"sh", "-c", "echo out; exit 2"}) r.add_cmd(a);
+  r.set_stdout(true);
+  absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  absl::StatusOr<StreamSession> s =
+      OpenStreams(exec->url(), {"error", "stdout"}, {"v3.channel.k8s.io"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(s->client->AwaitEnd(s->streams["error"], absl::Seconds(20)));
+  EXPECT_EQ(s->client->Received(s->streams["stdout"]), "out\n");
+  EXPECT_EQ(s->client->Received(s->streams["error"]),
+            "command terminated with non-zero exit code: exit status 2");
 }
 
 TEST_P(ContainerTest, StreamingExecWithATtyFollowsResizes) {
@@ -658,7 +676,7 @@ TEST_P(ContainerTest, PortForwardReachesAServerInThePod) {
     served = (*client)->AwaitData(*data, "hello-from-pod", absl::Seconds(3));
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  EXPECT_TRUE(served);
+  EXPECT_TRUE(served) << daemon_->Log();
   // A port nothing listens on: the error stream says so.
   absl::StatusOr<uint32_t> error =
       (*client)->Open({{"streamtype", "error"}, {"port", "9999"}, {"requestid", "x"}});
