@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
@@ -60,24 +61,51 @@ int DecodeWaitStatus(int status) {
   return -1;
 }
 
-absl::StatusOr<pid_t> Spawn(const ProcessSpec& spec, int in, int out, int err) {
+}  // namespace
+
+absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("no command");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err, STDERR_FILENO);
-  // Only stdio: a library's descriptor without O_CLOEXEC must not reach a helper.
-  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+  if (!spec.terminal.empty()) {
+    // After setsid (an attribute, applied before the file actions) the first terminal opened
+    // becomes the controlling one.
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, spec.terminal.c_str(), O_RDWR, 0);
+    posix_spawn_file_actions_adddup2(&actions, STDIN_FILENO, STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, STDIN_FILENO, STDERR_FILENO);
+  } else {
+    const int fds[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+    for (int target = 0; target < 3; ++target) {
+      if (fds[target] >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, fds[target], target);  // clears FD_CLOEXEC
+      } else {
+        posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_RDWR, 0);
+      }
+    }
+  }
+  int highest = STDERR_FILENO;
+  for (const auto& [from, to] : spec.extra_fds) {
+    posix_spawn_file_actions_adddup2(&actions, from, to);
+    highest = std::max(highest, to);
+  }
+  // Nothing else: a library's descriptor without O_CLOEXEC (or berthd's sockets, for a monitor
+  // that outlives it) must not reach the child.
+  posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);  // the daemon blocks signals; its helpers must not
+  posix_spawnattr_setsigmask(&attr, &none);  // the daemon blocks signals; its children must not
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_USEVFORK);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK;
+  if (spec.new_session || !spec.terminal.empty()) {
+    flags |= POSIX_SPAWN_SETSID;
+  } else {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attr, flags);
   std::vector<char*> argv = CStrings(spec.argv);
   std::vector<char*> envp = CStrings(spec.env);
   pid_t pid = -1;
@@ -88,15 +116,17 @@ absl::StatusOr<pid_t> Spawn(const ProcessSpec& spec, int in, int out, int err) {
   return pid;
 }
 
-}  // namespace
-
 absl::StatusOr<ProcessResult> RunProcess(const ProcessSpec& spec) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("no command");
   auto in = MakePipe();
   auto out = MakePipe();
   auto err = MakePipe();
   if (!in.ok() || !out.ok() || !err.ok()) return absl::InternalError("pipes for a helper");
-  absl::StatusOr<pid_t> pid = Spawn(spec, in->read.get(), out->write.get(), err->write.get());
+  absl::StatusOr<pid_t> pid = SpawnProcess({.argv = spec.argv,
+                                             .env = spec.env,
+                                             .stdin_fd = in->read.get(),
+                                             .stdout_fd = out->write.get(),
+                                             .stderr_fd = err->write.get()});
   in->read.Reset();
   out->write.Reset();
   err->write.Reset();

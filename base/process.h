@@ -30,6 +30,23 @@ struct ProcessResult {
 // which case its whole process group has been killed and reaped. Thread-safe.
 absl::StatusOr<ProcessResult> RunProcess(const ProcessSpec& spec);
 
+// How to start a process that outlives the call (a monitor, an interactive exec).
+struct SpawnSpec {
+  std::vector<std::string> argv;  // argv[0] is an absolute path
+  std::vector<std::string> env;   // the whole environment; not inherited
+  int stdin_fd = -1;              // -1: /dev/null
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  std::string terminal;  // if set: this pty slave becomes stdin, stdout, stderr and the
+                         // controlling terminal (implies new_session)
+  std::vector<std::pair<int, int>> extra_fds;  // dup2(first, second), e.g. a sync pipe to fd 3
+  bool new_session = false;  // setsid; otherwise its own process group
+};
+
+// posix_spawn with only the given descriptors open and default signal handling. Returns the
+// pid (the caller reaps it); Internal naming the program if it cannot start. Thread-safe.
+absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec);
+
 // The last `max_bytes` of `text`, for error messages quoting a tool's stderr.
 std::string Tail(const std::string& text, size_t max_bytes = 2048);
 

@@ -26,6 +26,7 @@
 #include "base/unique_fd.h"
 #include "image/rootfs.h"
 #include "pod/container_spec.h"
+#include "pod/lookup.h"
 #include "pod/runtime.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -322,20 +323,7 @@ absl::Status ContainerManager::Recover() {
 
 absl::StatusOr<ContainerPtr> ContainerManager::Get(const std::string& id) const {
   absl::ReaderMutexLock lock(&mu_);
-  if (auto it = containers_.find(id); it != containers_.end()) return it->second;
-  ContainerPtr found;
-  if (!id.empty()) {
-    for (auto it = containers_.lower_bound(id);
-         it != containers_.end() && absl::StartsWith(it->first, id); ++it) {
-      if (found) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("container id prefix \"", id, "\" is ambiguous"));
-      }
-      found = it->second;
-    }
-  }
-  if (!found) return absl::NotFoundError(absl::StrCat("container \"", id, "\" not found"));
-  return found;
+  return FindByIdOrPrefix(containers_, id, "container");
 }
 
 std::vector<ContainerPtr> ContainerManager::List() const {

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,71 +18,13 @@
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
+#include "base/process.h"
 #include "base/status_macros.h"
 
 namespace berth::pod {
 namespace {
 
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, int in, int out, int err) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_USEVFORK);
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  char* envp[] = {path_env, nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start ", args[0]));
-  return pid;
-}
-
-// Starts `args` as a session leader whose controlling terminal (stdin, stdout and stderr) is
-// the pty `slave`.
-absl::StatusOr<pid_t> SpawnOnTerminal(const std::vector<std::string>& args, const char* slave) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  // After setsid (an attribute, applied first), opening the slave makes it the controlling tty.
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, slave, O_RDWR, 0);
-  posix_spawn_file_actions_adddup2(&actions, STDIN_FILENO, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, STDIN_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETSID | POSIX_SPAWN_USEVFORK);
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  char* envp[] = {path_env, nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start ", args[0]));
-  return pid;
-}
+constexpr char kPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 }  // namespace
 
@@ -118,7 +59,7 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(const OciRuntime
       ::ioctl(master.get(), TIOCSWINSZ, &ws);
     }
     args.insert(args.end(), {"--tty", id});
-    ASSIGN_OR_RETURN(p->pid_, SpawnOnTerminal(args, slave));
+    ASSIGN_OR_RETURN(p->pid_, SpawnProcess({.argv = args, .env = {kPath}, .terminal = slave}));
     p->stdin_.Reset(::dup(master.get()));
     p->stdout_ = std::move(master);
     return p;
@@ -138,7 +79,11 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(const OciRuntime
   p->stdout_.Reset(out[0]);
   UniqueFd out_write(out[1]);
   args.push_back(id);
-  ASSIGN_OR_RETURN(p->pid_, Spawn(args, in_read.get(), out_write.get(), err_write.get()));
+  ASSIGN_OR_RETURN(p->pid_, SpawnProcess({.argv = args,
+                                          .env = {kPath},
+                                          .stdin_fd = in_read.get(),
+                                          .stdout_fd = out_write.get(),
+                                          .stderr_fd = err_write.get()}));
   p->stderr_ = std::move(err_read);
   return p;
 }

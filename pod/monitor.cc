@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
+#include "base/process.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
@@ -60,36 +60,12 @@ std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime&
 }
 
 absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync_fd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, sync_fd, kSyncFd);  // dup2 clears FD_CLOEXEC
-  // The monitor outlives berthd: it must not keep any of berthd's sockets (the CRI socket, the
-  // metrics port) or files open, whether or not their owners set O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&actions, kSyncFd + 1);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETSID | POSIX_SPAWN_USEVFORK);
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::string sync_env = absl::StrCat("_OCI_SYNCPIPE=", kSyncFd);
-  char path_env[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  char* envp[] = {sync_env.data(), path_env, nullptr};
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start monitor ", args[0]));
-  return pid;
+  // The monitor outlives berthd: it must not keep any of berthd's sockets or files open.
+  return SpawnProcess({.argv = args,
+                       .env = {absl::StrCat("_OCI_SYNCPIPE=", kSyncFd),
+                               "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                       .extra_fds = {{sync_fd, kSyncFd}},
+                       .new_session = true});
 }
 
 // Reads the sync pipe until a JSON line with `key` (or "data") arrives.

@@ -13,6 +13,7 @@
 #include "base/mount.h"
 #include "base/status_macros.h"
 #include "cni/netns.h"
+#include "pod/lookup.h"
 #include "pod/runtime.h"
 #include "pod/sandbox_manager.h"
 
@@ -41,20 +42,7 @@ bool WaitStopped(OciRuntime& runtime, const std::string& id, std::chrono::millis
 
 absl::StatusOr<SandboxPtr> SandboxManager::Get(const std::string& id) const {
   absl::ReaderMutexLock lock(&mu_);
-  if (auto it = sandboxes_.find(id); it != sandboxes_.end()) return it->second;
-  SandboxPtr found;
-  if (!id.empty()) {
-    for (auto it = sandboxes_.lower_bound(id);
-         it != sandboxes_.end() && absl::StartsWith(it->first, id); ++it) {
-      if (found) {
-        return absl::InvalidArgumentError(absl::StrCat("pod sandbox id prefix \"", id,
-                                                       "\" is ambiguous"));
-      }
-      found = it->second;
-    }
-  }
-  if (!found) return absl::NotFoundError(absl::StrCat("pod sandbox \"", id, "\" not found"));
-  return found;
+  return FindByIdOrPrefix(sandboxes_, id, "pod sandbox");
 }
 
 std::vector<SandboxPtr> SandboxManager::List() const {
