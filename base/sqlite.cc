@@ -105,4 +105,20 @@ std::string SqliteStatement::Text(int column) const {
 
 int64_t SqliteStatement::Int(int column) const { return sqlite3_column_int64(stmt_, column); }
 
+absl::StatusOr<std::vector<std::string>> SqliteDb::LoadTexts(absl::string_view schema,
+                                                             absl::string_view select) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = Exec(schema); !s.ok()) return s;
+  absl::StatusOr<SqliteStatement> rows = Prepare(select);
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> out;
+  for (;;) {
+    absl::StatusOr<bool> row = rows->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out.push_back(rows->Text(0));
+  }
+  return out;
+}
+
 }  // namespace berth

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -35,6 +36,10 @@ class SqliteDb {
   absl::Status Begin() { return Exec("BEGIN IMMEDIATE"); }
   absl::Status Commit() { return Exec("COMMIT"); }
   void Rollback();
+
+  // Creates the schema (under mu()) and returns the first column of every row of `select`.
+  absl::StatusOr<std::vector<std::string>> LoadTexts(absl::string_view schema,
+                                                    absl::string_view select);
 
   absl::Mutex& mu() { return mu_; }
   sqlite3* raw() { return db_; }

@@ -275,24 +275,16 @@ void ContainerManager::WatchExits(std::stop_token stop) {
 }
 
 absl::Status ContainerManager::Recover() {
-  {
-    absl::MutexLock lock(&db_->mu());
-    RETURN_IF_ERROR(db_->Exec(kSchema));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> records,
+                   db_->LoadTexts(kSchema, "SELECT record FROM containers"));
   std::vector<Container> loaded;
-  {
-    absl::MutexLock lock(&db_->mu());
-    ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM containers"));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, rows.Step());
-      if (!row) break;
-      absl::StatusOr<Container> c = ContainerFromJson(rows.Text(0));
-      if (!c.ok()) {
-        spdlog::error("skipping an unreadable container record: {}", c.status().message());
-        continue;
-      }
-      loaded.push_back(*std::move(c));
+  for (const std::string& record : records) {
+    absl::StatusOr<Container> c = ContainerFromJson(record);
+    if (!c.ok()) {
+      spdlog::error("skipping an unreadable container record: {}", c.status().message());
+      continue;
     }
+    loaded.push_back(*std::move(c));
   }
   for (Container& c : loaded) {
     const std::string id = c.id;

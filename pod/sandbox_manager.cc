@@ -130,20 +130,12 @@ absl::Status SandboxManager::Forget(const std::string& id) {
 }
 
 absl::Status SandboxManager::Recover() {
-  {
-    absl::MutexLock lock(&db_->mu());
-    RETURN_IF_ERROR(db_->Exec(kSchema));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::string> records,
+                   db_->LoadTexts(kSchema, "SELECT record FROM sandboxes"));
   std::vector<Sandbox> loaded;
-  {
-    absl::MutexLock lock(&db_->mu());
-    ASSIGN_OR_RETURN(SqliteStatement rows, db_->Prepare("SELECT record FROM sandboxes"));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, rows.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(Sandbox s, SandboxFromJson(rows.Text(0)));
-      loaded.push_back(std::move(s));
-    }
+  for (const std::string& record : records) {
+    ASSIGN_OR_RETURN(Sandbox s, SandboxFromJson(record));
+    loaded.push_back(std::move(s));
   }
   auto config = config_();
   for (Sandbox& s : loaded) {
