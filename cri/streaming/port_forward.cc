@@ -27,9 +27,10 @@
 namespace berth::cri::streaming {
 namespace {
 
-// A TCP connection to 127.0.0.1:port made from inside the network namespace at `netns` ("" =
-// the host's). setns() changes only the calling thread, so a short-lived thread does it; the
-// socket keeps the namespace it was created in.
+}  // namespace
+
+// setns() changes only the calling thread, so a short-lived thread does it; the socket keeps
+// the namespace it was created in.
 absl::StatusOr<int> ConnectInNetns(const std::string& netns, int port) {
   absl::StatusOr<int> result = absl::InternalError("not run");
   std::thread([&] {
@@ -53,6 +54,8 @@ absl::StatusOr<int> ConnectInNetns(const std::string& netns, int port) {
   }).join();
   return result;
 }
+
+namespace {
 
 struct Forward {
   uint32_t error_stream = 0;

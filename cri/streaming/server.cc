@@ -20,12 +20,12 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/logging.h"
+#include "cri/streaming/tls.h"
 #include "nlohmann/json.hpp"
 
 namespace berth::cri::streaming {
 namespace {
 
-constexpr absl::Duration kTokenLifetime = absl::Minutes(1);
 constexpr size_t kMaxHead = 16 << 10;
 
 std::string NewToken() {
@@ -116,12 +116,21 @@ std::string StatusJson(int exit_code, const std::string& error) {
 }
 
 Server::Server(const config::StreamingConfig& config, pod::ContainerManager* containers,
-               pod::SandboxManager* sandboxes)
-    : config_(config), containers_(containers), sandboxes_(sandboxes) {}
+               pod::SandboxManager* sandboxes, absl::Duration token_lifetime)
+    : config_(config),
+      token_lifetime_(token_lifetime),
+      containers_(containers),
+      sandboxes_(sandboxes) {}
 
 Server::~Server() { Stop(); }
 
 absl::Status Server::Start() {
+  if (!config_.tls_cert.empty()) {
+    absl::StatusOr<std::unique_ptr<TlsTerminator>> tls =
+        TlsTerminator::Create(config_.tls_cert, config_.tls_key);
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
+  }
   const std::string host = config_.address.empty() ? "127.0.0.1" : config_.address;
   sockaddr_storage storage{};
   socklen_t length = 0;
@@ -160,7 +169,7 @@ absl::Status Server::Start() {
   if (host == "0.0.0.0") url_host = "127.0.0.1";
   if (host == "::") url_host = "::1";
   if (family == AF_INET6) url_host = absl::StrCat("[", url_host, "]");
-  base_url_ = absl::StrCat("http://", url_host, ":", port);
+  base_url_ = absl::StrCat(tls_ ? "https://" : "http://", url_host, ":", port);
   acceptor_ = std::jthread([this](std::stop_token stop) { AcceptLoop(stop); });
   spdlog::info("streaming server on {}", base_url_);
   return absl::OkStatus();
@@ -191,7 +200,7 @@ std::string Server::Register(Request request) {
   for (auto it = pending_.begin(); it != pending_.end();) {
     it = it->second.expires < now ? pending_.erase(it) : std::next(it);
   }
-  pending_[token] = {std::move(request), now + kTokenLifetime};
+  pending_[token] = {std::move(request), now + token_lifetime_};
   return absl::StrCat(base_url_, "/", verb, "/", token);
 }
 
@@ -224,7 +233,16 @@ void Server::AcceptLoop(std::stop_token stop) {
       ++active_;
     }
     std::thread([this, fd] {
-      Serve(fd);
+      if (tls_) {
+        absl::StatusOr<int> plain = tls_->Wrap(fd);  // takes fd
+        if (plain.ok()) {
+          Serve(*plain);
+        } else {
+          spdlog::debug("streaming: {}", plain.status().message());
+        }
+      } else {
+        Serve(fd);
+      }
       absl::MutexLock lock(&mu_);
       connections_.erase(fd);
       --active_;
@@ -261,7 +279,7 @@ void Server::Serve(int fd) {
     std::string protocol;
     for (const std::string& p : http.Values("sec-websocket-protocol")) {
       const bool ok = request.kind == Request::Kind::kPortForward
-                          ? p == "SPDY/3.1+portforward.k8s.io"
+                          ? (p == "SPDY/3.1+portforward.k8s.io" || p == "v4.channel.k8s.io")
                           : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io");
       if (ok) {
         protocol = p;
@@ -273,7 +291,7 @@ void Server::Serve(int fd) {
               absl::StrCat("none of the offered WebSocket subprotocols is supported; berth "
                            "speaks ",
                            request.kind == Request::Kind::kPortForward
-                               ? "SPDY/3.1+portforward.k8s.io"
+                               ? "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io"
                                : "v5.channel.k8s.io, v4.channel.k8s.io",
                            "\n"));
       ::close(fd);

@@ -39,12 +39,14 @@ struct Request {
 class Server {
  public:
   Server(const config::StreamingConfig& config, pod::ContainerManager* containers,
-         pod::SandboxManager* sandboxes);
+         pod::SandboxManager* sandboxes, absl::Duration token_lifetime = absl::Minutes(1));
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds (port 0: any free port) and starts serving. Unavailable naming the address.
+  // Binds (port 0: any free port) and starts serving, with TLS when tls_cert and tls_key are
+  // set. Unavailable naming the address; InvalidArgument for a certificate or key that does not
+  // load.
   absl::Status Start();
   // Stops accepting and ends every session.
   void Stop();
@@ -65,9 +67,13 @@ class Server {
   void RunRemoteCommand(const Request& request, class Transport& t, class Inbound& in);
   void ServeWebSocket(int fd, const Request& request, const WebSocket::HttpHead& head,
                       const std::string& protocol);
+  void ServeChannelPortForward(std::unique_ptr<WebSocket> ws, const Request& request,
+                               const std::string& target);
   void ServePortForward(int fd, const Request& request);
 
   const config::StreamingConfig config_;
+  const absl::Duration token_lifetime_;
+  std::unique_ptr<class TlsTerminator> tls_;
   pod::ContainerManager* const containers_;
   pod::SandboxManager* const sandboxes_;
   int listen_fd_ = -1;
@@ -80,6 +86,10 @@ class Server {
   int active_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+// A TCP connection to 127.0.0.1:port made from inside the network namespace at `netns` ("" =
+// the host's). Returns the socket; an error naming the port otherwise.
+absl::StatusOr<int> ConnectInNetns(const std::string& netns, int port);
 
 // The metav1.Status JSON the v4 protocols put on the error stream.
 std::string StatusJson(int exit_code, const std::string& error);

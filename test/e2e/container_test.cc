@@ -752,6 +752,31 @@ TEST_P(ContainerTest, WebSocketAttachV4FollowsTheOutput) {
   EXPECT_TRUE((*ws)->AwaitData(3, "Success", absl::Seconds(20)));
 }
 
+TEST_P(ContainerTest, WebSocketChannelPortForward) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config(
+      "wsweb", {"sh", "-c",
+                "mkdir -p /tmp/www && echo hello-over-channels > /tmp/www/index.html && "
+                "exec httpd -f -p 8080 -h /tmp/www"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  bool served = false;
+  for (int attempt = 0; attempt < 20 && !served; ++attempt) {
+    runtime::v1::PortForwardRequest r;
+    r.set_pod_sandbox_id(pod_);
+    absl::StatusOr<runtime::v1::PortForwardResponse> pf =
+        cri().Call(&RuntimeService::Stub::PortForward, r);
+    ASSERT_TRUE(pf.ok()) << pf.status();
+    absl::StatusOr<std::unique_ptr<WsClient>> ws =
+        WsClient::Connect(pf->url() + "?port=8080", {"v4.channel.k8s.io"});
+    ASSERT_TRUE(ws.ok()) << ws.status();
+    // Each channel opens with its port, two bytes little-endian: 8080 = 0x1f90.
+    ASSERT_TRUE((*ws)->AwaitData(0, "\x90\x1f", absl::Seconds(10)));
+    ASSERT_TRUE((*ws)->Send(0, "GET /index.html HTTP/1.0\r\n\r\n").ok());
+    served = (*ws)->AwaitData(0, "hello-over-channels", absl::Seconds(2));
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(served);
+}
+
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
                          ::testing::Values(std::string(), std::string("/usr/bin/conmon")),
                          [](const auto& info) {

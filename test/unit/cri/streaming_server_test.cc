@@ -1,0 +1,153 @@
+// The streaming server's front door, without containers: tokens (one use, a lifetime), the
+// upgrade checks, and TLS.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cri/streaming/server.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace berth::cri::streaming {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+int Port(const std::string& url) {
+  int port = 0;
+  (void)absl::SimpleAtoi(url.substr(url.rfind(':') + 1, url.find('/', 8) - url.rfind(':') - 1),
+                         &port);
+  return port;
+}
+
+std::string PathOf(const std::string& url) { return url.substr(url.find('/', 8)); }
+
+int Connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// One plain HTTP request; the response's head.
+std::string Ask(int port, const std::string& request) {
+  const int fd = Connect(port);
+  (void)!::write(fd, request.data(), request.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+std::string SpdyUpgrade(const std::string& path) {
+  return absl::StrCat("POST ", path, " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v1.channel.k8s.io\r\n\r\n");
+}
+
+TEST(StreamingServerTest, TokensAreForOneUseAndExpire) {
+  config::StreamingConfig config;
+  Server server(config, nullptr, nullptr, absl::Milliseconds(300));
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_THAT(server.base_url(), StartsWith("http://127.0.0.1:"));
+  const std::string url = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+  EXPECT_THAT(url, StartsWith(server.base_url() + "/exec/"));
+  // A protocol the server does not speak: refused, and the token is used up.
+  EXPECT_THAT(Ask(Port(url), SpdyUpgrade(PathOf(url))), StartsWith("HTTP/1.1 403"));
+  EXPECT_THAT(Ask(Port(url), SpdyUpgrade(PathOf(url))), StartsWith("HTTP/1.1 404"));
+  // Another verb's path with a valid token: not found either.
+  const std::string attach = server.Register({.kind = Request::Kind::kAttach, .id = "c"});
+  std::string wrong = PathOf(attach);
+  wrong.replace(1, 6, "exec");
+  EXPECT_THAT(Ask(Port(url), SpdyUpgrade(wrong)), StartsWith("HTTP/1.1 404"));
+  // Expired.
+  const std::string late = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string answer = Ask(Port(late), SpdyUpgrade(PathOf(late)));
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(answer, HasSubstr("unknown or expired"));
+  // No upgrade at all.
+  const std::string plain = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+  EXPECT_THAT(Ask(Port(plain), absl::StrCat("GET ", PathOf(plain), " HTTP/1.1\r\n\r\n")),
+              StartsWith("HTTP/1.1 400"));
+  server.Stop();
+}
+
+// A self-signed certificate for 127.0.0.1, written as PEM files.
+void WriteCertificate(const std::string& cert_path, const std::string& key_path) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
+  X509_set_issuer_name(cert, name);
+  X509_sign(cert, key, EVP_sha256());
+  FILE* f = std::fopen(cert_path.c_str(), "w");
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(key_path.c_str(), "w");
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+}
+
+TEST(StreamingServerTest, ServesOverTls) {
+  char tmpl[] = "/tmp/berth-streaming-tls.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  WriteCertificate(dir + "/cert.pem", dir + "/key.pem");
+  config::StreamingConfig config;
+  config.tls_cert = dir + "/cert.pem";
+  config.tls_key = dir + "/key.pem";
+  Server server(config, nullptr, nullptr);
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_THAT(server.base_url(), StartsWith("https://127.0.0.1:"));
+  const std::string url = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  const int fd = Connect(Port(url));
+  SSL_set_fd(ssl, fd);
+  ASSERT_EQ(SSL_connect(ssl), 1);
+  const std::string request = SpdyUpgrade(PathOf(url));
+  ASSERT_GT(SSL_write(ssl, request.data(), static_cast<int>(request.size())), 0);
+  char buf[512];
+  const int n = SSL_read(ssl, buf, sizeof buf);
+  ASSERT_GT(n, 0);
+  EXPECT_THAT(std::string(buf, static_cast<size_t>(n)), StartsWith("HTTP/1.1 403"));
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+
+  // A key that does not match is refused at start.
+  WriteCertificate(dir + "/other.pem", dir + "/other-key.pem");
+  config.tls_key = dir + "/other-key.pem";
+  Server mismatched(config, nullptr, nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(mismatched.Start()));
+  server.Stop();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace berth::cri::streaming
