@@ -56,7 +56,14 @@ bool CgroupV2() {
   return ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
 }
 
-bool ProcessAlive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+// Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid
+// may belong to another process, so its command line must name the container.
+bool MonitorAlive(pid_t pid, const std::string& id) {
+  if (pid <= 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find(id) != std::string::npos;
+}
 
 pid_t ReadPid(const std::string& path) {
   std::ifstream in(path);
@@ -227,7 +234,7 @@ void ContainerManager::CheckMonitors() {
   for (const ContainerPtr& c : live) {
     if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
       RecordExit(c->id, false);
-    } else if (c->monitor_pid > 0 && !ProcessAlive(c->monitor_pid)) {
+    } else if (c->monitor_pid > 0 && !MonitorAlive(c->monitor_pid, c->id)) {
       // The exit file may land just after the monitor's pid is gone: look once more.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       RecordExit(c->id, ::access(ExitFile(c->id).c_str(), F_OK) != 0);
@@ -302,7 +309,7 @@ absl::Status ContainerManager::Recover() {
     if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
       RecordExit(c->id, false);
       ++settled;
-    } else if (!ProcessAlive(c->monitor_pid)) {
+    } else if (!MonitorAlive(c->monitor_pid, c->id)) {
       RecordExit(c->id, true);
       ++settled;
     }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -775,6 +776,67 @@ TEST_P(ContainerTest, WebSocketChannelPortForward) {
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(served);
+}
+
+TEST_P(ContainerTest, AMonitorThatDiesIsNoticed) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("orphan", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const int monitor =
+      nlohmann::json::parse(Status(*id, true)->info().at("info"))["monitorPid"].get<int>();
+  ASSERT_GT(monitor, 0);
+  ASSERT_EQ(::kill(monitor, SIGKILL), 0);
+  ASSERT_TRUE(AwaitExit(*id));
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*id);
+  EXPECT_EQ(status->status().reason(), "Error");
+  EXPECT_THAT(status->status().message(), HasSubstr("monitor"));
+  EXPECT_TRUE(Remove(*id).ok());  // and its process goes with it (TearDown checks)
+}
+
+TEST_P(ContainerTest, AfterARebootEverythingIsExitedAndCanBeRemoved) {
+  absl::StatusOr<std::string> running = CreateAndStart(Config("before-reboot", {"sleep", "1000"}));
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<std::string> created = Create(Config("never-started", {"true"}));
+  ASSERT_TRUE(created.ok()) << created.status();
+  daemon_->Kill();
+  // What a reboot does: every process gone, every mount gone, run_root (a tmpfs) empty.
+  RunCommand({"/usr/bin/pkill", "-9", "-f", "conmon.*" + daemon_->dir()}).IgnoreError();
+  absl::StatusOr<CommandResult> list = RunCommand(
+      {"/usr/sbin/runc", "--root", daemon_->run_root() + "/runc", "list", "-q"});
+  ASSERT_TRUE(list.ok());
+  for (absl::string_view id : absl::StrSplit(list->output, '\n', absl::SkipEmpty())) {
+    RunCommand({"/usr/sbin/runc", "--root", daemon_->run_root() + "/runc", "delete", "--force",
+                std::string(id)})
+        .IgnoreError();
+  }
+  absl::StatusOr<CommandResult> mounts = RunCommand({"/bin/cat", "/proc/self/mountinfo"});
+  ASSERT_TRUE(mounts.ok());
+  std::vector<std::string> targets;
+  for (absl::string_view line : absl::StrSplit(mounts->output, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
+    if (f.size() > 4 && absl::StartsWith(f[4], daemon_->dir())) targets.emplace_back(f[4]);
+  }
+  std::sort(targets.rbegin(), targets.rend());  // children first
+  for (const std::string& t : targets) RunCommand({"/bin/umount", "-l", t}).IgnoreError();
+  std::filesystem::remove_all(daemon_->run_root());
+
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> was_running = Status(*running);
+  ASSERT_TRUE(was_running.ok());
+  EXPECT_EQ(was_running->status().state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_NE(was_running->status().exit_code(), 0);
+  EXPECT_EQ(State(*created), runtime::v1::CONTAINER_EXITED);
+  runtime::v1::PodSandboxStatusRequest pod;
+  pod.set_pod_sandbox_id(pod_);
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> pod_status =
+      cri().Call(&RuntimeService::Stub::PodSandboxStatus, pod);
+  ASSERT_TRUE(pod_status.ok());
+  EXPECT_EQ(pod_status->status().state(), runtime::v1::SANDBOX_NOTREADY);
+  // kubelet then removes them all; TearDown checks that nothing is left.
+  EXPECT_TRUE(Remove(*running).ok());
+  runtime::v1::RemovePodSandboxRequest remove;
+  remove.set_pod_sandbox_id(pod_);
+  absl::Status removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove).status();
+  EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
