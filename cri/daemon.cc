@@ -104,7 +104,17 @@ absl::Status Daemon::Run() {
                               .cache_dir = config->run_root + "/cni-cache"});
   InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
   pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &measured_network,
-                                {.monitor_path = helpers.monitor, .pause_rootfs = pause_rootfs});
+                                {.monitor_path = helpers.monitor,
+                                 .pause_rootfs = pause_rootfs,
+                                 .pause_image =
+                                     [&](const std::string& name) -> absl::StatusOr<image::ImagePtr> {
+                                   absl::StatusOr<image::ImagePtr> have = images->Resolve(name);
+                                   if (have.ok()) return have;
+                                   ASSIGN_OR_RETURN(image::PullResult pulled,
+                                                    puller.Pull(name, std::nullopt));
+                                   return pulled.image;
+                                 },
+                                 .images = images.get()});
   pod::EventBus events;
   sandboxes.SetEventBus(&events);
   RETURN_IF_ERROR(sandboxes.Recover());

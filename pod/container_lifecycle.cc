@@ -153,14 +153,19 @@ absl::Status ContainerManager::Remove(const std::string& id) {
   std::filesystem::remove(absl::StrCat(config_()->run_root, "/socks/", full_id), ec);
   const std::string key = KeyOf(**c);
   RETURN_IF_ERROR(Forget(full_id));
+  std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
     absl::MutexLock lock(&mu_);
     names_.erase(key);
     containers_.erase(full_id);
     op_locks_.erase(full_id);
     start_locks_.erase(full_id);
-    leases_.erase(full_id);
+    if (auto it = leases_.find(full_id); it != leases_.end()) {
+      lease = std::move(it->second);
+      leases_.erase(it);
+    }
   }
+  lease.reset();
   Publish(**c, ContainerEventType::kDeleted);
   spdlog::info("container {} removed", full_id);
   return absl::OkStatus();

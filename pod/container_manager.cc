@@ -296,9 +296,11 @@ absl::Status ContainerManager::Recover() {
   for (Container& c : loaded) {
     const std::string id = c.id;
     absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
+    // Leases take the image store's lock: never while holding ours.
+    auto lease = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
     absl::MutexLock lock(&mu_);
     names_[sandbox.ok() ? c.Key(**sandbox) : absl::StrCat(c.spec.name, "_", c.sandbox_id)] = id;
-    leases_[id] = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
+    leases_[id] = std::move(lease);
     containers_[id] = std::make_shared<const Container>(std::move(c));
   }
   // Exits that happened while berthd was down, and monitors that are gone (a reboot empties

@@ -53,6 +53,7 @@ struct Sandbox {
   std::string cni_result;
   pid_t pid = 0;
   std::string oci_spec;
+  std::vector<std::string> pause_layers;  // chain ids when the pause runs from pause.image
   // kubelet's key for the name: name_namespace_uid_attempt.
   std::string Key() const;
 };

@@ -43,7 +43,8 @@ std::string SandboxToJson(const Sandbox& s) {
               {"ips", ips},
               {"cni_result", s.cni_result},
               {"pid", s.pid},
-              {"oci_spec", s.oci_spec}}
+              {"oci_spec", s.oci_spec},
+              {"pause_layers", s.pause_layers}}
       .dump();
 }
 
@@ -88,6 +89,7 @@ absl::StatusOr<Sandbox> SandboxFromJson(const std::string& text) {
     s.cni_result = j.at("cni_result");
     s.pid = j.at("pid");
     s.oci_spec = j.at("oci_spec");
+    s.pause_layers = j.value("pause_layers", std::vector<std::string>());
     return s;
   } catch (const json::exception& e) {
     return absl::InternalError(absl::StrCat("sandbox record: ", e.what()));

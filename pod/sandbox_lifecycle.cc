@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "cni/netns.h"
 #include "pod/lookup.h"
+#include "image/rootfs.h"
 #include "pod/runtime.h"
 #include "pod/sandbox_manager.h"
 
@@ -154,6 +155,8 @@ absl::Status SandboxManager::Remove(const std::string& id) {
                              absl::StrCat("remove pod sandbox ", full_id)));
   }
   if (!(*current)->netns_path.empty()) RETURN_IF_ERROR(cni::RemoveNetNs((*current)->netns_path));
+  // A pause run from pause.image has its root filesystem mounted in the bundle.
+  RETURN_IF_ERROR(image::RemoveRootfs(BundleDir(full_id)));
   std::error_code ec;
   for (const std::string& path :
        {PodDir(full_id), BundleDir(full_id), absl::StrCat(config->run_root, "/monitor/", full_id),
@@ -161,12 +164,18 @@ absl::Status SandboxManager::Remove(const std::string& id) {
     std::filesystem::remove_all(path, ec);
   }
   RETURN_IF_ERROR(Forget(full_id));
+  std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
     absl::MutexLock lock(&mu_);
     names_.erase((*current)->Key());
     sandboxes_.erase(full_id);
     op_locks_.erase(full_id);
+    if (auto it = leases_.find(full_id); it != leases_.end()) {
+      lease = std::move(it->second);
+      leases_.erase(it);
+    }
   }
+  lease.reset();
   Publish(full_id, ContainerEventType::kDeleted);
   spdlog::info("pod sandbox {} removed", full_id);
   return absl::OkStatus();

@@ -21,6 +21,7 @@
 #include "base/status_macros.h"
 #include "cni/conf.h"
 #include "cni/netns.h"
+#include "image/rootfs.h"
 #include "pod/monitor.h"
 #include "pod/oci_spec.h"
 #include "pod/runtime.h"
@@ -148,7 +149,13 @@ absl::Status SandboxManager::Recover() {
       }
     }
     const std::string id = s.id;  // not s.id below: the right side is evaluated first
+    // Leases take the image store's lock: never while holding ours.
+    std::unique_ptr<image::ImageStore::Lease> lease;
+    if (!s.pause_layers.empty() && options_.images != nullptr) {
+      lease = std::make_unique<image::ImageStore::Lease>(options_.images, s.pause_layers);
+    }
     absl::MutexLock lock(&mu_);
+    if (lease) leases_[id] = std::move(lease);
     names_[s.Key()] = id;
     sandboxes_[id] = std::make_shared<const Sandbox>(std::move(s));
   }
@@ -156,11 +163,36 @@ absl::Status SandboxManager::Recover() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> SandboxManager::StartPause(const Sandbox& s,
-                                                       const config::Config& config) {
+absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config::Config& config) {
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(config, s.runtime_handler);
   PauseSpecOptions options;
   options.rootfs = options_.pause_rootfs;
+  const std::string bundle = BundleDir(s.id);
+  std::optional<ScopedMount> image_rootfs;
+  if (!config.pause.image.empty()) {
+    // pause.image: the pod's infra process runs from that image (pulled if missing), on an
+    // overlay of its own.
+    if (!options_.pause_image || options_.images == nullptr) {
+      return absl::FailedPreconditionError("pause.image is set but no image service is wired");
+    }
+    absl::StatusOr<image::ImagePtr> image = options_.pause_image(config.pause.image);
+    if (!image.ok()) return Annotate(image.status(), absl::StrCat("pause image ", config.pause.image));
+    std::vector<std::string> layers;
+    for (const std::string& chain : (*image)->chain_ids) {
+      layers.push_back(options_.images->LayerDir(chain) + "/diff");
+    }
+    ASSIGN_OR_RETURN(ScopedMount mounted, image::MountRootfs(bundle, layers));
+    image_rootfs.emplace(std::move(mounted));
+    options.rootfs = image_rootfs->target();
+    std::vector<std::string> args = (*image)->config.entrypoint;
+    args.insert(args.end(), (*image)->config.cmd.begin(), (*image)->config.cmd.end());
+    if (args.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("pause image ", config.pause.image,
+                                                     " has neither ENTRYPOINT nor CMD"));
+    }
+    options.args = args;
+    s.pause_layers = (*image)->chain_ids;
+  }
   options.hostname = s.spec.hostname;
   options.netns_path = s.netns_path;
   options.host_ipc = s.spec.host_ipc;
@@ -174,7 +206,6 @@ absl::StatusOr<std::string> SandboxManager::StartPause(const Sandbox& s,
   options.annotations["io.kubernetes.cri.container-type"] = "sandbox";
   options.annotations["io.kubernetes.cri.sandbox-id"] = s.id;
   ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));
-  const std::string bundle = BundleDir(s.id);
   RETURN_IF_ERROR(MakeDirs(bundle, 0700));
   RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600));
   ConmonMonitor monitor(options_.monitor_path, runtime.get(), config.cgroup_manager == "systemd");
@@ -191,6 +222,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(const Sandbox& s,
     (void)runtime->Delete(s.id, /*force=*/true);
     return Annotate(started, "start the pause container");
   }
+  if (image_rootfs) image_rootfs->Release();  // the sandbox owns it now; Remove unmounts it
   return spec;
 }
 
@@ -200,12 +232,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
   const std::string handler =
       spec.runtime_handler.empty() ? config->default_runtime : spec.runtime_handler;
   RETURN_IF_ERROR(Validate(spec, *config, handler));
-  if (!config->pause.image.empty()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "pause.image (", config->pause.image, ") is not supported yet: leave it empty to use the "
-        "built-in berth-pause"));
-  }
-  if (::access((options_.pause_rootfs + "/pause").c_str(), X_OK) != 0) {
+  if (config->pause.image.empty() && ::access((options_.pause_rootfs + "/pause").c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("the pause root filesystem ", options_.pause_rootfs,
                      " has no pause binary (is berth-pause installed?)"));
@@ -281,7 +308,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
           WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
     }
   }
-  absl::Cleanup remove_bundle = [&] { RemoveTree(BundleDir(s.id)); };
+  absl::Cleanup remove_bundle = [&] { (void)image::RemoveRootfs(BundleDir(s.id)); };
   ASSIGN_OR_RETURN(s.oci_spec, StartPause(s, *config));
   absl::StatusOr<ContainerState> state = RuntimeFor(*config, handler)->State(s.id);
   if (state.ok()) s.pid = state->pid;
@@ -297,8 +324,13 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
   if (shm) shm->Release();
   if (netns) netns->Release();
   const std::string id = s.id;
+  std::unique_ptr<image::ImageStore::Lease> lease;  // taken outside our lock
+  if (!s.pause_layers.empty() && options_.images != nullptr) {
+    lease = std::make_unique<image::ImageStore::Lease>(options_.images, s.pause_layers);
+  }
   {
     absl::MutexLock lock(&mu_);
+    if (lease) leases_[id] = std::move(lease);
     sandboxes_[id] = std::make_shared<const Sandbox>(std::move(s));
   }
   Publish(id, ContainerEventType::kCreated);

@@ -13,6 +13,7 @@
 #include "base/sqlite.h"
 #include "cni/plugin.h"
 #include "config/config.h"
+#include "image/store.h"
 #include "pod/events.h"
 #include "pod/sandbox.h"
 
@@ -30,6 +31,9 @@ class SandboxManager {
     std::string monitor_path;  // conmon-compatible monitor
     std::string pause_rootfs;  // prepared at start: berth-pause and mount points
     std::chrono::seconds stop_timeout{10};
+    // With pause.image set: the image (pulled if missing) and the store its layers are in.
+    std::function<absl::StatusOr<image::ImagePtr>(const std::string& name)> pause_image;
+    image::ImageStore* images = nullptr;
   };
 
   SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network, Options options);
@@ -77,7 +81,9 @@ class SandboxManager {
   absl::Status Persist(const Sandbox& sandbox);
   absl::Status Forget(const std::string& id);
   absl::Status StopPause(const Sandbox& sandbox);
-  absl::StatusOr<std::string> StartPause(const Sandbox& sandbox, const config::Config& config);
+  // Writes the bundle and starts the pause container; records the pause image's layers in
+  // `sandbox` when pause.image is used.
+  absl::StatusOr<std::string> StartPause(Sandbox& sandbox, const config::Config& config);
   std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
 
   SqliteDb* const db_;
@@ -92,6 +98,8 @@ class SandboxManager {
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // Key() -> id (reserved too)
   std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
+  // The pause image's layers, while a sandbox's pause runs from them.
+  std::map<std::string, std::unique_ptr<image::ImageStore::Lease>> leases_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace berth::pod

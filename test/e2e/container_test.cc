@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -95,7 +96,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
           runtime::v1::RemovePodSandboxRequest r;
           r.set_pod_sandbox_id(item.id());
           absl::Status removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, r).status();
-          EXPECT_TRUE(removed.ok()) << removed;
+          EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
         }
       }
       ExpectNoLeaks();
@@ -776,6 +777,43 @@ TEST_P(ContainerTest, WebSocketChannelPortForward) {
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(served);
+}
+
+TEST_P(ContainerTest, PauseImageRunsTheInfraProcess) {
+  // A pause image made of berth-pause itself, pulled by berthd on the first RunPodSandbox.
+  absl::StatusOr<std::string> pause_binary =
+      ReadFile(std::filesystem::path(daemon_->binary()).parent_path().parent_path() /
+               "libexec/berth/berth-pause");
+  ASSERT_TRUE(pause_binary.ok()) << pause_binary.status();
+  ImageSpec spec;
+  spec.entrypoint = {"/pause"};
+  spec.user = "65535:65535";
+  LayerBuilder layer;
+  layer.File("pause", *pause_binary, 0755);
+  ASSERT_TRUE(registry_->Push("pause", "e2e", BuildImage({layer.Build()}, spec)).ok());
+  daemon_->Kill();
+  {
+    std::ofstream yaml(daemon_->config_path(), std::ios::app);
+    yaml << "pause: {image: \"" << registry_->host() << "/pause:e2e\"}\n";
+  }
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  absl::StatusOr<std::string> pod = RunPod("imagepause");
+  ASSERT_TRUE(pod.ok()) << pod.status() << daemon_->Log();
+  runtime::v1::PodSandboxStatusRequest r;
+  r.set_pod_sandbox_id(*pod);
+  r.set_verbose(true);
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status =
+      cri().Call(&RuntimeService::Stub::PodSandboxStatus, r);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->status().state(), runtime::v1::SANDBOX_READY);
+  nlohmann::json info = nlohmann::json::parse(status->info().at("info"));
+  EXPECT_THAT(info["runtimeSpec"]["root"]["path"].get<std::string>(),
+              HasSubstr("/sandboxes/" + *pod + "/rootfs"));
+  // The image is in the store now, and a container runs in the pod as usual.
+  EXPECT_TRUE(cri().ImageStatus(registry_->host() + "/pause:e2e").ok());
+  absl::StatusOr<std::string> c = Create(Config("inimagepod", {"true"}), *pod);
+  ASSERT_TRUE(c.ok()) << c.status();
+  // TearDown removes the pods and checks that no mount (the pause's overlay) is left.
 }
 
 TEST_P(ContainerTest, AMonitorThatDiesIsNoticed) {
