@@ -55,13 +55,14 @@ ssize_t WriteNoSigpipe(int fd, const char* data, size_t size) {
   return n;
 }
 
+
+}  // namespace
+
 int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
 }
-
-}  // namespace
 
 absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("no command");

@@ -47,6 +47,9 @@ struct SpawnSpec {
 // pid (the caller reaps it); Internal naming the program if it cannot start. Thread-safe.
 absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec);
 
+// A waitpid() status as an exit code: the exit status, or 128 + the signal that killed it.
+int DecodeWaitStatus(int status);
+
 // The last `max_bytes` of `text`, for error messages quoting a tool's stderr.
 std::string Tail(const std::string& text, size_t max_bytes = 2048);
 

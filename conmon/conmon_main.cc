@@ -30,7 +30,9 @@
 namespace berth::conmon {
 namespace {
 
-SyncPipe g_sync;  // the only global: Fail() needs it from anywhere in main
+// Fail() needs these from anywhere in main: the pipe to report on, and what to clean up.
+SyncPipe g_sync;
+std::string g_console_path;
 int g_api_version = 0;
 bool g_exec = false;
 
@@ -39,7 +41,15 @@ std::string SyncKey() {
   return g_exec ? "exit_code" : "pid";
 }
 
+void RemoveConsoleSocket() {
+  if (g_console_path.empty()) return;
+  ::unlink(g_console_path.c_str());
+  ::rmdir(g_console_path.substr(0, g_console_path.rfind('/')).c_str());
+  g_console_path.clear();
+}
+
 [[noreturn]] void Fail(const std::string& message) {
+  RemoveConsoleSocket();
   std::fprintf(stderr, "berth-conmon: %s\n", message.c_str());
   g_sync.Send(SyncKey(), -1, message);
   _exit(1);
@@ -120,10 +130,9 @@ int Main(int argc, char** argv) {
   // stdio: pipes, or a pty the runtime hands over on the console socket.
   Stdio stdio;
   WorkerFds worker;
-  std::string console_path;
   int console_listen = -1;
   if (o.terminal) {
-    console_listen = ListenConsoleSocket(&console_path);
+    console_listen = ListenConsoleSocket(&g_console_path);
     if (console_listen < 0) Fail(Errno("console socket"));
   } else if (int err = MakePipes(o.stdin, &stdio, &worker); err != 0) {
     errno = err;
@@ -134,7 +143,7 @@ int Main(int argc, char** argv) {
     if (std::string bad = loop.SetUpControl(); !bad.empty()) Fail(bad);
   }
 
-  const pid_t runtime_pid = SpawnRuntime(RuntimeArgv(o, console_path), worker);
+  const pid_t runtime_pid = SpawnRuntime(RuntimeArgv(o, g_console_path), worker);
   if (runtime_pid < 0) Fail(Errno("start " + o.runtime));
   for (int fd : {worker.in, worker.out, worker.err}) {
     if (fd >= 0) ::close(fd);
@@ -142,8 +151,7 @@ int Main(int argc, char** argv) {
   if (console_listen >= 0) {
     stdio.out = loop.AwaitConsole(console_listen, runtime_pid);
     ::close(console_listen);
-    ::unlink(console_path.c_str());
-    ::rmdir(console_path.substr(0, console_path.rfind('/')).c_str());
+    RemoveConsoleSocket();
     if (stdio.out >= 0 && o.stdin) stdio.in = ::dup(stdio.out);
   }
   int runtime_status = 0;

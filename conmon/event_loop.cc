@@ -178,7 +178,7 @@ void EventLoop::OnClient(int fd) {
 
 void EventLoop::OnCtl() {
   char buf[512];
-  static std::string pending;
+  std::string& pending = ctl_pending_;
   ssize_t n;
   while ((n = ::read(ctl_fd_, buf, sizeof buf)) > 0) pending.append(buf, static_cast<size_t>(n));
   size_t nl;

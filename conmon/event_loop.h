@@ -64,6 +64,7 @@ class EventLoop {
   std::string attach_path_;
   int ctl_fd_ = -1;
   std::string ctl_path_;
+  std::string ctl_pending_;  // a ctl line not yet complete
   std::vector<int> clients_;
   Stdio stdio_;
   pid_t container_pid_ = -1;

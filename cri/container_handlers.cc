@@ -4,6 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cri/grpc_status.h"
+#include "cri/helpers.h"
 #include "cri/runtime_service.h"
 #include "nlohmann/json.hpp"
 
@@ -171,16 +172,10 @@ void RuntimeService::FillContainerStatus(const pod::Container& c,
   }
   status->set_log_path(c.log_path);
   FromResources(c.spec.resources, status->mutable_resources()->mutable_linux());
-  nlohmann::json spec = nlohmann::json::parse(c.oci_spec, nullptr, false);
-  if (spec.is_object() && spec.contains("process")) {
-    const nlohmann::json& user = spec["process"]["user"];
-    runtime::v1::LinuxContainerUser* u = status->mutable_user()->mutable_linux();
-    u->set_uid(user.value("uid", 0));
-    u->set_gid(user.value("gid", 0));
-    for (const auto& g : user.value("additionalGids", nlohmann::json::array())) {
-      u->add_supplemental_groups(g.get<int64_t>());
-    }
-  }
+  runtime::v1::LinuxContainerUser* user = status->mutable_user()->mutable_linux();
+  user->set_uid(c.uid);
+  user->set_gid(c.gid);
+  for (int64_t g : c.supplemental_groups) user->add_supplemental_groups(g);
 }
 
 grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
@@ -247,12 +242,7 @@ grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
       continue;
     }
     if (filter.has_state() && filter.state().state() != State(*c)) continue;
-    bool labels_match = true;
-    for (const auto& [k, v] : filter.label_selector()) {
-      auto it = c->spec.labels.find(k);
-      if (it == c->spec.labels.end() || it->second != v) labels_match = false;
-    }
-    if (!labels_match) continue;
+    if (!LabelsMatch(c->spec.labels, filter.label_selector())) continue;
     runtime::v1::Container* item = response->add_containers();
     item->set_id(c->id);
     item->set_pod_sandbox_id(c->sandbox_id);

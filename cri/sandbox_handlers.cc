@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "cri/grpc_status.h"
+#include "cri/helpers.h"
 #include "cri/runtime_service.h"
 #include "nlohmann/json.hpp"
 
@@ -134,12 +135,7 @@ grpc::Status RuntimeService::ListPodSandbox(grpc::ServerContext*,
   for (const pod::SandboxPtr& s : sandboxes_->List()) {
     if (!filter.id().empty() && !absl::StartsWith(s->id, filter.id())) continue;
     if (filter.has_state() && filter.state().state() != State(*s)) continue;
-    bool labels_match = true;
-    for (const auto& [k, v] : filter.label_selector()) {
-      auto it = s->spec.labels.find(k);
-      if (it == s->spec.labels.end() || it->second != v) labels_match = false;
-    }
-    if (!labels_match) continue;
+    if (!LabelsMatch(s->spec.labels, filter.label_selector())) continue;
     runtime::v1::PodSandbox* item = response->add_items();
     item->set_id(s->id);
     FillMetadata(*s, item->mutable_metadata());

@@ -5,21 +5,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cri/grpc_status.h"
+#include "cri/helpers.h"
 #include "cri/runtime_service.h"
 #include "image/rootfs.h"
 #include "pod/cgroup_stats.h"
 
 namespace berth::cri {
 namespace {
-
-template <typename Labels>
-bool LabelsMatch(const std::map<std::string, std::string>& have, const Labels& want) {
-  for (const auto& [k, v] : want) {
-    auto it = have.find(k);
-    if (it == have.end() || it->second != v) return false;
-  }
-  return true;
-}
 
 void FillCpu(const pod::CgroupSample& s, runtime::v1::CpuUsage* cpu) {
   cpu->set_timestamp(s.timestamp_ns);

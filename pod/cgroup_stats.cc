@@ -18,11 +18,6 @@
 namespace berth::pod {
 namespace {
 
-bool IsV2() {
-  struct statfs fs;
-  return ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
-}
-
 uint64_t ReadNumber(const std::string& path) {
   std::ifstream in(path);
   std::string v;
@@ -59,12 +54,17 @@ std::map<std::string, std::string> CgroupPaths(pid_t pid) {
 
 }  // namespace
 
+bool IsCgroupV2() {
+  struct statfs fs;
+  return ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
 absl::StatusOr<CgroupSample> ReadCgroup(pid_t pid) {
   std::map<std::string, std::string> paths = CgroupPaths(pid);
   if (paths.empty()) return absl::NotFoundError(absl::StrCat("process ", pid, " is gone"));
   CgroupSample s;
   s.timestamp_ns = absl::ToUnixNanos(absl::Now());
-  if (IsV2()) {
+  if (IsCgroupV2()) {
     const std::string dir = "/sys/fs/cgroup" + paths[""];
     s.cpu_usage_ns = ReadKeyed(dir + "/cpu.stat")["usage_usec"] * 1000;
     s.memory_usage = ReadNumber(dir + "/memory.current");
@@ -127,11 +127,10 @@ void CpuRates::Fill(const std::string& key, CgroupSample* s) {
         static_cast<uint64_t>(static_cast<double>(s->cpu_usage_ns - it->second.second) / seconds);
   }
   last_[key] = {s->timestamp_ns, s->cpu_usage_ns};
-}
-
-void CpuRates::Forget(const std::string& key) {
-  absl::MutexLock lock(&mu_);
-  last_.erase(key);
+  constexpr int64_t kStaleNs = int64_t{600} * 1000000000;
+  for (auto it = last_.begin(); it != last_.end();) {
+    it = s->timestamp_ns - it->second.first > kStaleNs ? last_.erase(it) : std::next(it);
+  }
 }
 
 }  // namespace berth::pod

@@ -27,6 +27,9 @@ struct CgroupSample {
   uint64_t processes = 0;
 };
 
+// Whether /sys/fs/cgroup is the cgroup v2 unified hierarchy.
+bool IsCgroupV2();
+
 // Reads the memory, cpu and pids controllers of the cgroup `pid` is in, for cgroup v1 (the
 // hybrid and legacy layouts) and v2. NotFound when the process is gone.
 absl::StatusOr<CgroupSample> ReadCgroup(pid_t pid);
@@ -37,11 +40,11 @@ struct InterfaceSample {
 };
 std::map<std::string, InterfaceSample> ReadInterfaces(pid_t pid);
 
-// Remembers the previous CPU reading per key to report usage_nano_cores. Thread-safe.
+// Remembers the previous CPU reading per key to report usage_nano_cores. Readings not renewed
+// for ten minutes (removed containers) are dropped. Thread-safe.
 class CpuRates {
  public:
   void Fill(const std::string& key, CgroupSample* sample);
-  void Forget(const std::string& key);
 
  private:
   absl::Mutex mu_;

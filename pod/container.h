@@ -113,6 +113,10 @@ struct Container {
   std::string stop_signal;  // from the image config; "" = SIGTERM
   std::string runtime_handler;
   std::string oci_spec;
+  // The process's user as the spec resolved it (ContainerStatus reports it, often: kept here
+  // rather than parsed out of oci_spec each time).
+  int64_t uid = 0, gid = 0;
+  std::vector<int64_t> supplemental_groups;
   // kubelet's key for the name: name_sandboxname_namespace_uid_attempt.
   std::string Key(const Sandbox& sandbox) const;
 };

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/inotify.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -13,7 +12,6 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -22,16 +20,18 @@
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
+#include "base/random_id.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
+#include "absl/algorithm/container.h"
+#include "image/reference.h"
 #include "image/rootfs.h"
+#include "pod/cgroup_stats.h"
 #include "pod/container_spec.h"
 #include "pod/lookup.h"
+#include "nlohmann/json.hpp"
 #include "pod/runtime.h"
 
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
 
 namespace berth::pod {
 namespace {
@@ -43,18 +43,6 @@ CREATE TABLE IF NOT EXISTS containers(
   sandbox_id TEXT NOT NULL,
   record TEXT NOT NULL);
 )sql";
-
-std::string NewId() {
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  char bytes[32];
-  random.read(bytes, sizeof bytes);
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
-}
-
-bool CgroupV2() {
-  struct statfs fs;
-  return ::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
-}
 
 // Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid
 // may belong to another process, so its command line must name the container.
@@ -102,11 +90,7 @@ std::string ContainerManager::ExitFile(const std::string& id) const {
 }
 
 std::unique_ptr<OciRuntime> ContainerManager::RuntimeFor(const std::string& handler) const {
-  auto config = config_();
-  auto it = config->runtimes.find(handler);
-  if (it == config->runtimes.end()) return nullptr;
-  return std::make_unique<RuncRuntime>(it->second.path, it->second.root,
-                                       config->cgroup_manager == "systemd");
+  return pod::RuntimeFor(*config_(), handler);
 }
 
 std::shared_ptr<absl::Mutex> ContainerManager::OpLock(const std::string& id) {
@@ -350,15 +334,18 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
   }
   auto config = config_();
   Container c;
-  c.id = NewId();
+  c.id = NewRandomId();
   c.sandbox_id = sandbox->id;
   c.spec = spec;
   c.created_at_ns = absl::ToUnixNanos(absl::Now());
   c.image_id = (*image)->id;
   c.image_ref = (*image)->repo_digests.empty() ? (*image)->id : (*image)->repo_digests[0];
+  // The name as asked for when it is one of the image's tags (normalised), else its first tag.
   c.image_name = (*image)->repo_tags.empty() ? (*image)->id : (*image)->repo_tags[0];
-  for (const std::string& tag : (*image)->repo_tags) {
-    if (absl::EndsWith(tag, spec.image)) c.image_name = tag;
+  if (absl::StatusOr<image::Reference> ref = image::ParseReference(spec.image);
+      ref.ok() && ref->digest.empty() &&
+      absl::c_linear_search((*image)->repo_tags, ref->TagRef())) {
+    c.image_name = ref->TagRef();
   }
   c.chain_ids = (*image)->chain_ids;
   c.stop_signal = (*image)->config.stop_signal;
@@ -403,10 +390,14 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
                            .sandbox_pid = sandbox->pid,
                            .target_pid = target_pid,
                            .cgroups_path = sandboxes_->CgroupsPathFor(*sandbox, c.id),
-                           .cgroup_v2 = CgroupV2()};
+                           .cgroup_v2 = IsCgroupV2()};
   absl::StatusOr<std::string> oci = ContainerOciSpec(input);
   if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));
   c.oci_spec = *oci;
+  const nlohmann::json user = nlohmann::json::parse(c.oci_spec)["process"]["user"];
+  c.uid = user.value("uid", 0);
+  c.gid = user.value("gid", 0);
+  c.supplemental_groups = user.value("additionalGids", std::vector<int64_t>());
   RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600));
   RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
 

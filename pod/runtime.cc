@@ -41,6 +41,13 @@ absl::StatusOr<std::string> RuncRuntime::Run(const std::vector<std::string>& arg
   return r.stdout_data;
 }
 
+std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler) {
+  auto it = config.runtimes.find(handler);
+  if (it == config.runtimes.end()) return nullptr;
+  return std::make_unique<RuncRuntime>(it->second.path, it->second.root,
+                                       config.cgroup_manager == "systemd");
+}
+
 absl::Status RuncRuntime::Start(const std::string& id) { return Run({"start", id}).status(); }
 
 absl::Status RuncRuntime::Kill(const std::string& id, int signal, bool all) {

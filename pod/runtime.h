@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "config/config.h"
 
 namespace berth::pod {
 
@@ -54,5 +55,9 @@ class RuncRuntime final : public OciRuntime {
   std::string root_;
   bool systemd_cgroup_;
 };
+
+// The runtime of a configured handler (runc and crun share RuncRuntime), or nullptr if the
+// configuration has no such handler.
+std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler);
 
 }  // namespace berth::pod

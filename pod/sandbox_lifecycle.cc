@@ -21,13 +21,6 @@
 namespace berth::pod {
 namespace {
 
-std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler) {
-  auto it = config.runtimes.find(handler);
-  if (it == config.runtimes.end()) return nullptr;
-  return std::make_unique<RuncRuntime>(it->second.path, it->second.root,
-                                       config.cgroup_manager == "systemd");
-}
-
 // Polls until the container is stopped or gone.
 bool WaitStopped(OciRuntime& runtime, const std::string& id, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -9,7 +9,6 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +16,7 @@
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
+#include "base/random_id.h"
 #include "base/mount.h"
 #include "base/status_macros.h"
 #include "cni/conf.h"
@@ -36,13 +36,6 @@ CREATE TABLE IF NOT EXISTS sandboxes(
   record TEXT NOT NULL);
 )sql";
 
-std::string NewId() {
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  char bytes[32];
-  random.read(bytes, sizeof bytes);
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
-}
-
 void RemoveTree(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
@@ -55,11 +48,6 @@ std::string CgroupsPath(const config::Config& config, const std::string& parent,
     return absl::StrCat(parent.empty() ? "system.slice" : parent, ":berth:", id);
   }
   return parent.empty() ? "" : absl::StrCat(parent, "/berth-", id);
-}
-
-std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler) {
-  const config::RuntimeHandler& h = config.runtimes.at(handler);
-  return std::make_unique<RuncRuntime>(h.path, h.root, config.cgroup_manager == "systemd");
 }
 
 absl::Status Validate(const SandboxSpec& spec, const config::Config& config,
@@ -244,7 +232,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
     spec.hostname = node;
   }
   Sandbox s;
-  s.id = NewId();
+  s.id = NewRandomId();
   s.spec = spec;
   s.runtime_handler = handler;
   s.created_at_ns = absl::ToUnixNanos(absl::Now());

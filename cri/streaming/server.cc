@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/logging.h"
+#include "base/random_id.h"
 #include "cri/streaming/tls.h"
 #include "nlohmann/json.hpp"
 
@@ -29,11 +30,8 @@ namespace {
 constexpr size_t kMaxHead = 16 << 10;
 
 std::string NewToken() {
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  char bytes[24];
-  random.read(bytes, sizeof bytes);
   std::string token;
-  absl::WebSafeBase64Escape(absl::string_view(bytes, sizeof bytes), &token);
+  absl::WebSafeBase64Escape(RandomBytes(24), &token);
   return token;
 }
 

@@ -28,10 +28,7 @@ std::string HeaderValue(const Headers& headers, std::string_view name);
 
 const std::string& HeaderDictionary();
 
-inline constexpr uint32_t kProtocolError = 1;
-inline constexpr uint32_t kRefusedStream = 3;
-inline constexpr uint32_t kCancel = 5;
-inline constexpr uint32_t kInternalError = 6;
+inline constexpr uint32_t kProtocolError = 1;  // RST_STREAM status
 
 // One SPDY connection over a connected socket. Run() reads frames on the caller's thread and
 // calls the handlers there; the send functions may be called from any thread (writes are
