@@ -310,7 +310,101 @@ TEST_P(ContainerTest, ExecSyncOutputExitCodeAndTimeout) {
   absl::StatusOr<runtime::v1::ExecSyncResponse> slow = Exec(*id, {"sleep", "60"}, 1);
   EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded) << slow.status();
   absl::StatusOr<runtime::v1::ExecSyncResponse> missing = Exec(*id, {"/no/such/binary"});
-  ASSERT_FALSE(missing.ok() && missing->exit_code() == 0);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/no/such/binary"));
+}
+
+TEST_P(ContainerTest, UpdateContainerResourcesReachesTheCgroup) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("resized", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  runtime::v1::UpdateContainerResourcesRequest r;
+  r.set_container_id(*id);
+  r.mutable_linux()->set_memory_limit_in_bytes(96 << 20);
+  r.mutable_linux()->set_cpu_shares(256);
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::UpdateContainerResources, r).ok());
+  // Inside, the container's own cgroup: v1 memory controller or the v2 unified file.
+  absl::StatusOr<runtime::v1::ExecSyncResponse> limit = Exec(
+      *id, {"sh", "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
+            "cat /sys/fs/cgroup/memory.max"});
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ(limit->stdout(), std::to_string(96 << 20) + "\n");
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*id);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->status().resources().linux().memory_limit_in_bytes(), 96 << 20);
+  EXPECT_EQ(status->status().resources().linux().cpu_shares(), 256);
+}
+
+TEST_P(ContainerTest, StopWaitsTheTimeoutThenKills) {
+  // The shell ignores SIGTERM: only the SIGKILL after the timeout ends it.
+  absl::StatusOr<std::string> id = CreateAndStart(
+      Config("stubborn", {"sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(Log("stubborn"), "ready"); }));
+  ASSERT_TRUE(Stop(*id, 1).ok());
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*id);
+  EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(status->status().exit_code(), 137);
+  EXPECT_EQ(status->status().reason(), "Error");
+}
+
+TEST_P(ContainerTest, ListFiltersAndImageIdsAndMounts) {
+  // kubelet creates containers naming the image by its id.
+  absl::StatusOr<runtime::v1::ImageStatusResponse> image = cri().ImageStatus(image_);
+  ASSERT_TRUE(image.ok());
+  char tmpl[] = "/tmp/berth-e2e-mount.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string host_dir = tmpl;
+  ASSERT_TRUE(WriteFileAtomic(host_dir + "/greeting", "hi from the host\n").ok());
+  runtime::v1::ContainerConfig config = Config("by-id", {"sleep", "1000"});
+  config.mutable_image()->set_image(image->image().id());
+  runtime::v1::Mount* mount = config.add_mounts();
+  mount->set_container_path("/data");
+  mount->set_host_path(host_dir);
+  mount->set_readonly(true);
+  (*config.mutable_labels())["tier"] = "front";
+  absl::StatusOr<std::string> running = CreateAndStart(config);
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<std::string> created = Create(Config("idle", {"true"}));
+  ASSERT_TRUE(created.ok()) << created.status();
+
+  absl::StatusOr<runtime::v1::ExecSyncResponse> read = Exec(*running, {"cat", "/data/greeting"});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->stdout(), "hi from the host\n");
+  absl::StatusOr<runtime::v1::ExecSyncResponse> write = Exec(*running, {"touch", "/data/new"});
+  ASSERT_TRUE(write.ok());
+  EXPECT_NE(write->exit_code(), 0);  // read-only
+  EXPECT_FALSE(std::filesystem::exists(host_dir + "/new"));
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*running);
+  ASSERT_EQ(status->status().mounts_size(), 1);
+  EXPECT_TRUE(status->status().mounts(0).readonly());
+  EXPECT_EQ(status->status().image_id(), image->image().id());
+
+  auto list = [&](const runtime::v1::ContainerFilter& filter) {
+    runtime::v1::ListContainersRequest r;
+    *r.mutable_filter() = filter;
+    std::vector<std::string> ids;
+    absl::StatusOr<runtime::v1::ListContainersResponse> got =
+        cri().Call(&RuntimeService::Stub::ListContainers, r);
+    if (got.ok()) {
+      for (const auto& c : got->containers()) ids.push_back(c.id());
+    }
+    return ids;
+  };
+  runtime::v1::ContainerFilter by_state;
+  by_state.mutable_state()->set_state(runtime::v1::CONTAINER_CREATED);
+  EXPECT_THAT(list(by_state), ::testing::ElementsAre(*created));
+  runtime::v1::ContainerFilter by_label;
+  (*by_label.mutable_label_selector())["tier"] = "front";
+  EXPECT_THAT(list(by_label), ::testing::ElementsAre(*running));
+  runtime::v1::ContainerFilter by_prefix;
+  by_prefix.set_id(running->substr(0, 12));
+  EXPECT_THAT(list(by_prefix), ::testing::ElementsAre(*running));
+  runtime::v1::ContainerFilter other_pod;
+  other_pod.set_pod_sandbox_id("0000");
+  EXPECT_THAT(list(other_pod), ::testing::IsEmpty());
+  ASSERT_TRUE(Remove(*running).ok());
+  std::filesystem::remove_all(host_dir);
 }
 
 TEST_P(ContainerTest, OomKilled) {
