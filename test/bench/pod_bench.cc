@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -42,11 +43,12 @@ double Ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "pod bench: %s\n", what.c_str());
-  berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
-  std::exit(1);
-}
+class Bench;
+// What a failure must not leave behind: the registry, and the pods of the running bench.
+std::unique_ptr<berth::testing::TestRegistry> g_registry;
+std::atomic<Bench*> g_bench = nullptr;
+
+[[noreturn]] void Die(const std::string& what);
 
 struct Timings {
   std::map<std::string, std::vector<double>> steps;
@@ -71,7 +73,30 @@ struct Timings {
 class Bench {
  public:
   Bench(std::unique_ptr<BerthDaemon> daemon, std::string image)
-      : daemon_(std::move(daemon)), image_(std::move(image)) {}
+      : daemon_(std::move(daemon)), image_(std::move(image)) {
+    g_bench = this;
+  }
+  // Removes every pod it still has; then BerthDaemon stops berthd and removes its tree.
+  ~Bench() {
+    g_bench = nullptr;
+    RemoveAll();
+  }
+  void RemoveAll() {
+    if (!daemon_) return;
+    auto pods = cri().Call(&RuntimeService::Stub::ListPodSandbox,
+                           runtime::v1::ListPodSandboxRequest());
+    if (!pods.ok()) return;
+    for (const auto& p : pods->items()) {
+      runtime::v1::RemovePodSandboxRequest remove;
+      remove.set_pod_sandbox_id(p.id());
+      (void)cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove);
+    }
+  }
+  // On a failure: the pods, then berthd and its tree.
+  void Abandon() {
+    RemoveAll();
+    daemon_.reset();
+  }
   CriClient& cri() { return daemon_->client(); }
   BerthDaemon& daemon() { return *daemon_; }
 
@@ -131,6 +156,17 @@ class Bench {
   std::unique_ptr<BerthDaemon> daemon_;
   std::string image_;
 };
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "pod bench: %s\n", what.c_str());
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (Bench* bench = g_bench.exchange(nullptr)) bench->Abandon();
+    g_registry.reset();
+    berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+  });
+  std::exit(1);
+}
 
 long RssKb(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
@@ -209,15 +245,17 @@ int main(int argc, char** argv) {
   const int k = argc > 3 ? std::atoi(argv[3]) : 50;
   auto registry = berth::testing::TestRegistry::Start();
   if (!registry.ok()) Die(registry.status().ToString());
+  g_registry = *std::move(registry);
+  const std::string host = g_registry->host();
   berth::testing::ImageSpec spec;
   spec.cmd = {"sh"};
-  if (!(*registry)->Push("busybox", "bench", berth::testing::BuildImage(
+  if (!g_registry->Push("busybox", "bench", berth::testing::BuildImage(
                                                 {berth::testing::BusyboxLayer().Build()}, spec))
            .ok()) {
     Die("push");
   }
   {
-    std::unique_ptr<Bench> bench = Setup((*registry)->host(), "");
+    std::unique_ptr<Bench> bench = Setup(host, "");
     bench->Remove(bench->Start(1000, nullptr));  // warm caches
     Timings sequential;
     for (int i = 0; i < n; ++i) bench->Remove(bench->Start(i, &sequential));
@@ -232,13 +270,14 @@ int main(int argc, char** argv) {
     concurrent.Print(absl::StrCat(m, " pods started concurrently:").c_str());
     for (const std::string& pod : pods) bench->Remove(pod);
   }
-  Memory((*registry)->host(), "", k, "berth-conmon");
-  if (::access("/usr/bin/conmon", X_OK) == 0) Memory((*registry)->host(), "/usr/bin/conmon", k, "Debian conmon");
+  Memory(host, "", k, "berth-conmon");
+  if (::access("/usr/bin/conmon", X_OK) == 0) Memory(host, "/usr/bin/conmon", k, "Debian conmon");
   if (::access("/usr/bin/containerd", X_OK) == 0) {
     std::printf("containerd is installed, but this bench does not drive it yet\n");
   } else {
     std::printf("containerd is not installed: no side-by-side figures\n");
   }
+  g_registry.reset();
   berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
   return 0;
 }
