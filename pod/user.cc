@@ -85,7 +85,9 @@ absl::StatusOr<ResolvedUser> ResolveUser(const std::string& rootfs,
   }
   ResolvedUser r;
   std::optional<uint32_t> primary;
-  if (user_part.empty()) user_part = "0";
+  // No user anywhere: root. (push_back, not = "0": GCC 12 reports a false -Wrestrict for a
+  // one-character literal assigned to a std::string at -O2 and above, GCC bug 105329.)
+  if (user_part.empty()) user_part.push_back('0');
   if (absl::SimpleAtoi(user_part, &r.uid)) {
     for (const PasswdEntry& e : passwd) {
       if (e.uid == r.uid) {

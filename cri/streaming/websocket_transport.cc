@@ -23,6 +23,13 @@ namespace {
 
 constexpr unsigned char kCloseChannel = 255;
 
+// A message of the channel protocol: its channel byte, then the data.
+std::string ChannelMessage(size_t channel, std::string_view data) {
+  std::string message(1, static_cast<char>(channel));
+  message.append(data);
+  return message;
+}
+
 class WebSocketTransport final : public Transport {
  public:
   WebSocketTransport(std::unique_ptr<WebSocket> ws, bool v5, Inbound* in)
@@ -47,9 +54,7 @@ class WebSocketTransport final : public Transport {
   void AwaitReady(const Request&) override {}
 
   bool Send(Channel channel, std::string_view data) override {
-    std::string message(1, static_cast<char>(channel));
-    message.append(data);
-    return ws_->Send(std::move(message));
+    return ws_->Send(ChannelMessage(static_cast<size_t>(channel), data));
   }
 
   void Finish(int exit_code, const std::string& error) override {
@@ -136,15 +141,15 @@ void Server::ServeChannelPortForward(std::unique_ptr<WebSocket> ws, const Reques
   for (size_t i = 0; i < ports.size(); ++i) {
     const std::string port_bytes = {static_cast<char>(ports[i] & 0xff),
                                     static_cast<char>((ports[i] >> 8) & 0xff)};
-    ws->Send(std::string(1, static_cast<char>(2 * i)) + port_bytes);
-    ws->Send(std::string(1, static_cast<char>(2 * i + 1)) + port_bytes);
+    ws->Send(ChannelMessage(2 * i, port_bytes));
+    ws->Send(ChannelMessage(2 * i + 1, port_bytes));
     absl::StatusOr<int> conn = sandbox.ok() ? ConnectInNetns(netns, ports[i])
                                             : absl::StatusOr<int>(sandbox.status());
     if (conn.ok()) {
       sockets[i] = *conn;
     } else {
-      ws->Send(std::string(1, static_cast<char>(2 * i + 1)) +
-               absl::StrCat("error forwarding port ", ports[i], ": ", conn.status().message()));
+      ws->Send(ChannelMessage(2 * i + 1, absl::StrCat("error forwarding port ", ports[i], ": ",
+                                                      conn.status().message())));
     }
   }
   absl::Mutex mu;
