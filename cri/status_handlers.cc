@@ -47,10 +47,19 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
   }
 
   // "" is the default handler; every configured handler can be named by a RuntimeClass.
-  response->add_runtime_handlers()->set_name("");
-  for (const auto& [name, handler] : config->runtimes) {
-    response->add_runtime_handlers()->set_name(name);
-  }
+  auto add_handler = [&](const std::string& name) {
+    runtime::v1::RuntimeHandler* h = response->add_runtime_handlers();
+    h->set_name(name);
+    const pod::HandlerFeatures f = sandboxes_->FeaturesOf(name);
+    h->mutable_features()->set_recursive_read_only_mounts(f.recursive_read_only_mounts);
+    // berth does not yet run pods in user namespaces (RunPodSandbox refuses them), so it
+    // advertises none even where the runtime has idmapped mounts.
+    h->mutable_features()->set_user_namespaces(false);
+  };
+  add_handler("");
+  for (const auto& [name, handler] : config->runtimes) add_handler(name);
+  // SupplementalGroupsPolicy Strict and ContainerStatus.user are implemented.
+  response->mutable_features()->set_supplemental_groups_policy(true);
 
   if (request->verbose()) {
     auto& info = *response->mutable_info();

@@ -328,6 +328,15 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
     return absl::FailedPreconditionError(
         absl::StrCat("pod sandbox ", sandbox->id, " is not ready"));
   }
+  for (const MountSpec& m : spec.mounts) {
+    // The CRI: a runtime that cannot make a mount recursively read-only must refuse it.
+    if (m.recursive_readonly &&
+        !sandboxes_->FeaturesOf(sandbox->runtime_handler).recursive_read_only_mounts) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mounts ", m.container_path, ": recursive_read_only: runtime handler \"",
+          sandbox->runtime_handler, "\" does not support recursive read-only mounts"));
+    }
+  }
   absl::StatusOr<image::ImagePtr> image = images_->Resolve(spec.image);
   if (!image.ok()) {
     return absl::NotFoundError(absl::StrCat("image \"", spec.image, "\": ", image.status().message()));

@@ -90,6 +90,12 @@ std::string SandboxManager::CgroupsPathFor(const Sandbox& sandbox,
   return CgroupsPath(*config_(), sandbox.spec.cgroup_parent, container_id);
 }
 
+HandlerFeatures SandboxManager::FeaturesOf(const std::string& handler) const {
+  std::shared_ptr<const config::Config> config = config_();
+  auto it = config->runtimes.find(handler.empty() ? config->default_runtime : handler);
+  return it == config->runtimes.end() ? HandlerFeatures{} : features_.Get(it->second.path);
+}
+
 void SandboxManager::Publish(const std::string& id, ContainerEventType type) {
   if (events_ == nullptr) return;
   events_->Publish({.id = id, .sandbox_id = id, .type = type,

@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "image/store.h"
 #include "pod/events.h"
+#include "pod/runtime_features.h"
 #include "pod/sandbox.h"
 
 namespace berth::pod {
@@ -65,6 +66,10 @@ class SandboxManager {
   // The monitor of a pause container wrote its exit file: the sandbox is NOTREADY.
   void OnPauseExit(const std::string& id);
 
+  // What a configured runtime handler can do ("" = the default handler); nothing for a handler
+  // that is not configured. Asks each runtime binary once.
+  HandlerFeatures FeaturesOf(const std::string& handler) const;
+
   // The cgroups path of a container (or the pause) of this sandbox, per the cgroup manager.
   std::string CgroupsPathFor(const Sandbox& sandbox, const std::string& container_id) const;
 
@@ -92,6 +97,7 @@ class SandboxManager {
   const Options options_;
   ContainerHooks hooks_;
   EventBus* events_ = nullptr;
+  mutable RuntimeFeatureCache features_;
   void Publish(const std::string& id, ContainerEventType type);
 
   mutable absl::Mutex mu_;

@@ -3,13 +3,17 @@
 // as the monitor.
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -68,7 +72,19 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
                                     "\", insecure: true}\n");
     if (!GetParam().empty()) absl::StrAppend(&yaml, "monitor: {path: ", GetParam(), "}\n");
     absl::StrAppend(&yaml, "streaming: {idle_timeout: 3s}\n");
-    auto daemon = BerthDaemon::Create({.extra_yaml = yaml});
+    // A handler whose runtime has no features command, as runtimes before runc 1.1.
+    char tmpl[] = "/tmp/berth-e2e-oldrunc.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    old_runc_dir_ = tmpl;
+    ASSERT_TRUE(WriteFileAtomic(old_runc_dir_ + "/runc",
+                                "#!/bin/sh\n[ \"$1\" = features ] && exit 1\n"
+                                "exec /usr/sbin/runc \"$@\"\n",
+                                0755)
+                    .ok());
+    auto daemon = BerthDaemon::Create(
+        {.extra_yaml = yaml,
+         .extra_runtimes = absl::StrCat("  old-runc: {path: ", old_runc_dir_,
+                                        "/runc, root: ", old_runc_dir_, "/state}\n")});
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
     ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
@@ -86,6 +102,9 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
   }
 
   void TearDown() override {
+    absl::Cleanup remove_old_runc = [this] {
+      if (!old_runc_dir_.empty()) std::filesystem::remove_all(old_runc_dir_);
+    };
     if (!daemon_) return;
     if (!daemon_->running()) (void)daemon_->Start();
     if (daemon_->running()) {
@@ -231,6 +250,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<BerthDaemon> daemon_;
   std::string image_;
   std::string pod_;
+  std::string old_runc_dir_;
 };
 
 TEST_P(ContainerTest, LifecycleAndLogs) {
@@ -346,6 +366,75 @@ TEST_P(ContainerTest, StopWaitsTheTimeoutThenKills) {
   EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_EXITED);
   EXPECT_EQ(status->status().exit_code(), 137);
   EXPECT_EQ(status->status().reason(), "Error");
+}
+
+// Recursive read-only mounts as critest checks them: a host directory with a tmpfs under it.
+// A plain read-only bind leaves the tmpfs writable; recursive_read_only makes it read-only too.
+TEST_P(ContainerTest, RecursiveReadOnlyMounts) {
+  char tmpl[] = "/tmp/berth-e2e-rro.XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string host_dir = tmpl;
+  const std::string sub = host_dir + "/tmpfs";
+  ASSERT_TRUE(MakeDirs(sub, 0755).ok());
+  ASSERT_EQ(::mount("none", sub.c_str(), "tmpfs", 0, nullptr), 0) << std::strerror(errno);
+  absl::Cleanup cleanup = [&] {
+    ::umount2(sub.c_str(), MNT_DETACH);
+    std::filesystem::remove_all(host_dir);
+  };
+  auto config = [&](const std::string& name, bool readonly, bool rro,
+                    runtime::v1::MountPropagation propagation) {
+    runtime::v1::ContainerConfig c = Config(name, {"sleep", "1000"});
+    runtime::v1::Mount* m = c.add_mounts();
+    m->set_container_path("/mnt");
+    m->set_host_path(host_dir);
+    m->set_readonly(readonly);
+    m->set_recursive_read_only(rro);
+    m->set_propagation(propagation);
+    return c;
+  };
+  auto touch = [&](const std::string& id) {
+    absl::StatusOr<runtime::v1::ExecSyncResponse> r =
+        Exec(id, {"sh", "-c", "touch /mnt/tmpfs/f 2>&1; echo rc=$?"});
+    return r.ok() ? r->stdout() : std::string(r.status().message());
+  };
+  absl::StatusOr<std::string> plain =
+      CreateAndStart(config("ro", true, false, runtime::v1::PROPAGATION_PRIVATE));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_THAT(touch(*plain), HasSubstr("rc=0"));
+  absl::StatusOr<std::string> rro =
+      CreateAndStart(config("rro", true, true, runtime::v1::PROPAGATION_PRIVATE));
+  ASSERT_TRUE(rro.ok()) << rro.status();
+  EXPECT_THAT(touch(*rro), HasSubstr("Read-only file system"));
+
+  // The CRI's rules: recursive_read_only needs readonly and private propagation.
+  for (const auto& [readonly, propagation] :
+       std::vector<std::pair<bool, runtime::v1::MountPropagation>>{
+           {false, runtime::v1::PROPAGATION_PRIVATE},
+           {true, runtime::v1::PROPAGATION_HOST_TO_CONTAINER},
+           {true, runtime::v1::PROPAGATION_BIDIRECTIONAL}}) {
+    absl::StatusOr<std::string> bad = Create(config("bad", readonly, true, propagation));
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  }
+  // A handler whose runtime cannot say that it can (no features command) refuses it.
+  runtime::v1::RunPodSandboxRequest old_pod;
+  *old_pod.mutable_config() = PodConfig("old-runc-pod");
+  old_pod.set_runtime_handler("old-runc");
+  absl::StatusOr<runtime::v1::RunPodSandboxResponse> old =
+      cri().Call(&RuntimeService::Stub::RunPodSandbox, old_pod);
+  ASSERT_TRUE(old.ok()) << old.status();
+  absl::StatusOr<runtime::v1::StatusResponse> status = cri().Status();
+  ASSERT_TRUE(status.ok());
+  bool old_runc_listed = false;
+  for (const auto& h : status->runtime_handlers()) {
+    if (h.name() != "old-runc") continue;
+    old_runc_listed = true;
+    EXPECT_FALSE(h.features().recursive_read_only_mounts());
+  }
+  EXPECT_TRUE(old_runc_listed);
+  absl::StatusOr<std::string> refused = Create(
+      config("on-old-runc", true, true, runtime::v1::PROPAGATION_PRIVATE), old->pod_sandbox_id());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("recursive read-only"));
 }
 
 TEST_P(ContainerTest, ListFiltersAndImageIdsAndMounts) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
@@ -89,6 +90,32 @@ TEST(DaemonTest, StatusFollowsTheCniConfDir) {
   s = daemon->client().Status();
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_TRUE(Condition(*s, "NetworkReady")->status()) << Condition(*s, "NetworkReady")->message();
+}
+
+// kubelet and critest read these to decide what they may ask for.
+TEST(DaemonTest, StatusReportsHandlerFeaturesAsTheRuntimesDo) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<runtime::v1::StatusResponse> s = daemon->client().Status();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->features().supplemental_groups_policy());
+  std::map<std::string, runtime::v1::RuntimeHandlerFeatures> handlers;
+  for (const auto& h : s->runtime_handlers()) handlers[h.name()] = h.features();
+  ASSERT_TRUE(handlers.contains("")) << "the default handler";
+  ASSERT_TRUE(handlers.contains("runc"));
+  ASSERT_TRUE(handlers.contains("crun"));
+  // runc says itself whether it has "rro"; berth passes that on (this host's kernel has
+  // mount_setattr). Nobody gets user namespaces: berth does not run pods in them.
+  absl::StatusOr<CommandResult> features = RunCommand({"/usr/sbin/runc", "features"});
+  const bool runc_rro = features.ok() && features->exit_code == 0 &&
+                        features->output.find("\"rro\"") != std::string::npos;
+  EXPECT_EQ(handlers["runc"].recursive_read_only_mounts(), runc_rro);
+  EXPECT_EQ(handlers[""].recursive_read_only_mounts(), runc_rro) << "the default is runc";
+  for (const auto& [name, f] : handlers) EXPECT_FALSE(f.user_namespaces()) << name;
+  // Asked again (kubelet does so every few seconds): the same answer, from memory.
+  absl::StatusOr<runtime::v1::StatusResponse> again = daemon->client().Status();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->runtime_handlers_size(), s->runtime_handlers_size());
 }
 
 TEST(DaemonTest, RuntimeConfigReportsTheCgroupDriver) {
