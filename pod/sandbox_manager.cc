@@ -47,7 +47,10 @@ std::string CgroupsPath(const config::Config& config, const std::string& parent,
   if (config.cgroup_manager == "systemd") {
     return absl::StrCat(parent.empty() ? "system.slice" : parent, ":berth:", id);
   }
-  return parent.empty() ? "" : absl::StrCat(parent, "/berth-", id);
+  // The leaf is the bare id, as containerd names it: tools that map cgroupfs paths back to
+  // containers (kubelet's extractIDFromCgroupPath, cAdvisor-based monitoring) take the last
+  // element of the path as the container id.
+  return parent.empty() ? "" : absl::StrCat(parent, "/", id);
 }
 
 absl::Status Validate(const SandboxSpec& spec, const config::Config& config,

@@ -301,11 +301,11 @@ TEST_F(SandboxTest, CgroupParentIsHonoured) {
   absl::StatusOr<std::string> id = Run(request);
   ASSERT_TRUE(id.ok()) << id.status();
   nlohmann::json info = nlohmann::json::parse(Status(*id, true)->info().at("info"));
-  EXPECT_EQ(info["runtimeSpec"]["linux"]["cgroupsPath"], "/berth-e2e-parent/berth-" + *id);
+  EXPECT_EQ(info["runtimeSpec"]["linux"]["cgroupsPath"], "/berth-e2e-parent/" + *id);
   absl::StatusOr<std::string> cgroups =
       ReadFile(absl::StrCat("/proc/", info["pid"].get<int>(), "/cgroup"));
   ASSERT_TRUE(cgroups.ok());
-  EXPECT_THAT(*cgroups, HasSubstr("/berth-e2e-parent/berth-" + *id));
+  EXPECT_THAT(*cgroups, HasSubstr("/berth-e2e-parent/" + *id));
   ASSERT_TRUE(Remove(*id).ok());
   ExpectNoLeaks();
   // The parent is the caller's (kubelet's) to manage; this test made it, so it removes it.
@@ -359,6 +359,18 @@ TEST_F(SandboxTest, BadRequestsLeaveNothing) {
   runtime::v1::RunPodSandboxRequest bad_dns = Request("d");
   bad_dns.mutable_config()->mutable_dns_config()->add_servers("not-an-ip");
   EXPECT_EQ(Run(bad_dns).status().code(), absl::StatusCode::kInvalidArgument);
+  // A user namespace berth cannot give must not turn into a pod in the host's user namespace.
+  runtime::v1::RunPodSandboxRequest userns = Request("u");
+  runtime::v1::UserNamespace* u = userns.mutable_config()->mutable_linux()
+      ->mutable_security_context()->mutable_namespace_options()->mutable_userns_options();
+  u->set_mode(runtime::v1::POD);
+  runtime::v1::IDMapping* m = u->add_uids();
+  m->set_host_id(65536);
+  m->set_length(65536);
+  *u->add_gids() = *m;
+  r = Run(userns);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("userns_options"));
   EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox,
                        runtime::v1::ListPodSandboxRequest())->items_size(), 0);
   ExpectNoLeaks();
