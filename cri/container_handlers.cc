@@ -249,7 +249,10 @@ grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
     FillMetadata(*c, item->mutable_metadata());
     item->mutable_image()->set_image(c->image_name);
     item->mutable_image()->set_user_specified_image(c->spec.image);
-    item->set_image_ref(c->image_ref);
+    // The image id, as containerd gives it here (ContainerStatus gives the repo digest): kubelet's
+    // image garbage collection counts an image as in use when a listed container's image_ref
+    // equals its ListImages id, and removes the others.
+    item->set_image_ref(c->image_id);
     item->set_image_id(c->image_id);
     item->set_state(State(*c));
     item->set_created_at(c->created_at_ns);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -468,6 +469,20 @@ TEST_P(ContainerTest, ListFiltersAndImageIdsAndMounts) {
   ASSERT_EQ(status->status().mounts_size(), 1);
   EXPECT_TRUE(status->status().mounts(0).readonly());
   EXPECT_EQ(status->status().image_id(), image->image().id());
+  // kubelet's image GC keeps the images whose ListImages id a listed container's image_ref
+  // names; anything else (a repo digest) would let it remove images in use.
+  absl::StatusOr<runtime::v1::ListContainersResponse> all =
+      cri().Call(&RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest());
+  ASSERT_TRUE(all.ok());
+  absl::StatusOr<runtime::v1::ListImagesResponse> images =
+      cri().Call(&runtime::v1::ImageService::Stub::ListImages, runtime::v1::ListImagesRequest());
+  ASSERT_TRUE(images.ok()) << images.status();
+  std::set<std::string> image_ids;
+  for (const auto& i : images->images()) image_ids.insert(i.id());
+  for (const auto& c : all->containers()) {
+    EXPECT_TRUE(image_ids.contains(c.image_ref())) << c.image_ref();
+    EXPECT_EQ(c.image_ref(), image->image().id());
+  }
 
   auto list = [&](const runtime::v1::ContainerFilter& filter) {
     runtime::v1::ListContainersRequest r;
