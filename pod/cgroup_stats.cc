@@ -1,6 +1,7 @@
 #include "pod/cgroup_stats.h"
 
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -52,6 +53,84 @@ std::map<std::string, std::string> CgroupPaths(pid_t pid) {
   return out;
 }
 
+uint64_t CountLines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  uint64_t n = 0;
+  while (std::getline(in, line)) n += !line.empty();
+  return n;
+}
+
+void ReadV2(const std::string& dir, CgroupSample* s) {
+  std::map<std::string, uint64_t> cpu = ReadKeyed(dir + "/cpu.stat");
+  s->cpu_usage_ns = cpu["usage_usec"] * 1000;
+  s->cpu_user_ns = cpu["user_usec"] * 1000;
+  s->cpu_system_ns = cpu["system_usec"] * 1000;
+  s->cpu_periods = cpu["nr_periods"];
+  s->cpu_throttled_periods = cpu["nr_throttled"];
+  s->cpu_throttled_ns = cpu["throttled_usec"] * 1000;
+  s->memory_usage = ReadNumber(dir + "/memory.current");
+  s->memory_limit = ReadNumber(dir + "/memory.max");
+  std::map<std::string, uint64_t> stat = ReadKeyed(dir + "/memory.stat");
+  const uint64_t inactive = stat["inactive_file"];
+  s->memory_working_set = s->memory_usage > inactive ? s->memory_usage - inactive : 0;
+  s->memory_rss = stat["anon"];
+  s->memory_cache = stat["file"];
+  s->memory_mapped_file = stat["file_mapped"];
+  s->page_faults = stat["pgfault"];
+  s->major_page_faults = stat["pgmajfault"];
+  // v2 has no failcnt: "max" counts the times usage was about to go over memory.max, as v1's did.
+  std::map<std::string, uint64_t> events = ReadKeyed(dir + "/memory.events");
+  s->memory_failcnt = events["max"];
+  s->oom_kills = events["oom_kill"];
+  s->swap_usage = ReadNumber(dir + "/memory.swap.current");
+  s->threads = ReadNumber(dir + "/pids.current");
+  s->processes = CountLines(dir + "/cgroup.procs");
+}
+
+// The v1 directory of `controller` for a process: its own mount, or the co-mounted cpu,cpuacct.
+std::string V1Dir(const std::map<std::string, std::string>& paths, const std::string& controller) {
+  auto it = paths.find(controller);
+  const std::string path = it == paths.end() ? "/" : it->second;
+  for (const std::string& mount : {controller, std::string("cpu,cpuacct")}) {
+    std::string dir = "/sys/fs/cgroup/" + mount + path;
+    if (::access(dir.c_str(), F_OK) == 0) return dir;
+  }
+  return "/sys/fs/cgroup/" + controller + path;
+}
+
+void ReadV1(const std::map<std::string, std::string>& paths, CgroupSample* s) {
+  const std::string cpuacct = V1Dir(paths, "cpuacct");
+  s->cpu_usage_ns = ReadNumber(cpuacct + "/cpuacct.usage");
+  // cpuacct.stat counts in USER_HZ ticks.
+  const uint64_t ns_per_tick = 1000000000 / static_cast<uint64_t>(::sysconf(_SC_CLK_TCK));
+  std::map<std::string, uint64_t> ticks = ReadKeyed(cpuacct + "/cpuacct.stat");
+  s->cpu_user_ns = ticks["user"] * ns_per_tick;
+  s->cpu_system_ns = ticks["system"] * ns_per_tick;
+  std::map<std::string, uint64_t> cpu = ReadKeyed(V1Dir(paths, "cpu") + "/cpu.stat");
+  s->cpu_periods = cpu["nr_periods"];
+  s->cpu_throttled_periods = cpu["nr_throttled"];
+  s->cpu_throttled_ns = cpu["throttled_time"];
+  const std::string memory = V1Dir(paths, "memory");
+  s->memory_usage = ReadNumber(memory + "/memory.usage_in_bytes");
+  const uint64_t limit = ReadNumber(memory + "/memory.limit_in_bytes");
+  s->memory_limit = limit >= (uint64_t{1} << 62) ? 0 : limit;  // "unlimited" is a huge number
+  std::map<std::string, uint64_t> stat = ReadKeyed(memory + "/memory.stat");
+  const uint64_t inactive = stat["total_inactive_file"];
+  s->memory_working_set = s->memory_usage > inactive ? s->memory_usage - inactive : 0;
+  s->memory_rss = stat["total_rss"];
+  s->memory_cache = stat["total_cache"];
+  s->memory_mapped_file = stat["total_mapped_file"];
+  s->page_faults = stat["total_pgfault"];
+  s->major_page_faults = stat["total_pgmajfault"];
+  s->swap_usage = stat["total_swap"];
+  s->memory_failcnt = ReadNumber(memory + "/memory.failcnt");
+  s->oom_kills = ReadKeyed(memory + "/memory.oom_control")["oom_kill"];  // since Linux 4.13
+  const std::string pids = V1Dir(paths, "pids");
+  s->threads = ReadNumber(pids + "/pids.current");
+  s->processes = CountLines(pids + "/cgroup.procs");
+}
+
 }  // namespace
 
 bool IsCgroupV2() {
@@ -65,56 +144,43 @@ absl::StatusOr<CgroupSample> ReadCgroup(pid_t pid) {
   CgroupSample s;
   s.timestamp_ns = absl::ToUnixNanos(absl::Now());
   if (IsCgroupV2()) {
-    const std::string dir = "/sys/fs/cgroup" + paths[""];
-    s.cpu_usage_ns = ReadKeyed(dir + "/cpu.stat")["usage_usec"] * 1000;
-    s.memory_usage = ReadNumber(dir + "/memory.current");
-    s.memory_limit = ReadNumber(dir + "/memory.max");
-    std::map<std::string, uint64_t> stat = ReadKeyed(dir + "/memory.stat");
-    const uint64_t inactive = stat["inactive_file"];
-    s.memory_working_set = s.memory_usage > inactive ? s.memory_usage - inactive : 0;
-    s.memory_rss = stat["anon"];
-    s.page_faults = stat["pgfault"];
-    s.major_page_faults = stat["pgmajfault"];
-    s.swap_usage = ReadNumber(dir + "/memory.swap.current");
-    s.processes = ReadNumber(dir + "/pids.current");
-    return s;
+    ReadV2("/sys/fs/cgroup" + paths[""], &s);
+  } else {
+    ReadV1(paths, &s);
   }
-  // Mounted as cpuacct, or as cpu,cpuacct with cpuacct a link to it.
-  s.cpu_usage_ns = ReadNumber("/sys/fs/cgroup/cpuacct" + paths["cpuacct"] + "/cpuacct.usage");
-  if (s.cpu_usage_ns == 0) {
-    s.cpu_usage_ns = ReadNumber("/sys/fs/cgroup/cpu,cpuacct" + paths["cpuacct"] + "/cpuacct.usage");
-  }
-  const std::string memory = "/sys/fs/cgroup/memory" + paths["memory"];
-  s.memory_usage = ReadNumber(memory + "/memory.usage_in_bytes");
-  const uint64_t limit = ReadNumber(memory + "/memory.limit_in_bytes");
-  s.memory_limit = limit >= (uint64_t{1} << 62) ? 0 : limit;  // "unlimited" is a huge number
-  std::map<std::string, uint64_t> stat = ReadKeyed(memory + "/memory.stat");
-  const uint64_t inactive = stat["total_inactive_file"];
-  s.memory_working_set = s.memory_usage > inactive ? s.memory_usage - inactive : 0;
-  s.memory_rss = stat["total_rss"];
-  s.page_faults = stat["total_pgfault"];
-  s.major_page_faults = stat["total_pgmajfault"];
-  s.swap_usage = stat["total_swap"];
-  s.processes = ReadNumber("/sys/fs/cgroup/pids" + paths["pids"] + "/pids.current");
   return s;
 }
 
-std::map<std::string, InterfaceSample> ReadInterfaces(pid_t pid) {
+std::map<std::string, InterfaceSample> ParseNetDev(const std::string& text) {
   std::map<std::string, InterfaceSample> out;
-  std::ifstream in(absl::StrCat("/proc/", pid, "/net/dev"));
-  std::string line;
-  while (std::getline(in, line)) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     const size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
+    if (colon == absl::string_view::npos) continue;  // the two header lines
     std::string name(absl::StripAsciiWhitespace(line.substr(0, colon)));
     if (name == "lo") continue;
-    std::istringstream fields(line.substr(colon + 1));
-    uint64_t v[16] = {};
-    for (uint64_t& x : v) fields >> x;
-    // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs ...
-    out[name] = {v[0], v[2], v[8], v[10]};
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line.substr(colon + 1), ' ', absl::SkipEmpty());
+    if (fields.size() < 16) continue;
+    // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop ...
+    uint64_t v[12] = {};
+    for (size_t i = 0; i < 12; ++i) (void)absl::SimpleAtoi(fields[i], &v[i]);
+    out[name] = {.rx_bytes = v[0],
+                 .rx_packets = v[1],
+                 .rx_errors = v[2],
+                 .rx_dropped = v[3],
+                 .tx_bytes = v[8],
+                 .tx_packets = v[9],
+                 .tx_errors = v[10],
+                 .tx_dropped = v[11]};
   }
   return out;
+}
+
+std::map<std::string, InterfaceSample> ReadInterfaces(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/net/dev"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseNetDev(text.str());
 }
 
 void CpuRates::Fill(const std::string& key, CgroupSample* s) {
