@@ -90,6 +90,14 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                                    const runtime::v1::ListPodSandboxStatsRequest* request,
                                    runtime::v1::ListPodSandboxStatsResponse* response) override;
 
+  // metrics_handlers.cc
+  grpc::Status ListMetricDescriptors(grpc::ServerContext* context,
+                                     const runtime::v1::ListMetricDescriptorsRequest* request,
+                                     runtime::v1::ListMetricDescriptorsResponse* response) override;
+  grpc::Status ListPodSandboxMetrics(grpc::ServerContext* context,
+                                     const runtime::v1::ListPodSandboxMetricsRequest* request,
+                                     runtime::v1::ListPodSandboxMetricsResponse* response) override;
+
   // streaming_handlers.cc
   grpc::Status Exec(grpc::ServerContext* context, const runtime::v1::ExecRequest* request,
                     runtime::v1::ExecResponse* response) override;
@@ -107,6 +115,10 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
  private:
   void FillContainerStats(const pod::Container& c, runtime::v1::ContainerStats* out);
   void FillSandboxStats(const pod::Sandbox& s, runtime::v1::PodSandboxStats* out);
+  // The pod's series and those of its running `containers`.
+  static void FillSandboxMetrics(const pod::Sandbox& s,
+                                 const std::vector<pod::ContainerPtr>& containers,
+                                 runtime::v1::PodSandboxMetrics* out);
   static void FillSandboxStatus(const pod::Sandbox& s, runtime::v1::PodSandboxStatus* status);
   static void FillContainerStatus(const pod::Container& c, runtime::v1::ContainerStatus* status);
 
