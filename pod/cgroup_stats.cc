@@ -88,15 +88,16 @@ void ReadV2(const std::string& dir, CgroupSample* s) {
   s->processes = CountLines(dir + "/cgroup.procs");
 }
 
-// The v1 directory of `controller` for a process: its own mount, or the co-mounted cpu,cpuacct.
+// The v1 directory of `controller` for a process. cpu and cpuacct are often mounted together as
+// cpu,cpuacct, not always with a link by each name.
 std::string V1Dir(const std::map<std::string, std::string>& paths, const std::string& controller) {
   auto it = paths.find(controller);
   const std::string path = it == paths.end() ? "/" : it->second;
-  for (const std::string& mount : {controller, std::string("cpu,cpuacct")}) {
-    std::string dir = "/sys/fs/cgroup/" + mount + path;
-    if (::access(dir.c_str(), F_OK) == 0) return dir;
+  const std::string dir = "/sys/fs/cgroup/" + controller + path;
+  if ((controller == "cpu" || controller == "cpuacct") && ::access(dir.c_str(), F_OK) != 0) {
+    return "/sys/fs/cgroup/cpu,cpuacct" + path;
   }
-  return "/sys/fs/cgroup/" + controller + path;
+  return dir;
 }
 
 void ReadV1(const std::map<std::string, std::string>& paths, CgroupSample* s) {
