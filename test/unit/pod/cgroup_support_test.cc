@@ -1,0 +1,171 @@
+#include "pod/cgroup_support.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace berth::pod {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+// Fake /sys/fs/cgroup, /proc/self/cgroup and /sys/kernel/mm/hugepages trees in a temporary
+// directory.
+class CgroupProbeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/berth-cgroup-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    paths_ = {.cgroup_root = dir_ + "/cgroup",
+              .self_cgroup = dir_ + "/self-cgroup",
+              .hugepages = dir_ + "/hugepages"};
+    ASSERT_TRUE(MakeDirs(paths_.cgroup_root).ok());
+    for (const char* size : {"hugepages-2048kB", "hugepages-1048576kB", "hugepages-64kB"}) {
+      ASSERT_TRUE(MakeDirs(paths_.hugepages + "/" + size).ok());
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void File(const std::string& path, const std::string& content = "") {
+    const std::string full = paths_.cgroup_root + "/" + path;
+    ASSERT_TRUE(MakeDirs(DirName(full)).ok());
+    ASSERT_TRUE(WriteFileAtomic(full, content).ok());
+  }
+  void Dir(const std::string& path) { ASSERT_TRUE(MakeDirs(paths_.cgroup_root + "/" + path).ok()); }
+  void SelfCgroup(const std::string& content) {
+    ASSERT_TRUE(WriteFileAtomic(paths_.self_cgroup, content).ok());
+  }
+
+  // The v1 hierarchies of this host, as /proc/self/cgroup lists them.
+  void V1Tree() {
+    for (const char* h :
+         {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"}) {
+      Dir(h);
+    }
+    SelfCgroup(
+        "9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n"
+        "4:memory:/process_api/x\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n");
+  }
+
+  std::string dir_;
+  CgroupProbePaths paths_;
+};
+
+TEST_F(CgroupProbeTest, V1WithoutHugetlbOrSwapAccounting) {
+  V1Tree();
+  File("cpu/cpu.rt_runtime_us", "950000");
+  File("blkio/blkio.throttle.read_bps_device");
+  CgroupSupport s = ProbeCgroupSupport(paths_);
+  EXPECT_EQ(s.mode, CgroupMode::kV1);
+  EXPECT_EQ(s.root, paths_.cgroup_root);
+  EXPECT_THAT(s.v1_controllers,
+              UnorderedElementsAre("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
+                                   "blkio", "pids", "name=systemd"));
+  EXPECT_TRUE(s.Has("memory"));
+  EXPECT_FALSE(s.Has("hugetlb"));
+  EXPECT_FALSE(s.swap);
+  EXPECT_TRUE(s.cpu_rt);
+  EXPECT_FALSE(s.io_weight);  // neither CFQ nor BFQ
+  EXPECT_THAT(s.hugepage_sizes, ElementsAre("64KB", "2MB", "1GB"));
+}
+
+TEST_F(CgroupProbeTest, HybridWithHugetlbOnlyOnTheUnifiedMount) {
+  V1Tree();
+  File("unified/cgroup.controllers", "hugetlb\n");
+  // Swap accounting shows in the root; BFQ's weight only below it.
+  File("memory/memory.memsw.limit_in_bytes", "9223372036854771712");
+  File("blkio/kubepods/blkio.bfq.weight", "100");
+  CgroupSupport s = ProbeCgroupSupport(paths_);
+  EXPECT_EQ(s.mode, CgroupMode::kHybrid);
+  EXPECT_THAT(s.v2_controllers, ElementsAre("hugetlb"));
+  EXPECT_FALSE(s.Has("hugetlb"));  // runc in v1 mode needs the v1 hierarchy
+  EXPECT_TRUE(s.swap);
+  EXPECT_TRUE(s.io_weight);
+  EXPECT_FALSE(s.cpu_rt);
+  EXPECT_THAT(s.Describe(), ::testing::HasSubstr("hybrid"));
+}
+
+TEST_F(CgroupProbeTest, CoMountedAndMissingHierarchies) {
+  Dir("cpu,cpuacct");
+  Dir("hugetlb");
+  SelfCgroup("3:hugetlb:/\n2:cpu,cpuacct:/\n1:net_cls,net_prio:/\n0::/\n");
+  CgroupSupport s = ProbeCgroupSupport(paths_);
+  // net_cls,net_prio is listed but not mounted under the root.
+  EXPECT_THAT(s.v1_controllers, UnorderedElementsAre("cpu", "cpuacct", "hugetlb"));
+  EXPECT_TRUE(s.Has("hugetlb"));
+}
+
+TEST_F(CgroupProbeTest, V2FindsSwapBelowTheRoot) {
+  File("cgroup.controllers", "cpuset cpu io memory hugetlb pids\n");
+  File("system.slice/berthd.service/memory.swap.max", "max");
+  SelfCgroup("0::/system.slice/berthd.service\n");
+  CgroupSupport s = ProbeCgroupSupport(paths_);
+  EXPECT_EQ(s.mode, CgroupMode::kV2);
+  EXPECT_TRUE(s.v2());
+  EXPECT_TRUE(s.Has("hugetlb"));
+  EXPECT_FALSE(s.Has("rdma"));
+  EXPECT_TRUE(s.swap);
+  EXPECT_FALSE(s.io_weight);
+  EXPECT_THAT(s.v1_controllers, IsEmpty());
+}
+
+TEST_F(CgroupProbeTest, V2InTheRootCgroupLooksAtItsChildren) {
+  File("cgroup.controllers", "cpu io memory\n");
+  File("init.scope/io.weight", "default 100");
+  SelfCgroup("0::/\n");
+  CgroupSupport s = ProbeCgroupSupport(paths_);
+  EXPECT_FALSE(s.swap);
+  EXPECT_TRUE(s.io_weight);
+}
+
+TEST_F(CgroupProbeTest, NothingReadableIsNothingSupported) {
+  CgroupSupport s = ProbeCgroupSupport(
+      {.cgroup_root = dir_ + "/none", .self_cgroup = dir_ + "/none", .hugepages = dir_ + "/none"});
+  EXPECT_EQ(s.mode, CgroupMode::kV1);
+  EXPECT_THAT(s.v1_controllers, IsEmpty());
+  EXPECT_THAT(s.hugepage_sizes, IsEmpty());
+}
+
+TEST_F(CgroupProbeTest, V2ParentNarrowsTheControllers) {
+  File("cgroup.controllers", "cpuset cpu io memory hugetlb pids\n");
+  File("kubepods/cgroup.controllers", "cpu memory pids\n");
+  File("kubepods/cgroup.subtree_control", "memory\n");
+  File("kubepods/cgroup.procs", "");
+  SelfCgroup("0::/\n");
+  const CgroupSupport host = ProbeCgroupSupport(paths_);
+  // The pod's cgroup is not there yet: runc creates it and enables what kubepods can have.
+  EXPECT_THAT(ForCgroupParent(host, "/kubepods/burstable/pod1").v2_controllers,
+              UnorderedElementsAre("cpu", "memory", "pids"));
+  EXPECT_EQ(ForCgroupParent(host, "").v2_controllers, host.v2_controllers);
+  EXPECT_EQ(ForCgroupParent(host, "/elsewhere").v2_controllers, host.v2_controllers);
+  // Processes in kubepods: no more controllers can be enabled below it.
+  File("kubepods/cgroup.procs", "1234\n");
+  EXPECT_THAT(ForCgroupParent(host, "/kubepods/burstable/pod1").v2_controllers,
+              ElementsAre("memory"));
+}
+
+TEST_F(CgroupProbeTest, V1ParentChangesNothing) {
+  V1Tree();
+  const CgroupSupport host = ProbeCgroupSupport(paths_);
+  EXPECT_EQ(ForCgroupParent(host, "/kubepods/pod1").v1_controllers, host.v1_controllers);
+}
+
+TEST(CgroupParentDirTest, CgroupfsAndSystemdSlices) {
+  EXPECT_EQ(CgroupParentDir("/kubepods/burstable/pod1", false), "/kubepods/burstable/pod1");
+  EXPECT_EQ(CgroupParentDir("kubepods/pod1/", false), "/kubepods/pod1");
+  EXPECT_EQ(CgroupParentDir("", false), "");
+  EXPECT_EQ(CgroupParentDir("kubepods-burstable-pod1.slice", true),
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice");
+  EXPECT_EQ(CgroupParentDir("system.slice", true), "/system.slice");
+  EXPECT_EQ(CgroupParentDir("-.slice", true), "");
+}
+
+}  // namespace
+}  // namespace berth::pod
