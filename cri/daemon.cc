@@ -12,6 +12,7 @@
 #include "base/status_macros.h"
 #include "image/reference.h"
 #include "image/registry.h"
+#include "pod/cgroup_support.h"
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
 #include "cni/plugin.h"
@@ -103,6 +104,8 @@ absl::Status Daemon::Run() {
   cni::CniExecPlugin network({.bin_dirs = config->network.bin_dirs,
                               .cache_dir = config->run_root + "/cni-cache"});
   InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
+  const pod::CgroupSupport cgroups = pod::ProbeCgroupSupport();
+  spdlog::info("cgroups: {}", cgroups.Describe());
   pod::SandboxManager sandboxes(db.get(), [this] { return config_.Get(); }, &measured_network,
                                 {.monitor_path = helpers.monitor,
                                  .pause_rootfs = pause_rootfs,
@@ -114,7 +117,8 @@ absl::Status Daemon::Run() {
                                                     puller.Pull(name, std::nullopt));
                                    return pulled.image;
                                  },
-                                 .images = images.get()});
+                                 .images = images.get(),
+                                 .cgroups = cgroups});
   pod::EventBus events;
   sandboxes.SetEventBus(&events);
   RETURN_IF_ERROR(sandboxes.Recover());

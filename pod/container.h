@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "pod/resources.h"
 #include "pod/sandbox.h"
 
 namespace berth::pod {
@@ -29,20 +30,6 @@ struct DeviceSpec {
   std::string container_path;
   std::string host_path;
   std::string permissions;  // "rwm"
-};
-
-// CRI LinuxContainerResources; 0 / empty = not set.
-struct ResourcesSpec {
-  int64_t cpu_period = 0;
-  int64_t cpu_quota = 0;
-  int64_t cpu_shares = 0;
-  int64_t memory_limit = 0;
-  int64_t memory_swap_limit = 0;
-  int64_t oom_score_adj = 0;
-  std::string cpuset_cpus;
-  std::string cpuset_mems;
-  std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
-  std::map<std::string, std::string> unified;       // cgroup v2 files
 };
 
 // CRI LinuxContainerSecurityContext.

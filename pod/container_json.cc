@@ -30,9 +30,6 @@ namespace berth::pod {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MountSpec, container_path, host_path, readonly,
                                                 recursive_readonly, propagation)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DeviceSpec, container_path, host_path, permissions)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ResourcesSpec, cpu_period, cpu_quota, cpu_shares,
-                                                memory_limit, memory_swap_limit, oom_score_adj,
-                                                cpuset_cpus, cpuset_mems, hugepage_limits, unified)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SecuritySpec, add_capabilities, drop_capabilities,
                                                 add_ambient_capabilities, privileged,
                                                 readonly_rootfs, no_new_privs, run_as_user,

@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "pod/container_manager.h"
 #include "pod/container_spec.h"
+#include "pod/resources.h"
 #include "pod/runtime.h"
 
 namespace berth::pod {
@@ -191,26 +192,19 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
   if (c->state != Container::State::kRunning && c->state != Container::State::kCreated) {
     return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
   }
-  // runc update takes the OCI resources object.
-  nlohmann::json r = nlohmann::json::object();
-  nlohmann::json cpu = nlohmann::json::object();
-  if (resources.cpu_shares > 0) cpu["shares"] = resources.cpu_shares;
-  if (resources.cpu_quota != 0) cpu["quota"] = resources.cpu_quota;
-  if (resources.cpu_period > 0) cpu["period"] = resources.cpu_period;
-  if (!resources.cpuset_cpus.empty()) cpu["cpus"] = resources.cpuset_cpus;
-  if (!resources.cpuset_mems.empty()) cpu["mems"] = resources.cpuset_mems;
-  if (!cpu.empty()) r["cpu"] = cpu;
-  if (resources.memory_limit > 0) {
-    r["memory"] = {{"limit", resources.memory_limit}};
-    if (resources.memory_swap_limit != 0) r["memory"]["swap"] = resources.memory_swap_limit;
-  }
-  if (!resources.unified.empty()) r["unified"] = resources.unified;
+  ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(c->sandbox_id));
+  const std::string who = absl::StrCat("container ", c->id);
+  // runc update takes the OCI resources object (on cgroup v1 too), filtered like at create.
+  const nlohmann::json applied =
+      OciResources(resources, sandboxes_->CgroupsFor(*sandbox), who);
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
-  RETURN_IF_ERROR(Annotate(runtime->Update(c->id, r.dump()),
-                           absl::StrCat("update container ", c->id)));
+  if (!applied.empty()) {
+    RETURN_IF_ERROR(Annotate(runtime->Update(c->id, applied.dump()), "update " + who));
+  }
+  // ContainerStatus reports what kubelet asked for, whatever this host could apply of it.
   return UpdateStatus(c->id, [&](Container& next) {
-    next.spec.resources = resources;
+    next.spec.resources = MergeResourceUpdate(next.spec.resources, resources);
     return true;
   });
 }

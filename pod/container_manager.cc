@@ -26,7 +26,6 @@
 #include "absl/algorithm/container.h"
 #include "image/reference.h"
 #include "image/rootfs.h"
-#include "pod/cgroup_stats.h"
 #include "pod/container_spec.h"
 #include "pod/lookup.h"
 #include "nlohmann/json.hpp"
@@ -399,7 +398,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
                            .sandbox_pid = sandbox->pid,
                            .target_pid = target_pid,
                            .cgroups_path = sandboxes_->CgroupsPathFor(*sandbox, c.id),
-                           .cgroup_v2 = IsCgroupV2()};
+                           .cgroups = sandboxes_->CgroupsFor(*sandbox)};
   absl::StatusOr<std::string> oci = ContainerOciSpec(input);
   if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));
   c.oci_spec = *oci;

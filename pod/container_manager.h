@@ -70,7 +70,8 @@ class ContainerManager {
   absl::StatusOr<ContainerPtr> Get(const std::string& id) const;
   std::vector<ContainerPtr> List() const;
 
-  // UpdateContainerResources: applies through the runtime and records them.
+  // UpdateContainerResources: applies what this host can enforce of them through the runtime
+  // (OciResources) and merges them into the recorded request (MergeResourceUpdate).
   absl::Status UpdateResources(const std::string& id, const ResourcesSpec& resources);
   // ReopenContainerLog: FailedPrecondition unless running.
   absl::Status ReopenLog(const std::string& id);

@@ -17,6 +17,7 @@
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "pod/oci_spec.h"
+#include "pod/resources.h"
 #include "pod/seccomp.h"
 #include "pod/user.h"
 
@@ -222,38 +223,6 @@ absl::StatusOr<json> Device(const DeviceSpec& d, json* allow) {
               {"gid", 0}};
 }
 
-absl::StatusOr<json> Resources(const ResourcesSpec& r, bool cgroup_v2) {
-  json res = json::object();
-  json cpu = json::object();
-  if (r.cpu_shares > 0) cpu["shares"] = r.cpu_shares;
-  if (r.cpu_quota != 0) cpu["quota"] = r.cpu_quota;
-  if (r.cpu_period > 0) cpu["period"] = r.cpu_period;
-  if (!r.cpuset_cpus.empty()) cpu["cpus"] = r.cpuset_cpus;
-  if (!r.cpuset_mems.empty()) cpu["mems"] = r.cpuset_mems;
-  if (!cpu.empty()) res["cpu"] = cpu;
-  json memory = json::object();
-  if (r.memory_limit > 0) memory["limit"] = r.memory_limit;
-  if (r.memory_swap_limit != 0) {
-    // cgroup v1 without swap accounting has no memsw files: runc would fail on the key.
-    const bool swap_accounting =
-        cgroup_v2 || ::access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0;
-    if (swap_accounting) memory["swap"] = r.memory_swap_limit;
-  }
-  if (!memory.empty()) res["memory"] = memory;
-  json hugepages = json::array();
-  for (const auto& [size, limit] : r.hugepage_limits) {
-    hugepages.push_back({{"pageSize", size}, {"limit", limit}});
-  }
-  if (!hugepages.empty()) res["hugepageLimits"] = hugepages;
-  if (!r.unified.empty()) {
-    if (!cgroup_v2) {
-      return absl::InvalidArgumentError("resources.unified needs cgroup v2; this node has v1");
-    }
-    res["unified"] = r.unified;
-  }
-  return res;
-}
-
 bool HostHasAppArmor() {
   std::ifstream in("/sys/module/apparmor/parameters/enabled");
   std::string v;
@@ -286,7 +255,7 @@ absl::StatusOr<json> Namespaces(const ContainerSpecInput& in) {
       ns.push_back({{"type", "pid"}, {"path", NsPath(in.target_pid, "pid")}});
       break;
   }
-  if (in.cgroup_v2) ns.push_back({{"type", "cgroup"}});
+  if (in.cgroups.v2()) ns.push_back({{"type", "cgroup"}});
   return ns;
 }
 
@@ -392,7 +361,8 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& in) {
     devices.push_back(std::move(device));
   }
   if (sec.privileged) device_rules = json::array({{{"allow", true}, {"access", "rwm"}}});
-  ASSIGN_OR_RETURN(json resources, Resources(c.resources, in.cgroup_v2));
+  json resources =
+      OciResources(c.resources, in.cgroups, absl::StrCat("container ", in.container->id));
   resources["devices"] = device_rules;
   ASSIGN_OR_RETURN(json namespaces, Namespaces(in));
 

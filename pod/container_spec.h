@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "image/manifest.h"
+#include "pod/cgroup_support.h"
 #include "pod/container.h"
 #include "pod/sandbox.h"
 
@@ -21,15 +22,16 @@ struct ContainerSpecInput {
   pid_t sandbox_pid = 0; // the pause process, whose namespaces the container joins
   pid_t target_pid = 0;  // pid_mode TARGET: a process of the target container
   std::string cgroups_path;
-  bool cgroup_v2 = false;
+  CgroupSupport cgroups;  // what the container's cgroup can enforce (see ForCgroupParent)
 };
 
 // The OCI runtime spec (config.json) of a container, the way kubelet expects it: command and
 // args merged with the image's entrypoint and cmd by the Kubernetes rules, the image's env and
 // working dir under the request's, the user resolved in the image, the pod's namespaces joined,
-// the pod's /etc files and /dev/shm, CRI mounts and devices, resources, and the security context
-// (capabilities, privileged, read-only root, no_new_privs, seccomp, AppArmor, masked and
-// read-only paths). InvalidArgument naming the field for a request that cannot be honoured.
+// the pod's /etc files and /dev/shm, CRI mounts and devices, the resources this host can enforce
+// (OciResources), and the security context (capabilities, privileged, read-only root,
+// no_new_privs, seccomp, AppArmor, masked and read-only paths). InvalidArgument naming the
+// field for a request that cannot be honoured.
 absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& input);
 
 // The default capability set (containerd's and Docker's), with CAP_ prefixes.

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "pod/resources.h"
 
 namespace berth::pod {
 namespace {
@@ -98,7 +99,7 @@ absl::StatusOr<std::string> PauseSpec(const PauseSpecOptions& o) {
         {"maskedPaths", DefaultMaskedPaths()},
         {"readonlyPaths", DefaultReadonlyPaths()},
         {"sysctl", sysctl},
-        {"resources", {{"cpu", {{"shares", 2}}}}}}},
+        {"resources", OciResources({.cpu_shares = 2}, o.cgroups, "pause container")}}},
   };
   if (!o.host_uts) spec["hostname"] = o.hostname;
   if (!o.cgroups_path.empty()) spec["linux"]["cgroupsPath"] = o.cgroups_path;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "pod/cgroup_support.h"
 
 namespace berth::pod {
 
@@ -19,6 +20,7 @@ struct PauseSpecOptions {
   bool host_uts = false;       // with host network, kubelet expects the host's UTS
   std::string shm_path;        // bind-mounted at /dev/shm; "" = none (host IPC)
   std::string cgroups_path;    // "/kubepods/pod<uid>/<id>" or "slice:prefix:name" for systemd
+  CgroupSupport cgroups;       // what its cgroup can enforce: cpu shares 2 where it can
   int oom_score_adj = -998;
   std::map<std::string, std::string> sysctls;
   std::map<std::string, std::string> annotations;
@@ -26,7 +28,8 @@ struct PauseSpecOptions {
 
 // The OCI runtime spec (config.json) of a pause container: its own PID, IPC, UTS and mount
 // namespaces unless the host's are asked for, the pod's network namespace by path, a read-only
-// root, no capabilities, no new privileges, uid/gid 65535, masked and read-only /proc paths.
+// root, no capabilities, no new privileges, uid/gid 65535, masked and read-only /proc paths, and
+// the lowest cpu shares (2) but no limits: the pod's limits are on the pod's cgroup, kubelet's.
 // InvalidArgument for a sysctl that is not namespaced (or is for a namespace the pod shares with
 // the host).
 absl::StatusOr<std::string> PauseSpec(const PauseSpecOptions& options);

@@ -99,6 +99,11 @@ HandlerFeatures SandboxManager::FeaturesOf(const std::string& handler) const {
   return it == config->runtimes.end() ? HandlerFeatures{} : features_.Get(it->second.path);
 }
 
+CgroupSupport SandboxManager::CgroupsFor(const Sandbox& sandbox) const {
+  return ForCgroupParent(options_.cgroups, CgroupParentDir(sandbox.spec.cgroup_parent,
+                                                           config_()->cgroup_manager == "systemd"));
+}
+
 void SandboxManager::Publish(const std::string& id, ContainerEventType type) {
   if (events_ == nullptr) return;
   events_->Publish({.id = id, .sandbox_id = id, .type = type,
@@ -197,6 +202,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   options.host_uts = s.spec.host_network;
   if (!s.spec.host_ipc) options.shm_path = PodDir(s.id) + "/shm";
   options.cgroups_path = CgroupsPathFor(s, s.id);
+  options.cgroups = CgroupsFor(s);
   options.oom_score_adj = ClampOomScoreAdj(-998);
   options.sysctls = s.spec.sysctls;
   options.annotations = s.spec.annotations;

@@ -14,6 +14,7 @@
 #include "cni/plugin.h"
 #include "config/config.h"
 #include "image/store.h"
+#include "pod/cgroup_support.h"
 #include "pod/events.h"
 #include "pod/runtime_features.h"
 #include "pod/sandbox.h"
@@ -35,6 +36,8 @@ class SandboxManager {
     // With pause.image set: the image (pulled if missing) and the store its layers are in.
     std::function<absl::StatusOr<image::ImagePtr>(const std::string& name)> pause_image;
     image::ImageStore* images = nullptr;
+    // What the host's cgroups can enforce (ProbeCgroupSupport at start).
+    CgroupSupport cgroups;
   };
 
   SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network, Options options);
@@ -72,6 +75,8 @@ class SandboxManager {
 
   // The cgroups path of a container (or the pause) of this sandbox, per the cgroup manager.
   std::string CgroupsPathFor(const Sandbox& sandbox, const std::string& container_id) const;
+  // What the cgroup of a container (or the pause) of this sandbox can enforce.
+  CgroupSupport CgroupsFor(const Sandbox& sandbox) const;
 
   // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
   absl::StatusOr<SandboxPtr> Get(const std::string& id) const;

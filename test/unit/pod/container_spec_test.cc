@@ -55,13 +55,15 @@ class ContainerSpecTest : public ::testing::Test {
                           .image = &image_,
                           .rootfs = rootfs_,
                           .pod_dir = rootfs_ + "/pod",
-                          .sandbox_pid = 42};
+                          .sandbox_pid = 42,
+                          .cgroups = cgroups_};
     absl::StatusOr<std::string> text = ContainerOciSpec(in);
     if (!text.ok()) return text.status();
     return json::parse(*text);
   }
 
   std::string rootfs_;
+  CgroupSupport cgroups_{.v1_controllers = {"cpu", "cpuacct", "memory"}};
   Sandbox sandbox_;
   Container container_;
   image::ImageConfig image_;
@@ -146,8 +148,21 @@ TEST_F(ContainerSpecTest, SeccompAndMountsAndResources) {
   container_.spec.mounts = {{.container_path = "relative", .host_path = "/tmp"}};
   EXPECT_TRUE(absl::IsInvalidArgument(Spec().status()));
   container_.spec.mounts.clear();
+  // What a cgroup v1 host cannot enforce is left out rather than failing the create.
   container_.spec.resources.unified = {{"memory.high", "1000000"}};
-  EXPECT_TRUE(absl::IsInvalidArgument(Spec().status()));  // cgroup v1 in this input
+  container_.spec.resources.hugepage_limits = {{"2MB", 0}};
+  spec = Spec();
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE((*spec)["linux"]["resources"].contains("unified"));
+  EXPECT_FALSE((*spec)["linux"]["resources"].contains("hugepageLimits"));
+  EXPECT_EQ((*spec)["linux"]["resources"]["memory"]["limit"], 64 << 20);
+  EXPECT_THAT((*spec)["linux"]["namespaces"], Not(Contains(json({{"type", "cgroup"}}))));
+  cgroups_ = {.mode = CgroupMode::kV2, .v2_controllers = {"memory"}};
+  spec = Spec();
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ((*spec)["linux"]["resources"]["unified"]["memory.high"], "1000000");
+  EXPECT_FALSE((*spec)["linux"]["resources"].contains("cpu"));  // no cpu controller
+  EXPECT_THAT((*spec)["linux"]["namespaces"], Contains(json({{"type", "cgroup"}})));
 }
 
 TEST_F(ContainerSpecTest, UsersResolveInTheImage) {

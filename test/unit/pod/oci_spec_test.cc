@@ -27,6 +27,7 @@ TEST(PauseSpecTest, OwnNamespacesAndThePodNetwork) {
                                                 .netns_path = "/run/berth/netns/abc",
                                                 .shm_path = "/run/berth/pods/abc/shm",
                                                 .cgroups_path = "/kubepods/podx/abc",
+                                                .cgroups = {.v1_controllers = {"cpu"}},
                                                 .oom_score_adj = -998,
                                                 .sysctls = {{"net.ipv4.ip_forward", "1"}}});
   ASSERT_TRUE(text.ok()) << text.status();
@@ -40,6 +41,8 @@ TEST(PauseSpecTest, OwnNamespacesAndThePodNetwork) {
   EXPECT_TRUE(spec["process"]["capabilities"]["bounding"].empty());
   EXPECT_EQ(spec["process"]["oomScoreAdj"], -998);
   EXPECT_EQ(spec["linux"]["cgroupsPath"], "/kubepods/podx/abc");
+  // The lowest cpu shares and no limits: the pod's are on kubelet's pod cgroup.
+  EXPECT_EQ(spec["linux"]["resources"], json({{"cpu", {{"shares", 2}}}}));
   EXPECT_EQ(spec["linux"]["sysctl"]["net.ipv4.ip_forward"], "1");
   EXPECT_THAT(text->find("/dev/shm"), ::testing::Ne(std::string::npos));
   EXPECT_FALSE(spec["linux"]["maskedPaths"].empty());
