@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "cri/grpc_status.h"
 #include "cri/helpers.h"
+#include "cri/resources.h"
 #include "cri/runtime_service.h"
 #include "nlohmann/json.hpp"
 
@@ -37,6 +38,8 @@ pod::SandboxSpec ToSpec(const runtime::v1::RunPodSandboxRequest& request) {
   spec.labels = {c.labels().begin(), c.labels().end()};
   spec.annotations = {c.annotations().begin(), c.annotations().end()};
   spec.cgroup_parent = c.linux().cgroup_parent();
+  if (c.linux().has_resources()) spec.resources = ToResources(c.linux().resources());
+  if (c.linux().has_overhead()) spec.overhead = ToResources(c.linux().overhead());
   spec.sysctls = {c.linux().sysctls().begin(), c.linux().sysctls().end()};
   const runtime::v1::NamespaceOption& ns = c.linux().security_context().namespace_options();
   spec.host_network = ns.network() == runtime::v1::NODE;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "cni/plugin.h"
 #include "pod/pod_files.h"
+#include "pod/resources.h"
 
 namespace berth::pod {
 
@@ -28,6 +29,10 @@ struct SandboxSpec {
   std::vector<cni::PortMapping> port_mappings;
   std::map<std::string, std::string> labels, annotations;
   std::string cgroup_parent;
+  // LinuxPodSandboxConfig resources (the sum of the containers') and overhead: kubelet enforces
+  // them on the pod's cgroup; berth keeps and reports them, it does not apply them.
+  std::optional<ResourcesSpec> resources;
+  std::optional<ResourcesSpec> overhead;
   bool host_network = false;
   bool host_ipc = false;
   NamespaceMode pid_mode = NamespaceMode::kPod;

@@ -30,6 +30,8 @@ std::string SandboxToJson(const Sandbox& s) {
                {"host_network", s.spec.host_network}, {"host_ipc", s.spec.host_ipc},
                {"pid_mode", static_cast<int>(s.spec.pid_mode)}, {"sysctls", s.spec.sysctls},
                {"runtime_handler", s.spec.runtime_handler}};
+  if (s.spec.resources) spec["resources"] = *s.spec.resources;
+  if (s.spec.overhead) spec["overhead"] = *s.spec.overhead;
   if (s.spec.dns) {
     spec["dns"] = {{"servers", s.spec.dns->servers}, {"searches", s.spec.dns->searches},
                    {"options", s.spec.dns->options}};
@@ -75,6 +77,8 @@ absl::StatusOr<Sandbox> SandboxFromJson(const std::string& text) {
     s.spec.pid_mode = static_cast<NamespaceMode>(spec.at("pid_mode").get<int>());
     s.spec.sysctls = spec.at("sysctls").get<std::map<std::string, std::string>>();
     s.spec.runtime_handler = spec.at("runtime_handler");
+    if (spec.contains("resources")) s.spec.resources = spec["resources"].get<ResourcesSpec>();
+    if (spec.contains("overhead")) s.spec.overhead = spec["overhead"].get<ResourcesSpec>();
     if (spec.contains("dns")) {
       s.spec.dns = DnsSettings{spec["dns"].at("servers"), spec["dns"].at("searches"),
                                spec["dns"].at("options")};

@@ -24,6 +24,7 @@
 #include "image/rootfs.h"
 #include "pod/monitor.h"
 #include "pod/oci_spec.h"
+#include "pod/resources.h"
 #include "pod/runtime.h"
 
 namespace berth::pod {
@@ -206,6 +207,11 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   options.oom_score_adj = ClampOomScoreAdj(-998);
   options.sysctls = s.spec.sysctls;
   options.annotations = s.spec.annotations;
+  if (s.spec.resources) {
+    for (auto& [key, value] : SandboxResourceAnnotations(*s.spec.resources)) {
+      options.annotations[key] = value;
+    }
+  }
   options.annotations["io.kubernetes.cri.container-type"] = "sandbox";
   options.annotations["io.kubernetes.cri.sandbox-id"] = s.id;
   ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));

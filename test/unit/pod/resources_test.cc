@@ -3,6 +3,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "pod/sandbox.h"
 
 namespace berth::pod {
 namespace {
@@ -198,6 +199,17 @@ TEST(ResourcesJsonTest, RoundTripAndMissingKeys) {
   EXPECT_EQ(partial.memory_limit, 5);
   EXPECT_EQ(partial.cpu_shares, 0);
   EXPECT_TRUE(partial.unified.empty());
+}
+
+TEST(ResourcesJsonTest, SandboxRecordKeepsPodResourcesAndOverhead) {
+  Sandbox s;
+  s.id = "p1";
+  s.spec.resources = KubeletRequest();
+  absl::StatusOr<Sandbox> back = SandboxFromJson(SandboxToJson(s));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->spec.resources.has_value());
+  EXPECT_EQ(json(*back->spec.resources), json(KubeletRequest()));
+  EXPECT_FALSE(back->spec.overhead.has_value());
 }
 
 }  // namespace
