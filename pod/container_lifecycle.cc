@@ -188,15 +188,20 @@ absl::Status ContainerManager::RemoveAllIn(const std::string& sandbox_id) {
 
 absl::Status ContainerManager::UpdateResources(const std::string& id,
                                                const ResourcesSpec& resources) {
-  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
+  ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
+  // Not while a stop, start or removal of the container is under way.
+  std::shared_ptr<absl::Mutex> op = OpLock(found->id);
+  absl::MutexLock op_lock(op.get());
+  ASSIGN_OR_RETURN(ContainerPtr c, Get(found->id));
   if (c->state != Container::State::kRunning && c->state != Container::State::kCreated) {
     return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
   }
   ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(c->sandbox_id));
   const std::string who = absl::StrCat("container ", c->id);
+  // The whole merged set goes to the runtime, so that memory and memory+swap move together.
+  const ResourcesSpec merged = MergeResourceUpdate(c->spec.resources, resources);
   // runc update takes the OCI resources object (on cgroup v1 too), filtered like at create.
-  const nlohmann::json applied =
-      OciResources(resources, sandboxes_->CgroupsFor(*sandbox), who);
+  const nlohmann::json applied = OciResources(merged, sandboxes_->CgroupsFor(*sandbox), who);
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
   if (!applied.empty()) {
@@ -204,7 +209,7 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
   }
   // ContainerStatus reports what kubelet asked for, whatever this host could apply of it.
   return UpdateStatus(c->id, [&](Container& next) {
-    next.spec.resources = MergeResourceUpdate(next.spec.resources, resources);
+    next.spec.resources = merged;
     return true;
   });
 }

@@ -172,6 +172,12 @@ ResourcesSpec MergeResourceUpdate(const ResourcesSpec& current, const ResourcesS
   set(merged.cpu_shares, update.cpu_shares);
   set(merged.memory_limit, update.memory_limit);
   set(merged.memory_swap_limit, update.memory_swap_limit);
+  // A new memory limit without a swap limit means no swap above it, as containerd reads it:
+  // the old memory+swap limit could otherwise be below the new memory limit, which cgroup v1
+  // refuses (crictl update --memory sends only the memory limit).
+  if (update.memory_limit != 0 && update.memory_swap_limit == 0 && current.memory_swap_limit > 0) {
+    merged.memory_swap_limit = update.memory_limit;
+  }
   set(merged.cpuset_cpus, update.cpuset_cpus);
   set(merged.cpuset_mems, update.cpuset_mems);
   // oom_score_adj stays: it is the process's, and `runc update` does not change it.

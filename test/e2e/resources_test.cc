@@ -409,6 +409,18 @@ TEST_F(ResourcesTest, KubeletShapedContainersStartAndUpdate) {
   EXPECT_EQ(status.resources().linux().memory_limit_in_bytes(), 96 * kMi);
   EXPECT_EQ(status.resources().linux().memory_swap_limit_in_bytes(), 96 * kMi);
   EXPECT_EQ(status.resources().linux().cpu_shares(), 102);
+
+  // crictl update --memory: the memory limit alone, above the old memory+swap limit.
+  runtime::v1::UpdateContainerResourcesRequest memory_only;
+  memory_only.set_container_id(*burstable);
+  memory_only.mutable_linux()->set_memory_limit_in_bytes(128 * kMi);
+  updated = cri().Call(&RuntimeService::Stub::UpdateContainerResources, memory_only).status();
+  ASSERT_TRUE(updated.ok()) << updated << daemon_->Log();
+  EXPECT_EQ(MemoryLimit(pid), std::to_string(128 * kMi));
+  EXPECT_EQ(CpuMax(pid), "50000 100000");  // the rest is kept
+  status = Status(*burstable).first;
+  EXPECT_EQ(status.resources().linux().memory_limit_in_bytes(), 128 * kMi);
+  EXPECT_EQ(status.resources().linux().cpu_shares(), 102);
 }
 
 }  // namespace

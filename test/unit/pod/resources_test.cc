@@ -178,6 +178,23 @@ TEST(MergeResourceUpdateTest, CpuManagerUpdatesOnlyTheCpuset) {
   EXPECT_THAT(merged.hugepage_limits, ElementsAre(Pair("1GB", 0), Pair("2MB", 2 << 20)));
 }
 
+TEST(MergeResourceUpdateTest, AMemoryLimitAloneMovesMemoryPlusSwapWithIt) {
+  ResourcesSpec current;
+  current.memory_limit = 64 << 20;
+  current.memory_swap_limit = 64 << 20;  // kubelet's "no swap" on cgroup v1
+  ResourcesSpec update;
+  update.memory_limit = 128 << 20;  // crictl update --memory
+  ResourcesSpec merged = MergeResourceUpdate(current, update);
+  EXPECT_EQ(merged.memory_limit, 128 << 20);
+  EXPECT_EQ(merged.memory_swap_limit, 128 << 20);
+  EXPECT_EQ(Apply(merged, HybridHost())["memory"]["swap"], 128 << 20);
+  update.memory_swap_limit = 256 << 20;  // both given: as given
+  EXPECT_EQ(MergeResourceUpdate(current, update).memory_swap_limit, 256 << 20);
+  current.memory_swap_limit = -1;  // unlimited stays unlimited
+  update.memory_swap_limit = 0;
+  EXPECT_EQ(MergeResourceUpdate(current, update).memory_swap_limit, -1);
+}
+
 TEST(SandboxResourceAnnotationsTest, ContainerdsKeys) {
   ResourcesSpec pod;
   pod.cpu_period = 100000;
