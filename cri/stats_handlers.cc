@@ -7,32 +7,11 @@
 #include "cri/grpc_status.h"
 #include "cri/helpers.h"
 #include "cri/runtime_service.h"
+#include "cri/stats_convert.h"
 #include "image/rootfs.h"
 #include "pod/cgroup_stats.h"
 
 namespace berth::cri {
-namespace {
-
-void FillCpu(const pod::CgroupSample& s, runtime::v1::CpuUsage* cpu) {
-  cpu->set_timestamp(s.timestamp_ns);
-  cpu->mutable_usage_core_nano_seconds()->set_value(s.cpu_usage_ns);
-  cpu->mutable_usage_nano_cores()->set_value(s.cpu_nano_cores);
-}
-
-void FillMemory(const pod::CgroupSample& s, runtime::v1::MemoryUsage* m) {
-  m->set_timestamp(s.timestamp_ns);
-  m->mutable_working_set_bytes()->set_value(s.memory_working_set);
-  if (s.memory_limit > 0) {
-    m->mutable_available_bytes()->set_value(
-        s.memory_limit > s.memory_working_set ? s.memory_limit - s.memory_working_set : 0);
-  }
-  m->mutable_usage_bytes()->set_value(s.memory_usage);
-  m->mutable_rss_bytes()->set_value(s.memory_rss);
-  m->mutable_page_faults()->set_value(s.page_faults);
-  m->mutable_major_page_faults()->set_value(s.major_page_faults);
-}
-
-}  // namespace
 
 void RuntimeService::FillContainerStats(const pod::Container& c, runtime::v1::ContainerStats* out) {
   runtime::v1::ContainerAttributes* a = out->mutable_attributes();
@@ -101,16 +80,9 @@ void RuntimeService::FillSandboxStats(const pod::Sandbox& s, runtime::v1::PodSan
   linux->mutable_process()->set_timestamp(total.timestamp_ns);
   linux->mutable_process()->mutable_process_count()->set_value(total.processes);
   if (!s.spec.host_network) {
-    runtime::v1::NetworkUsage* net = linux->mutable_network();
-    net->set_timestamp(total.timestamp_ns);
-    for (const auto& [name, i] : pod::ReadInterfaces(s.pid)) {
-      runtime::v1::NetworkInterfaceUsage* u = net->add_interfaces();
-      u->set_name(name);
-      u->mutable_rx_bytes()->set_value(i.rx_bytes);
-      u->mutable_rx_errors()->set_value(i.rx_errors);
-      u->mutable_tx_bytes()->set_value(i.tx_bytes);
-      u->mutable_tx_errors()->set_value(i.tx_errors);
-      if (name == "eth0") *net->mutable_default_interface() = *u;
+    runtime::v1::NetworkUsage network;
+    if (FillNetwork(pod::ReadInterfaces(s.pid), total.timestamp_ns, &network)) {
+      *linux->mutable_network() = std::move(network);
     }
   }
 }

@@ -665,6 +665,37 @@ TEST_P(ContainerTest, StatsFromCgroupsAndTheWritableLayer) {
   EXPECT_EQ(pod.containers(0).attributes().id(), *id);
 }
 
+// kubelet reads the pod's network default interface without checking it: a pod whose pause
+// has just died (its network namespace gone, not yet noticed) must not come with a network that
+// lacks one.
+TEST_P(ContainerTest, PodStatsWhileThePauseDies) {
+  runtime::v1::PodSandboxStatusRequest r;
+  r.set_pod_sandbox_id(pod_);
+  r.set_verbose(true);
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status =
+      cri().Call(&RuntimeService::Stub::PodSandboxStatus, r);
+  ASSERT_TRUE(status.ok()) << status.status();
+  const int pause = nlohmann::json::parse(status->info().at("info"))["pid"].get<int>();
+  ASSERT_GT(pause, 0);
+  ASSERT_EQ(::kill(pause, SIGKILL), 0);
+  size_t ready_polls = 0;
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<runtime::v1::ListPodSandboxStatsResponse> pods = cri().Call(
+        &RuntimeService::Stub::ListPodSandboxStats, runtime::v1::ListPodSandboxStatsRequest());
+    if (!pods.ok()) return false;
+    for (const auto& p : pods->stats()) {
+      if (p.linux().has_network()) {
+        EXPECT_TRUE(p.linux().network().has_default_interface());
+      }
+    }
+    absl::StatusOr<runtime::v1::PodSandboxStatusResponse> now =
+        cri().Call(&RuntimeService::Stub::PodSandboxStatus, r);
+    ++ready_polls;
+    return now.ok() && now->status().state() == runtime::v1::SANDBOX_NOTREADY;
+  }));
+  EXPECT_GT(ready_polls, 0u);
+}
+
 TEST_P(ContainerTest, ContainerEventsAreStreamed) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
