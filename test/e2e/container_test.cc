@@ -24,7 +24,9 @@
 #include "nlohmann/json.hpp"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
+#include "test/e2e/busybox_env.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/eventually.h"
 #include "test/lib/process.h"
 #include "test/lib/spdy_client.h"
 #include "test/lib/ws_client.h"
@@ -38,41 +40,16 @@ using runtime::v1::RuntimeService;
 
 constexpr char kBridge[] = "berthe2e2";
 
-template <typename F>
-bool Eventually(F done, std::chrono::seconds timeout = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
 // The parameter: monitor.path ("" = berth-conmon next to berthd).
 class ContainerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
-    for (const char* tool : {"/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox"}) {
-      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
-    }
+    if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
     if (!GetParam().empty() && ::access(GetParam().c_str(), X_OK) != 0) {
       GTEST_SKIP() << GetParam() << " is not installed";
     }
-    if (!RegistryAvailable()) GTEST_SKIP() << "docker-registry is not installed";
-    auto registry = TestRegistry::Start();
-    ASSERT_TRUE(registry.ok()) << registry.status();
-    registry_ = *std::move(registry);
-    ImageSpec spec;
-    spec.cmd = {"sh"};
-    spec.stop_signal = "SIGTERM";
-    ASSERT_TRUE(registry_->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec)).ok());
-    image_ = registry_->host() + "/busybox:1";
-
-    std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_->host(),
-                                    "\", insecure: true}\n");
+    std::string yaml = "streaming: {idle_timeout: 3s}\n";
     if (!GetParam().empty()) absl::StrAppend(&yaml, "monitor: {path: ", GetParam(), "}\n");
-    absl::StrAppend(&yaml, "streaming: {idle_timeout: 3s}\n");
     // A handler whose runtime has no features command, as runtimes before runc 1.1.
     char tmpl[] = "/tmp/berth-e2e-oldrunc.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -82,21 +59,18 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
                                 "exec /usr/sbin/runc \"$@\"\n",
                                 0755)
                     .ok());
-    auto daemon = BerthDaemon::Create(
-        {.extra_yaml = yaml,
+    absl::StatusOr<BusyboxEnv> env = BusyboxEnv::Start(
+        {.bridge = kBridge,
+         .subnet = "10.251.4.0/24",
+         .network = "e2e-c",
+         .stop_signal = "SIGTERM",
+         .extra_yaml = yaml,
          .extra_runtimes = absl::StrCat("  old-runc: {path: ", old_runc_dir_,
                                         "/runc, root: ", old_runc_dir_, "/state}\n")});
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
-                                absl::StrCat(R"({"cniVersion": "1.0.0", "name": "e2e-c", "plugins": [
-      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
-                "ranges": [[{"subnet": "10.251.4.0/24"}]]}},
-      {"type": "loopback"}]})"))
-                    .ok());
-    ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
-    ASSERT_TRUE(cri().PullImage(image_).ok());
+    ASSERT_TRUE(env.ok()) << env.status();
+    registry_ = std::move(env->registry);
+    daemon_ = std::move(env->daemon);
+    image_ = env->image;
     absl::StatusOr<std::string> pod = RunPod("pod");
     ASSERT_TRUE(pod.ok()) << pod.status() << daemon_->Log();
     pod_ = *pod;
@@ -122,7 +96,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
       ExpectNoLeaks();
     }
     daemon_.reset();
-    RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+    BusyboxEnv::RemoveBridge(kBridge);
   }
 
   CriClient& cri() { return daemon_->client(); }

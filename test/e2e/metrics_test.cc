@@ -15,9 +15,9 @@
 #include "base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "test/fixtures/image_builder.h"
-#include "test/fixtures/registry.h"
+#include "test/e2e/busybox_env.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/eventually.h"
 #include "test/lib/process.h"
 
 namespace berth::testing {
@@ -29,45 +29,17 @@ using ::testing::ElementsAre;
 constexpr char kBridge[] = "berthmet0";
 constexpr char kGateway[] = "10.251.9.1";
 
-template <typename F>
-bool Eventually(F done, std::chrono::seconds timeout = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return done();
-}
 
 class CriMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
-    for (const char* tool : {"/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox"}) {
-      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
-    }
-    if (!RegistryAvailable()) GTEST_SKIP() << "docker-registry is not installed";
-    auto registry = TestRegistry::Start();
-    ASSERT_TRUE(registry.ok()) << registry.status();
-    registry_ = *std::move(registry);
-    ImageSpec spec;
-    spec.cmd = {"sh"};
-    ASSERT_TRUE(registry_->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec)).ok());
-    image_ = registry_->host() + "/busybox:1";
-    auto daemon = BerthDaemon::Create({.extra_yaml = absl::StrCat(
-                                           "images:\n  registries:\n    - {prefix: \"",
-                                           registry_->host(), "\", insecure: true}\n")});
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
-                                absl::StrCat(R"({"cniVersion": "1.0.0", "name": "e2e-met", "plugins": [
-      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
-                "ranges": [[{"subnet": "10.251.9.0/24"}]]}},
-      {"type": "loopback"}]})"))
-                    .ok());
-    ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
-    ASSERT_TRUE(cri().PullImage(image_).ok());
+    if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+    absl::StatusOr<BusyboxEnv> env =
+        BusyboxEnv::Start({.bridge = kBridge, .subnet = "10.251.9.0/24", .network = "e2e-met"});
+    ASSERT_TRUE(env.ok()) << env.status();
+    registry_ = std::move(env->registry);
+    daemon_ = std::move(env->daemon);
+    image_ = env->image;
     runtime::v1::RunPodSandboxRequest request;
     *request.mutable_config() = PodConfig();
     absl::StatusOr<runtime::v1::RunPodSandboxResponse> pod =
@@ -91,7 +63,7 @@ class CriMetricsTest : public ::testing::Test {
       }
     }
     daemon_.reset();
-    RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+    BusyboxEnv::RemoveBridge(kBridge);
   }
 
   CriClient& cri() { return daemon_->client(); }
@@ -224,7 +196,7 @@ TEST_F(CriMetricsTest, KubeletsCadvisorMetricsFromTheRuntime) {
                at_least;
       }
       return false;
-    });
+    }, std::chrono::seconds(60));  // whole CPU seconds, on a loaded machine
   };
   ASSERT_TRUE(cpu_reaches(1)) << metrics.status();
   const uint64_t cpu = *Value(burning->metrics(), descs, "container_cpu_usage_seconds_total");

@@ -18,9 +18,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "test/fixtures/image_builder.h"
-#include "test/fixtures/registry.h"
+#include "test/e2e/busybox_env.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/eventually.h"
 #include "test/lib/process.h"
 
 namespace berth::testing {
@@ -169,32 +169,13 @@ class PodCgroup {
 class ResourcesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "containers and cgroups need root";
-    for (const char* tool : {"/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox"}) {
-      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
-    }
-    if (!RegistryAvailable()) GTEST_SKIP() << "docker-registry is not installed";
-    auto registry = TestRegistry::Start();
-    ASSERT_TRUE(registry.ok()) << registry.status();
-    registry_ = *std::move(registry);
-    ImageSpec spec;
-    spec.cmd = {"sh"};
-    ASSERT_TRUE(registry_->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec)).ok());
-    image_ = registry_->host() + "/busybox:1";
-    auto daemon = BerthDaemon::Create({.extra_yaml = absl::StrCat(
-                                           "images:\n  registries:\n    - {prefix: \"",
-                                           registry_->host(), "\", insecure: true}\n")});
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = *std::move(daemon);
-    ASSERT_TRUE(WriteFileAtomic(daemon_->cni_dir() + "/10-e2e.conflist",
-                                absl::StrCat(R"({"cniVersion": "1.0.0", "name": "e2e-res", "plugins": [
-      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", daemon_->dir(), R"(/ipam",
-                "ranges": [[{"subnet": "10.251.8.0/24"}]]}},
-      {"type": "loopback"}]})"))
-                    .ok());
-    ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
-    ASSERT_TRUE(cri().PullImage(image_).ok());
+    if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+    absl::StatusOr<BusyboxEnv> env =
+        BusyboxEnv::Start({.bridge = kBridge, .subnet = "10.251.8.0/24", .network = "e2e-res"});
+    ASSERT_TRUE(env.ok()) << env.status();
+    registry_ = std::move(env->registry);
+    daemon_ = std::move(env->daemon);
+    image_ = env->image;
     cgroup_ = std::make_unique<PodCgroup>(kUid);
     ASSERT_TRUE(cgroup_->Create().ok());
     runtime::v1::RunPodSandboxRequest request;
@@ -221,7 +202,7 @@ class ResourcesTest : public ::testing::Test {
     if (cgroup_) {
       EXPECT_TRUE(cgroup_->Remove()) << "a cgroup is left under " << cgroup_->parent();
     }
-    RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+    BusyboxEnv::RemoveBridge(kBridge);
   }
 
   CriClient& cri() { return daemon_->client(); }

@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "pod/monitor.h"
 #include "pod/runtime.h"
+#include "test/lib/eventually.h"
 
 namespace berth::pod {
 namespace {
@@ -25,18 +26,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
+using ::berth::testing::Eventually;
 
 constexpr char kBusybox[] = "/bin/busybox";
 
-// Polls `done` until it holds or 10 s pass.
-template <typename F>
-bool Eventually(F done) {
-  for (int i = 0; i < 500; ++i) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return done();
-}
 
 nlohmann::json Process(std::vector<std::string> args, bool terminal = false) {
   return {{"terminal", terminal},

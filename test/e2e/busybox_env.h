@@ -1,0 +1,40 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "test/fixtures/registry.h"
+#include "test/lib/berth_daemon.h"
+
+namespace berth::testing {
+
+// What the container e2e tests start from: Debian's docker-registry on loopback serving a
+// busybox image, and a running berthd that trusts it, with the image pulled and a CNI bridge
+// network of the test's own (each test binary has its bridge and subnet, so that they can run
+// side by side).
+struct BusyboxEnv {
+  struct Options {
+    std::string bridge;   // e.g. "berthe2e2"
+    std::string subnet;   // e.g. "10.251.4.0/24"
+    std::string network;  // the CNI network name
+    std::string stop_signal;       // the image's StopSignal, if any
+    std::string extra_yaml;        // more berthd configuration (top-level keys)
+    std::string extra_runtimes;    // more runtime handlers
+  };
+
+  std::unique_ptr<TestRegistry> registry;
+  std::unique_ptr<BerthDaemon> daemon;
+  std::string image;  // <registry>/busybox:1
+
+  // Why this machine cannot run such tests (not root, runc, the bridge plugin, busybox or
+  // docker-registry missing), or "" if it can.
+  static std::string Unavailable();
+  // The registry, the image, berthd (started) and its network; the error says which step failed
+  // (with berthd's log once it exists).
+  static absl::StatusOr<BusyboxEnv> Start(const Options& options);
+  // Removes the bridge the network's pods used (berthd's CNI DEL leaves it).
+  static void RemoveBridge(const std::string& bridge);
+};
+
+}  // namespace berth::testing
