@@ -252,10 +252,16 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
     std::filesystem::remove_all(work, ec);
   };
   ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
-  return monitor.Exec({.container_id = c->id,
-                       .process_json = process,
-                       .work_dir = work,
-                       .timeout = timeout});
+  absl::StatusOr<ExecResult> result = monitor.Exec(
+      {.container_id = c->id, .process_json = process, .work_dir = work, .timeout = timeout});
+  // A probe racing the container's exit gets the runtime's many ways of saying so ("cannot exec
+  // in a stopped container", a namespace that is gone, a broken pipe): say it once, plainly.
+  if (absl::IsInternal(result.status()) &&
+      (::access(ExitFile(c->id).c_str(), F_OK) == 0 || ::kill(c->pid, 0) != 0)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", c->id, " is not running (it exited as the command started)"));
+  }
+  return result;
 }
 
 absl::StatusOr<std::unique_ptr<ExecProcess>> ContainerManager::StartExec(

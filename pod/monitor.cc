@@ -163,12 +163,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
       return absl::DeadlineExceededError(absl::StrCat(
           what, ": command timed out after ", spec.timeout.count(), "s"));
     }
-    const std::string text = absl::StrCat(what, ": ", message.empty() ? "failed" : message);
-    // The container stopped between our state check and the runtime's (a probe racing a stop).
-    if (absl::StrContains(message, "cannot exec in a stopped container")) {
-      return absl::FailedPreconditionError(text);
-    }
-    return absl::InternalError(text);
+    return absl::InternalError(absl::StrCat(what, ": ", message.empty() ? "failed" : message));
   }
   absl::StatusOr<std::string> log = ReadFile(log_path);
   CriLogStreams streams = ParseCriLog(log.ok() ? *log : "", spec.output_max);

@@ -293,6 +293,27 @@ TEST_P(ContainerTest, ExitCodesAndReasons) {
   EXPECT_THAT(again.status().message(), HasSubstr(*ok));
 }
 
+// kubelet's exec probes keep running while a container stops: an exec that races the exit is
+// "not running" (FailedPrecondition), never an internal error with the runtime's noise.
+TEST_P(ContainerTest, ExecSyncRacingTheExitIsNotRunning) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("short", {"sh", "-c", "sleep 2"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  int ok = 0, not_running = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    absl::StatusOr<runtime::v1::ExecSyncResponse> r = Exec(*id, {"true"});
+    if (r.ok()) {
+      ++ok;
+      continue;
+    }
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    ++not_running;
+    if (State(*id) == runtime::v1::CONTAINER_EXITED) break;
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(not_running, 0);
+}
+
 TEST_P(ContainerTest, ExecSyncOutputExitCodeAndTimeout) {
   absl::StatusOr<std::string> id = CreateAndStart(Config("exec", {"sleep", "1000"}));
   ASSERT_TRUE(id.ok()) << id.status();
