@@ -83,16 +83,8 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
     if (!daemon_) return;
     if (!daemon_->running()) (void)daemon_->Start();
     if (daemon_->running()) {
-      absl::StatusOr<runtime::v1::ListPodSandboxResponse> list =
-          cri().Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
-      if (list.ok()) {
-        for (const auto& item : list->items()) {
-          runtime::v1::RemovePodSandboxRequest r;
-          r.set_pod_sandbox_id(item.id());
-          absl::Status removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, r).status();
-          EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
-        }
-      }
+      absl::Status removed = cri().RemoveAllPodSandboxes();
+      EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
       ExpectNoLeaks();
     }
     daemon_.reset();

@@ -50,17 +50,8 @@ class CriMetricsTest : public ::testing::Test {
 
   void TearDown() override {
     if (daemon_ && daemon_->running()) {
-      absl::StatusOr<runtime::v1::ListPodSandboxResponse> list =
-          cri().Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
-      EXPECT_TRUE(list.ok()) << list.status();
-      if (list.ok()) {
-        for (const auto& item : list->items()) {
-          runtime::v1::RemovePodSandboxRequest r;
-          r.set_pod_sandbox_id(item.id());
-          absl::Status removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, r).status();
-          EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
-        }
-      }
+      absl::Status removed = cri().RemoveAllPodSandboxes();
+      EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
     }
     daemon_.reset();
     BusyboxEnv::RemoveBridge(kBridge);

@@ -68,4 +68,17 @@ absl::StatusOr<runtime::v1::ImageFsInfoResponse> CriClient::ImageFsInfo() {
   return Call(&ImageService::Stub::ImageFsInfo, runtime::v1::ImageFsInfoRequest());
 }
 
+absl::Status CriClient::RemoveAllPodSandboxes() {
+  absl::StatusOr<runtime::v1::ListPodSandboxResponse> list =
+      Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
+  if (!list.ok()) return list.status();
+  absl::Status first;
+  for (const auto& item : list->items()) {
+    runtime::v1::RemovePodSandboxRequest request;
+    request.set_pod_sandbox_id(item.id());
+    first.Update(Call(&RuntimeService::Stub::RemovePodSandbox, request).status());
+  }
+  return first;
+}
+
 }  // namespace berth::testing

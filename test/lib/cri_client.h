@@ -48,6 +48,8 @@ class CriClient {
                                                                bool verbose = false);
   absl::Status RemoveImage(const std::string& image);
   absl::StatusOr<runtime::v1::ImageFsInfoResponse> ImageFsInfo();
+  // A fixture's teardown: removes every pod sandbox there is; the first error, if any.
+  absl::Status RemoveAllPodSandboxes();
 
   runtime::v1::RuntimeService::Stub& runtime() { return *runtime_; }
   runtime::v1::ImageService::Stub& images() { return *images_; }
