@@ -49,15 +49,30 @@ void Pump(Transport& t, int fd, Channel channel, const std::atomic<bool>& done) 
   }
 }
 
+// A terminal dimension from a resize message: a number in 1..65535 (a winsize field), else 0.
+unsigned Dimension(const nlohmann::json& size, const char* key) {
+  auto it = size.find(key);
+  if (it == size.end() || !it->is_number_integer()) return 0;
+  const int64_t v = it->get<int64_t>();
+  return v > 0 && v <= 0xffff ? static_cast<unsigned>(v) : 0;
+}
+
 }  // namespace
 
 void Inbound::Stdin(std::string_view data) {
   absl::MutexLock lock(&mu_);
   if (sink_) {
     if (!data.empty()) sink_(data);
-  } else {
-    pending_.append(data);
+    return;
   }
+  if (gone_) return;
+  if (pending_.size() + data.size() > kMaxPendingStdin) {
+    // Far more than a process yet to start can be owed: the session ends, as if the client left.
+    pending_.clear();
+    gone_ = true;
+    return;
+  }
+  pending_.append(data);
 }
 
 void Inbound::StdinClosed() {
@@ -71,12 +86,18 @@ void Inbound::ResizeJson(std::string_view data) {
   resize_buffer_.append(data);
   for (;;) {
     const size_t end = resize_buffer_.find('}');
-    if (end == std::string::npos) return;
+    if (end == std::string::npos) {
+      // Sizes are a few bytes each: a longer unterminated run is not one.
+      if (resize_buffer_.size() > kMaxResizeMessage) resize_buffer_.clear();
+      return;
+    }
     nlohmann::json size = nlohmann::json::parse(resize_buffer_.substr(0, end + 1), nullptr, false);
     resize_buffer_.erase(0, end + 1);
     if (!size.is_object()) continue;
-    width_ = size.value("Width", 0u);
-    height_ = size.value("Height", 0u);
+    const unsigned width = Dimension(size, "Width"), height = Dimension(size, "Height");
+    if (width == 0 || height == 0) continue;  // malformed: ignored
+    width_ = width;
+    height_ = height;
     if (resize_) resize_(width_, height_);
   }
 }

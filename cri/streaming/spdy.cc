@@ -22,6 +22,10 @@ constexpr uint16_t kSynStream = 1, kSynReply = 2, kRstStream = 3, kSettings = 4,
 constexpr uint8_t kFlagFin = 0x01;
 constexpr uint32_t kMaxFrame = 16 << 20;
 constexpr size_t kMaxDataChunk = 32 << 10;
+// A decompressed header block, and the headers in it: the Kubernetes clients send a handful of
+// short headers per stream; a few KiB of compressed input must not expand beyond this.
+constexpr size_t kMaxHeaderBlock = 64 << 10;
+constexpr size_t kMaxHeaders = 256;
 
 void Put32(std::string* out, uint32_t v) {
   out->push_back(static_cast<char>(v >> 24));
@@ -159,11 +163,16 @@ absl::Status Session::DecodeHeaders(std::string_view block, Headers* out) {
       }
       rc = inflate(&inflate_, Z_SYNC_FLUSH);
     }
-    if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+    // SPDY's header compression is one endless zlib stream: its end means no later header
+    // block can be read (and inflate would make no progress on one).
+    if (rc == Z_STREAM_END) return absl::InvalidArgumentError("spdy: the header stream ended");
+    if (rc != Z_OK && rc != Z_BUF_ERROR) {
       return absl::InvalidArgumentError("spdy: the header block does not decompress");
     }
     raw.append(buf, sizeof buf - inflate_.avail_out);
-    if (raw.size() > kMaxFrame) return absl::InvalidArgumentError("spdy: header block too large");
+    if (raw.size() > kMaxHeaderBlock) {
+      return absl::InvalidArgumentError("spdy: header block too large");
+    }
     if (rc == Z_BUF_ERROR && inflate_.avail_out != 0) break;  // no progress: all consumed
   } while (inflate_.avail_in > 0 || inflate_.avail_out == 0);
   size_t at = 0;
@@ -185,6 +194,7 @@ absl::Status Session::DecodeHeaders(std::string_view block, Headers* out) {
     at += n;
     // A name may carry several values separated by NUL.
     for (size_t start = 0;;) {
+      if (out->size() >= kMaxHeaders) return absl::InvalidArgumentError("spdy: too many headers");
       const size_t nul = value.find('\0', start);
       out->emplace_back(absl::AsciiStrToLower(name), value.substr(start, nul - start));
       if (nul == std::string::npos) break;

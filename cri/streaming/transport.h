@@ -35,6 +35,10 @@ class Inbound {
   bool gone();
 
  private:
+  // Stdin held for a process yet to start; beyond it, the client is treated as gone.
+  static constexpr size_t kMaxPendingStdin = 4 << 20;
+  static constexpr size_t kMaxResizeMessage = 4096;
+
   absl::Mutex mu_;
   std::string pending_ ABSL_GUARDED_BY(mu_);
   bool stdin_closed_ ABSL_GUARDED_BY(mu_) = false;
