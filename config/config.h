@@ -54,6 +54,13 @@ struct ImagesConfig {
   std::string auth_file;  // docker config.json / containers auth.json; "" = none
   int parallel_downloads = 4;
   std::vector<std::string> pinned;  // image name patterns never garbage-collected
+  // Bounds on what one image may unpack to, against layers built to exhaust the node: bytes of a
+  // layer's uncompressed tar stream, their sum over an image, entries in a layer, and path
+  // components of an entry (also after following symlinks).
+  int64_t max_layer_size = int64_t{64} << 30;
+  int64_t max_image_size = int64_t{128} << 30;
+  int64_t max_layer_entries = 2'000'000;
+  int64_t max_path_depth = 512;
   bool operator==(const ImagesConfig&) const = default;
 };
 

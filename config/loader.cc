@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <set>
 #include <utility>
 #include <vector>
@@ -180,14 +181,18 @@ class YamlApplier {
     return absl::OkStatus();
   }
 
+  template <typename T>
   absl::Status IntIn(const YAML::Node& n, const std::string& key, int64_t low, int64_t high,
-                     int& out) {
+                     T& out) {
     int64_t value = 0;
     RETURN_IF_ERROR(Int(n, key, value));
     if (value < low || value > high) {
-      return Error(n, key, absl::StrCat(value, " is out of range ", low, "..", high));
+      return Error(n, key,
+                   high == std::numeric_limits<int64_t>::max()
+                       ? absl::StrCat(value, " is out of range: at least ", low)
+                       : absl::StrCat(value, " is out of range ", low, "..", high));
     }
-    out = static_cast<int>(value);
+    out = static_cast<T>(value);
     return absl::OkStatus();
   }
 
@@ -364,6 +369,18 @@ class YamlApplier {
          }},
         {"parallel_downloads", [&](const YAML::Node& v, const std::string& k) {
            return IntIn(v, k, 1, 64, c.images.parallel_downloads);
+         }},
+        {"max_layer_size", [&](const YAML::Node& v, const std::string& k) {
+           return IntIn(v, k, 1, std::numeric_limits<int64_t>::max(), c.images.max_layer_size);
+         }},
+        {"max_image_size", [&](const YAML::Node& v, const std::string& k) {
+           return IntIn(v, k, 1, std::numeric_limits<int64_t>::max(), c.images.max_image_size);
+         }},
+        {"max_layer_entries", [&](const YAML::Node& v, const std::string& k) {
+           return IntIn(v, k, 1, std::numeric_limits<int64_t>::max(), c.images.max_layer_entries);
+         }},
+        {"max_path_depth", [&](const YAML::Node& v, const std::string& k) {
+           return IntIn(v, k, 1, 4096, c.images.max_path_depth);
          }},
         {"pinned", [&](const YAML::Node& v, const std::string& k) {
            return Strings(v, k, c.images.pinned,
@@ -553,6 +570,12 @@ absl::Status Validate(const Config& c, const Origins* origins) {
   if (c.images.parallel_downloads < 1 || c.images.parallel_downloads > 64) {
     return fail("images.parallel_downloads", "is out of range 1..64");
   }
+  for (const auto& [key, value] : {std::pair{"images.max_layer_size", c.images.max_layer_size},
+                                   std::pair{"images.max_image_size", c.images.max_image_size},
+                                   std::pair{"images.max_layer_entries", c.images.max_layer_entries},
+                                   std::pair{"images.max_path_depth", c.images.max_path_depth}}) {
+    if (value < 1) return fail(key, "must be at least 1");
+  }
   if (absl::Status s = CheckHostPort(c.metrics.address); !s.ok()) {
     return fail("metrics.address", s.message());
   }
@@ -640,6 +663,10 @@ std::string ToYaml(const Config& c) {
   out << YAML::EndSeq;
   out << YAML::Key << "auth_file" << YAML::Value << YAML::DoubleQuoted << c.images.auth_file;
   out << YAML::Key << "parallel_downloads" << YAML::Value << c.images.parallel_downloads;
+  out << YAML::Key << "max_layer_size" << YAML::Value << c.images.max_layer_size;
+  out << YAML::Key << "max_image_size" << YAML::Value << c.images.max_image_size;
+  out << YAML::Key << "max_layer_entries" << YAML::Value << c.images.max_layer_entries;
+  out << YAML::Key << "max_path_depth" << YAML::Value << c.images.max_path_depth;
   out << YAML::Key << "pinned" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (const std::string& p : c.images.pinned) out << YAML::DoubleQuoted << p;
   out << YAML::EndSeq;
@@ -694,6 +721,10 @@ std::string ToJson(const Config& c) {
        {{"registries", registries},
         {"auth_file", c.images.auth_file},
         {"parallel_downloads", c.images.parallel_downloads},
+        {"max_layer_size", c.images.max_layer_size},
+        {"max_image_size", c.images.max_image_size},
+        {"max_layer_entries", c.images.max_layer_entries},
+        {"max_path_depth", c.images.max_path_depth},
         {"pinned", c.images.pinned}}},
       {"streaming",
        {{"address", c.streaming.address},

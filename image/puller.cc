@@ -55,6 +55,8 @@ struct ImagePuller::Job {
   std::vector<std::string> chain_ids;
   std::vector<LayerRecord> records;
   int parallel = 1;
+  UnpackLimits limits;                   // of one layer; the image's budget is below
+  std::atomic<int64_t> image_bytes{0};  // uncompressed bytes of its layers so far
   std::atomic<int64_t> downloaded{0};
   std::atomic<bool> failed{false};
 };
@@ -162,7 +164,14 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   job->diff_ids = config.diff_ids;
   job->chain_ids = ChainIds(config.diff_ids);
   job->records.resize(parsed.layers.size());
-  job->parallel = config_()->images.parallel_downloads;
+  const std::shared_ptr<const config::Config> settings = config_();
+  const config::ImagesConfig& images = settings->images;
+  job->parallel = images.parallel_downloads;
+  job->limits.max_bytes = images.max_layer_size;
+  job->limits.max_entries = images.max_layer_entries;
+  job->limits.max_depth = images.max_path_depth;
+  job->limits.image_bytes = &job->image_bytes;
+  job->limits.max_image_bytes = images.max_image_size;
   ImageStore::Lease lease(store_, job->chain_ids);
   RETURN_IF_ERROR(FetchLayers(*job));
 
@@ -207,6 +216,13 @@ absl::Status ImagePuller::FetchLayer(Job& job, size_t index) {
   const std::string& chain_id = job.chain_ids[index];
   for (;;) {
     if (absl::StatusOr<LayerRecord> have = store_->ReadLayer(chain_id); have.ok()) {
+      // Present already (or made by another pull): it counts against this image's budget too.
+      if (job.image_bytes.fetch_add(have->size_bytes) + have->size_bytes >
+          job.limits.max_image_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("image ", job.name, ": larger than images.max_image_size (",
+                         job.limits.max_image_bytes, " bytes uncompressed)"));
+      }
       job.records[index] = *std::move(have);
       return absl::OkStatus();
     }
@@ -254,7 +270,7 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
   job.downloaded += blob.size;
   const std::string layer_dir = tmp + "/layer";
   RETURN_IF_ERROR(MakeDirs(layer_dir + "/diff", 0755));
-  ASSIGN_OR_RETURN(UnpackResult unpacked, UnpackLayer(blob_path, layer_dir + "/diff"));
+  ASSIGN_OR_RETURN(UnpackResult unpacked, UnpackLayer(blob_path, layer_dir + "/diff", job.limits));
   ::unlink(blob_path.c_str());
   if (unpacked.diff_id != job.diff_ids[index]) {
     return absl::DataLossError(absl::StrCat("layer ", blob.digest, ": uncompressed digest ",

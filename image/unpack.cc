@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -75,33 +77,62 @@ std::vector<std::string> ResolveLink(std::vector<std::string> dir, absl::string_
   return dir;
 }
 
+absl::Status TooDeep(absl::string_view entry, int64_t max_depth) {
+  return absl::ResourceExhaustedError(absl::StrCat("layer entry \"", entry,
+                                                   "\": deeper than images.max_path_depth (",
+                                                   max_depth, " components)"));
+}
+
 // Opens (creating as needed, mode 0755) the directory `parts` beneath root. A dangling symlink on
-// the way is followed inside the root and the directories it names are created there.
-absl::StatusOr<UniqueFd> OpenDirs(int root, const std::vector<std::string>& parts,
-                                  absl::string_view entry, int depth = 0) {
-  if (depth > 40) return EntryError(entry, "too many levels of symbolic links");
-  const std::string path = absl::StrJoin(parts, "/");
-  absl::StatusOr<UniqueFd> dir = OpenBeneath(root, path, O_DIRECTORY | O_RDONLY);
-  if (dir.ok() || !absl::IsNotFound(dir.status()) || parts.empty()) {
-    if (!dir.ok()) return EntryError(entry, dir.status().message());
-    return dir;
-  }
-  std::vector<std::string> parent_parts(parts.begin(), parts.end() - 1);
-  ASSIGN_OR_RETURN(UniqueFd parent, OpenDirs(root, parent_parts, entry, depth));
-  if (::mkdirat(parent.get(), parts.back().c_str(), 0755) != 0) {
-    if (errno != EEXIST) {
-      return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("mkdir ", path)).message());
+// the way is followed inside the root and the directories it names are created there. Walks one
+// component at a time without recursion: a hostile layer decides how deep the path is.
+absl::StatusOr<UniqueFd> OpenDirs(int root, std::vector<std::string> parts, absl::string_view entry,
+                                  int64_t max_depth) {
+  // The common case: the directory is there (symlinks on the way resolved inside the root).
+  absl::StatusOr<UniqueFd> dir = OpenBeneath(root, absl::StrJoin(parts, "/"), O_DIRECTORY | O_RDONLY);
+  if (dir.ok()) return dir;
+  if (!absl::IsNotFound(dir.status())) return EntryError(entry, dir.status().message());
+  int links = 0;
+  ASSIGN_OR_RETURN(UniqueFd current, OpenBeneath(root, "", O_DIRECTORY | O_RDONLY));
+  for (size_t i = 0; i < parts.size();) {
+    const char* name = parts[i].c_str();
+    const int fd = ::openat(current.get(), name, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      current = UniqueFd(fd);
+      ++i;
+      continue;
     }
-    char target[4096];
-    const ssize_t n = ::readlinkat(parent.get(), parts.back().c_str(), target, sizeof target - 1);
-    if (n > 0) {
-      return OpenDirs(root, ResolveLink(parent_parts, absl::string_view(target, n)), entry,
-                      depth + 1);
+    if (errno == ENOENT) {
+      if (::mkdirat(current.get(), name, 0755) != 0 && errno != EEXIST) {
+        return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("mkdir ", parts[i])).message());
+      }
+      const int made = ::openat(current.get(), name, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+      if (made < 0) {
+        return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("open ", parts[i])).message());
+      }
+      current = UniqueFd(made);
+      ++i;
+      continue;
     }
+    if (errno != ELOOP && errno != ENOTDIR) {
+      return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("open ", parts[i])).message());
+    }
+    char target[PATH_MAX];
+    const ssize_t n = ::readlinkat(current.get(), name, target, sizeof target - 1);
+    if (n <= 0) return EntryError(entry, absl::StrCat(parts[i], " is not a directory"));
+    if (++links > 40) return EntryError(entry, "too many levels of symbolic links");
+    // Follow the link from the root: what it names, then the rest of the path.
+    std::vector<std::string> resolved = ResolveLink(
+        std::vector<std::string>(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(i)),
+        absl::string_view(target, static_cast<size_t>(n)));
+    resolved.insert(resolved.end(), std::make_move_iterator(parts.begin() + static_cast<ptrdiff_t>(i) + 1),
+                    std::make_move_iterator(parts.end()));
+    if (static_cast<int64_t>(resolved.size()) > max_depth) return TooDeep(entry, max_depth);
+    parts = std::move(resolved);
+    ASSIGN_OR_RETURN(current, OpenBeneath(root, "", O_DIRECTORY | O_RDONLY));
+    i = 0;
   }
-  dir = OpenBeneath(root, path, O_DIRECTORY | O_RDONLY);
-  if (!dir.ok()) return EntryError(entry, dir.status().message());
-  return dir;
+  return current;
 }
 
 // Removes `name` in `dir` whatever it is; a directory with everything in it. Never follows
@@ -134,10 +165,13 @@ absl::Status RemoveAt(int dir, const std::string& name) {
 // Reads the decompressed stream of reader A for reader B, hashing every byte that passes.
 struct Stream {
   archive* raw;
+  const UnpackLimits& limits;
   Sha256 sha;
   std::vector<char> buffer = std::vector<char>(kBufferSize);
   bool eof = false;
+  int64_t total = 0;
   std::string error;
+  bool exhausted = false;  // `error` is a limit, not corruption
 };
 
 la_ssize_t ReadRaw(archive*, void* data, const void** out) {
@@ -149,6 +183,20 @@ la_ssize_t ReadRaw(archive*, void* data, const void** out) {
     return -1;
   }
   if (n == 0) s->eof = true;
+  s->total += n;
+  if (s->total > s->limits.max_bytes) {
+    s->error = absl::StrCat("larger than images.max_layer_size (", s->limits.max_bytes,
+                            " bytes uncompressed)");
+    s->exhausted = true;
+    return -1;
+  }
+  if (s->limits.image_bytes != nullptr &&
+      s->limits.image_bytes->fetch_add(n) + n > s->limits.max_image_bytes) {
+    s->error = absl::StrCat("the image is larger than images.max_image_size (",
+                            s->limits.max_image_bytes, " bytes uncompressed)");
+    s->exhausted = true;
+    return -1;
+  }
   s->sha.Update(s->buffer.data(), static_cast<size_t>(n));
   *out = s->buffer.data();
   return n;
@@ -156,7 +204,8 @@ la_ssize_t ReadRaw(archive*, void* data, const void** out) {
 
 class Unpacker {
  public:
-  Unpacker(int root, archive* tar) : root_(root), tar_(tar) {}
+  Unpacker(int root, archive* tar, const UnpackLimits& limits)
+      : root_(root), tar_(tar), limits_(limits) {}
 
   absl::Status Entry(archive_entry* e);
   absl::Status Finish();
@@ -172,6 +221,8 @@ class Unpacker {
 
   const int root_;
   archive* const tar_;
+  const UnpackLimits& limits_;
+  int64_t entries_ = 0;
   UnpackResult result_;
   std::vector<std::pair<std::string, timespec>> dir_times_;  // applied last: children touch them
 };
@@ -179,14 +230,19 @@ class Unpacker {
 absl::Status Unpacker::Entry(archive_entry* e) {
   const char* raw_name = archive_entry_pathname(e);
   const std::string name = raw_name != nullptr ? raw_name : "";
+  if (++entries_ > limits_.max_entries) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "more entries than images.max_layer_entries (", limits_.max_entries, ")"));
+  }
   ASSIGN_OR_RETURN(std::vector<std::string> parts, Components(name));
+  if (static_cast<int64_t>(parts.size()) > limits_.max_depth) return TooDeep(name, limits_.max_depth);
   if (parts.empty()) {  // "./": the layer root itself
     if (archive_entry_filetype(e) != AE_IFDIR) return EntryError(name, "the root must be a directory");
     return Attributes(e, name, root_);
   }
   const std::string base = parts.back();
   parts.pop_back();
-  ASSIGN_OR_RETURN(UniqueFd parent, OpenDirs(root_, parts, name));
+  ASSIGN_OR_RETURN(UniqueFd parent, OpenDirs(root_, std::move(parts), name, limits_.max_depth));
   if (absl::StartsWith(base, kWhiteoutPrefix)) return Whiteout(name, parent.get(), base);
   return Create(e, name, parent.get(), base);
 }
@@ -289,18 +345,26 @@ absl::Status Unpacker::WriteFile(archive_entry* e, const std::string& name, int 
                               O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (raw_fd < 0) return EntryError(name, ErrnoToStatus(errno, "create").message());
   UniqueFd fd(raw_fd);
-  std::vector<char> buffer(kBufferSize);
+  // Block by block at their offsets: the holes of a sparse file stay holes.
   for (;;) {
-    const la_ssize_t n = archive_read_data(tar_, buffer.data(), buffer.size());
-    if (n < 0) return EntryError(name, archive_error_string(tar_));
-    if (n == 0) break;
-    for (la_ssize_t done = 0; done < n;) {
-      const ssize_t w = ::write(fd.get(), buffer.data() + done, static_cast<size_t>(n - done));
+    const void* data = nullptr;
+    size_t size = 0;
+    la_int64_t offset = 0;
+    const int r = archive_read_data_block(tar_, &data, &size, &offset);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return EntryError(name, archive_error_string(tar_));
+    const char* bytes = static_cast<const char*>(data);
+    for (size_t done = 0; done < size;) {
+      const ssize_t w = ::pwrite(fd.get(), bytes + done, size - done, offset + static_cast<off_t>(done));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) return EntryError(name, ErrnoToStatus(errno, "write").message());
-      done += w;
+      done += static_cast<size_t>(w);
     }
-    result_.size_bytes += n;
+    result_.size_bytes += static_cast<int64_t>(size);
+  }
+  // A hole at the end has no block.
+  if (archive_entry_size_is_set(e) && ::ftruncate(fd.get(), archive_entry_size(e)) != 0) {
+    return EntryError(name, ErrnoToStatus(errno, "truncate").message());
   }
   return Attributes(e, name, fd.get());
 }
@@ -347,8 +411,8 @@ absl::Status Unpacker::Finish() {
 
 }  // namespace
 
-absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path,
-                                         const std::string& dest_dir) {
+absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path, const std::string& dest_dir,
+                                         const UnpackLimits& limits) {
   const int root = ::open(dest_dir.c_str(), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (root < 0) return ErrnoToStatus(errno, absl::StrCat("open ", dest_dir));
   UniqueFd root_fd(root);
@@ -371,36 +435,40 @@ absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path,
   const int header = archive_read_next_header(raw.get(), &raw_entry);
   if (header == ARCHIVE_EOF) return absl::InvalidArgumentError(absl::StrCat("layer ", blob_path, ": empty"));
   if (header != ARCHIVE_OK) return bad(raw.get(), "read");
-  Stream stream{raw.get()};
+  Stream stream{raw.get(), limits};
+  auto stream_failed = [&] {
+    const std::string message = absl::StrCat("layer ", blob_path, ": ",
+                                             stream.exhausted ? "" : "corrupt data: ", stream.error);
+    return stream.exhausted ? absl::ResourceExhaustedError(message)
+                            : absl::InvalidArgumentError(message);
+  };
   ArchivePtr tar(archive_read_new(), archive_read_free);
   archive_read_support_format_tar(tar.get());
   archive_read_support_format_gnutar(tar.get());
   if (archive_read_open(tar.get(), &stream, nullptr, ReadRaw, nullptr) != ARCHIVE_OK) {
     return bad(tar.get(), "not a tar archive");
   }
-  Unpacker unpacker(root_fd.get(), tar.get());
+  Unpacker unpacker(root_fd.get(), tar.get(), limits);
   for (;;) {
     archive_entry* entry = nullptr;
     const int r = archive_read_next_header(tar.get(), &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      return stream.error.empty() ? bad(tar.get(), "corrupt tar")
-                                  : absl::InvalidArgumentError(absl::StrCat(
-                                        "layer ", blob_path, ": corrupt data: ", stream.error));
+      return stream.error.empty() ? bad(tar.get(), "corrupt tar") : stream_failed();
     }
-    RETURN_IF_ERROR(Annotate(unpacker.Entry(entry), absl::StrCat("layer ", blob_path)));
+    absl::Status added = unpacker.Entry(entry);
+    if (!added.ok() && !stream.error.empty()) return stream_failed();  // while reading its data
+    RETURN_IF_ERROR(Annotate(added, absl::StrCat("layer ", blob_path)));
   }
   // The digest covers the whole uncompressed stream, padding after the tar's end included.
   const void* out = nullptr;
   while (!stream.eof) {
-    if (ReadRaw(nullptr, &stream, &out) < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", blob_path, ": corrupt data: ", stream.error));
-    }
+    if (ReadRaw(nullptr, &stream, &out) < 0) return stream_failed();
   }
   RETURN_IF_ERROR(unpacker.Finish());
   UnpackResult result = unpacker.result();
   result.diff_id = stream.sha.Finish();
+  result.stream_bytes = stream.total;
   return result;
 }
 

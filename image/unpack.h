@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -11,6 +12,18 @@ struct UnpackResult {
   std::string diff_id;        // "sha256:<hex>" of the uncompressed tar stream
   int64_t size_bytes = 0;     // bytes of regular file content written
   int64_t inodes = 0;         // entries created
+  int64_t stream_bytes = 0;   // bytes of the uncompressed tar stream
+};
+
+// Bounds against layers built to exhaust the node (images.max_* in the configuration).
+struct UnpackLimits {
+  int64_t max_bytes = int64_t{64} << 30;  // of the uncompressed tar stream
+  int64_t max_entries = 2'000'000;
+  int64_t max_depth = 512;                // path components, also after following symlinks
+  // The image's budget, shared by its layers: every uncompressed byte is added to `image_bytes`
+  // and the unpack fails once it passes `max_image_bytes`. Unused when null.
+  std::atomic<int64_t>* image_bytes = nullptr;
+  int64_t max_image_bytes = 0;
 };
 
 // Unpacks one layer blob (gzip, zstd or uncompressed tar; detected from the content, not the media
@@ -24,6 +37,9 @@ struct UnpackResult {
 // such an entry fails the unpack with InvalidArgument naming the entry. Corrupt or truncated
 // archives fail with InvalidArgument too. On failure the caller removes `dest_dir` (its content is
 // undefined); nothing outside it was touched. Thread-safe (no chdir, no shared state).
-absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path, const std::string& dest_dir);
+//
+// A layer over a limit fails with ResourceExhausted naming it. Sparse files stay sparse.
+absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path, const std::string& dest_dir,
+                                         const UnpackLimits& limits = {});
 
 }  // namespace berth::image

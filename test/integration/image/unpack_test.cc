@@ -8,6 +8,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -49,10 +51,10 @@ class UnpackTest : public ::testing::Test {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  absl::StatusOr<UnpackResult> Unpack(const Blob& blob) {
+  absl::StatusOr<UnpackResult> Unpack(const Blob& blob, const UnpackLimits& limits = {}) {
     const std::string path = dir_ + "/blob";
     std::ofstream(path, std::ios::binary | std::ios::trunc) << blob.bytes;
-    return UnpackLayer(path, dest_);
+    return UnpackLayer(path, dest_, limits);
   }
 
   // The sentinel tree is exactly as SetUp made it and nothing appeared next to the layer.
@@ -234,6 +236,107 @@ TEST_F(UnpackTest, CorruptDataIsRefused) {
   Blob empty;
   EXPECT_EQ(Unpack(empty).status().code(), absl::StatusCode::kInvalidArgument);
   ExpectOutsideUntouched();
+}
+
+std::string Deep(int components, const std::string& leaf) {
+  std::string path;
+  for (int i = 0; i < components; ++i) path += "d/";
+  return path + leaf;
+}
+
+TEST_F(UnpackTest, ThousandsOfMissingParentsNeitherCrashNorRecurse) {
+  // One file under 2000 directories the layer never lists (under PATH_MAX): each was a stack
+  // frame with a 4 KiB buffer, and the gRPC thread's stack overflowed.
+  LayerBuilder layer;
+  layer.File(Deep(2000, "f"), "deep");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build(), {.max_depth = 4096});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Slurp(dest_ + "/" + Deep(2000, "f")), "deep");
+  // With the default depth bound it is refused, naming the setting.
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  r = Unpack(layer.Build());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("images.max_path_depth"));
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, SymlinksCannotDeepenAPathPastTheBound) {
+  // A two-component name whose link leads 100 components down.
+  LayerBuilder layer;
+  layer.Symlink("l", Deep(100, "x")).File("l/f", "deep");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build(), {.max_depth = 50});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("images.max_path_depth"));
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, MissingParentsAreCreatedThroughDanglingSymlinks) {
+  LayerBuilder layer;
+  layer.Symlink("lib", "usr/lib64").File("lib/x/y/f", "via link");
+  absl::StatusOr<UnpackResult> r = Unpack(layer.Build());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Slurp(dest_ + "/usr/lib64/x/y/f"), "via link");
+  // A file in the way of a directory is an error, not a loop.
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  LayerBuilder blocked;
+  blocked.File("a", "file").File("a/b/c", "x");
+  EXPECT_EQ(Unpack(blocked.Build()).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, EntriesAndBytesAreBounded) {
+  LayerBuilder many;
+  for (int i = 0; i < 20; ++i) many.File("f" + std::to_string(i), "x");
+  absl::StatusOr<UnpackResult> r = Unpack(many.Build(), {.max_entries = 10});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("images.max_layer_entries"));
+
+  // A gzip bomb: a few KiB that expand to 8 MiB.
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  Blob bomb = LayerBuilder().File("zeros", std::string(8 << 20, '\0')).Build(Compression::kGzip);
+  ASSERT_LT(bomb.bytes.size(), 64u << 10);
+  r = Unpack(bomb, {.max_bytes = 1 << 20});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("images.max_layer_size"));
+
+  // The image's budget is shared by its layers.
+  std::atomic<int64_t> image{(6 << 20)};
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  Blob layer = LayerBuilder().File("f", std::string(3 << 20, 'x')).Build();
+  r = Unpack(layer, {.image_bytes = &image, .max_image_bytes = 8 << 20});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("images.max_image_size"));
+  ExpectOutsideUntouched();
+}
+
+TEST_F(UnpackTest, SparseFilesStaySparse) {
+  // GNU tar's sparse format, from a 1 GiB file with one byte written in its middle.
+  const std::string src = dir_ + "/src";
+  std::filesystem::create_directories(src);
+  {
+    std::ofstream f(src + "/sparse", std::ios::binary);
+    f.seekp(512 << 20);
+    f << 'x';
+  }
+  std::filesystem::resize_file(src + "/sparse", int64_t{1} << 30);
+  const std::string tar = dir_ + "/sparse.tar";
+  ASSERT_EQ(std::system(("tar --sparse -C " + src + " -cf " + tar + " sparse").c_str()), 0);
+  ASSERT_LT(std::filesystem::file_size(tar), 1u << 20);
+  Blob blob;
+  blob.bytes = Slurp(tar);
+  absl::StatusOr<UnpackResult> r = Unpack(blob);
+  ASSERT_TRUE(r.ok()) << r.status();
+  struct stat st;
+  ASSERT_EQ(::stat((dest_ + "/sparse").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, int64_t{1} << 30);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20);
+  std::ifstream f(dest_ + "/sparse", std::ios::binary);
+  f.seekg(512 << 20);
+  EXPECT_EQ(f.get(), 'x');
 }
 
 }  // namespace

@@ -86,6 +86,10 @@ images:
     - {prefix: gcr.io, location: "127.0.0.1:5000"}
   auth_file: /etc/auth.json
   parallel_downloads: 8
+  max_layer_size: 1000
+  max_image_size: 2000
+  max_layer_entries: 30
+  max_path_depth: 40
   pinned: ["registry.k8s.io/pause*"]
 streaming: {address: 0.0.0.0, port: 10010, idle_timeout: 1h30m, tls_cert: /c, tls_key: /k}
 metrics: {enabled: false, address: "[::1]:9090"}
@@ -111,6 +115,10 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_FALSE(c.images.registries[2].insecure);
   EXPECT_EQ(c.images.auth_file, "/etc/auth.json");
   EXPECT_EQ(c.images.parallel_downloads, 8);
+  EXPECT_EQ(c.images.max_layer_size, 1000);
+  EXPECT_EQ(c.images.max_image_size, 2000);
+  EXPECT_EQ(c.images.max_layer_entries, 30);
+  EXPECT_EQ(c.images.max_path_depth, 40);
   EXPECT_THAT(c.images.pinned, ElementsAre("registry.k8s.io/pause*"));
   EXPECT_EQ(c.streaming.address, "0.0.0.0");
   EXPECT_EQ(c.streaming.port, 10010);
@@ -222,6 +230,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "out of range"},
         BadCase{"images: {parallel_downloads: 65}\n", "test.yaml:1:",
                 "images.parallel_downloads", "out of range"},
+        BadCase{"images: {max_layer_size: 0}\n", "test.yaml:1:", "images.max_layer_size",
+                "at least 1"},
+        BadCase{"images: {max_path_depth: 5000}\n", "test.yaml:1:", "images.max_path_depth",
+                "out of range"},
+        BadCase{"images: {max_layer_entries: many}\n", "test.yaml:1:",
+                "images.max_layer_entries", "expected an integer"},
         BadCase{"images:\n  registries:\n    - {insecure: true}\n", "test.yaml:3:",
                 "images.registries[0].prefix", "required"},
         BadCase{"images:\n  registries:\n    - {prefix: a}\n    - {prefix: a}\n", "test.yaml:4:",
