@@ -28,6 +28,7 @@
 #include "image/rootfs.h"
 #include "pod/container_spec.h"
 #include "pod/lookup.h"
+#include "pod/request_limits.h"
 #include "nlohmann/json.hpp"
 #include "pod/runtime.h"
 
@@ -322,6 +323,11 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
                                                      const ContainerSpec& spec) {
   if (spec.name.empty()) return absl::InvalidArgumentError("config.metadata.name is empty");
   if (spec.image.empty()) return absl::InvalidArgumentError("config.image.image is empty");
+  RETURN_IF_ERROR(CheckLength("config.metadata.name", spec.name, kMaxNameLength));
+  RETURN_IF_ERROR(CheckMetadata("config.labels", spec.labels));
+  RETURN_IF_ERROR(CheckMetadata("config.annotations", spec.annotations));
+  // kubelet's "<container name>/<restart count>.log": it must stay in the pod's log directory.
+  RETURN_IF_ERROR(CheckConfinedPath("config.log_path", spec.log_path));
   ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(sandbox_id));
   if (sandbox->state != Sandbox::State::kReady) {
     return absl::FailedPreconditionError(
@@ -387,7 +393,13 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
 
   pid_t target_pid = 0;
   if (spec.security.pid_mode == NamespaceMode::kTarget) {
+    // Only a container of the same pod: another pod's processes are not this one's to see.
     absl::StatusOr<ContainerPtr> target = Get(spec.security.target_id);
+    if (target.ok() && (*target)->sandbox_id != sandbox->id) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "namespace_options.target_id: container \"", spec.security.target_id,
+          "\" is not in pod sandbox ", sandbox->id));
+    }
     if (target.ok() && (*target)->state == Container::State::kRunning) target_pid = (*target)->pid;
   }
   ContainerSpecInput input{.container = &c,

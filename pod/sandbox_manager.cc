@@ -24,6 +24,7 @@
 #include "image/rootfs.h"
 #include "pod/monitor.h"
 #include "pod/oci_spec.h"
+#include "pod/request_limits.h"
 #include "pod/resources.h"
 #include "pod/runtime.h"
 
@@ -59,6 +60,22 @@ absl::Status Validate(const SandboxSpec& spec, const config::Config& config,
   if (spec.name.empty()) return absl::InvalidArgumentError("metadata.name is empty");
   if (spec.namespace_name.empty()) return absl::InvalidArgumentError("metadata.namespace is empty");
   if (spec.uid.empty()) return absl::InvalidArgumentError("metadata.uid is empty");
+  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"metadata.name", &spec.name},
+                                     {"metadata.namespace", &spec.namespace_name},
+                                     {"metadata.uid", &spec.uid},
+                                     {"hostname", &spec.hostname}}) {
+    RETURN_IF_ERROR(CheckLength(field, *value, kMaxNameLength));
+  }
+  RETURN_IF_ERROR(CheckMetadata("labels", spec.labels));
+  RETURN_IF_ERROR(CheckMetadata("annotations", spec.annotations));
+  if (!spec.log_directory.empty()) {
+    // kubelet's /var/log/pods/<namespace>_<name>_<uid>: a host directory it chose.
+    if (spec.log_directory.front() != '/') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log_directory \"", spec.log_directory, "\" must be absolute"));
+    }
+    RETURN_IF_ERROR(CheckConfinedPath("log_directory", spec.log_directory.substr(1)));
+  }
   if (!config.runtimes.contains(handler)) {
     std::vector<std::string> names;
     for (const auto& [name, h] : config.runtimes) names.push_back(name);

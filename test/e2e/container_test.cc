@@ -570,6 +570,51 @@ TEST_P(ContainerTest, BadBinaryIsAClearErrorAndLeavesNothing) {
             absl::StatusCode::kNotFound);
 }
 
+// What kubelet never sends, because the apiserver validated it, is refused the same way when a
+// client talks to the socket directly: nothing is created, nothing written outside the pod's log
+// directory, no process joins another pod.
+TEST_P(ContainerTest, RequestsBeyondKubeletsBoundsAreRefusedAndChangeNothing) {
+  auto refused = [&](const runtime::v1::ContainerConfig& config, const std::string& what) {
+    absl::StatusOr<std::string> id = Create(config);
+    EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument) << what << ": " << id.status();
+    EXPECT_THAT(std::string(id.status().message()), HasSubstr(what));
+  };
+  runtime::v1::ContainerConfig escape = Config("escape", {"true"});
+  escape.set_log_path("../../escape.log");
+  refused(escape, "config.log_path");
+  escape.set_log_path(daemon_->dir() + "/absolute.log");
+  refused(escape, "config.log_path");
+  EXPECT_FALSE(std::filesystem::exists(daemon_->dir() + "/escape.log"));
+  EXPECT_FALSE(std::filesystem::exists(daemon_->dir() + "/absolute.log"));
+  runtime::v1::ContainerConfig big = Config("big", {"true"});
+  (*big.mutable_annotations())["a"] = std::string(300 << 10, 'a');
+  refused(big, "config.annotations");
+  refused(Config(std::string(300, 'n'), {"true"}), "config.metadata.name");
+
+  // A container of another pod is no target for this pod's process namespace.
+  absl::StatusOr<std::string> other = RunPod("other");
+  ASSERT_TRUE(other.ok()) << other.status();
+  runtime::v1::ContainerConfig theirs = Config("theirs", {"sleep", "60"});
+  absl::StatusOr<std::string> target = Create(theirs, *other);
+  ASSERT_TRUE(target.ok()) << target.status();
+  ASSERT_TRUE(Start(*target).ok());
+  runtime::v1::ContainerConfig peek = Config("peek", {"true"});
+  auto* ns = peek.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+  ns->set_pid(runtime::v1::TARGET);
+  ns->set_target_id(*target);
+  refused(peek, "is not in pod sandbox");
+
+  runtime::v1::RunPodSandboxRequest pod;
+  *pod.mutable_config() = PodConfig("labelled");
+  (*pod.mutable_config()->mutable_labels())["l"] = std::string(300 << 10, 'l');
+  absl::Status run = cri().Call(&RuntimeService::Stub::RunPodSandbox, pod).status();
+  EXPECT_EQ(run.code(), absl::StatusCode::kInvalidArgument) << run;
+  runtime::v1::ListContainersRequest containers;
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListContainers, containers)->containers_size(), 1);
+  runtime::v1::ListPodSandboxRequest pods;
+  EXPECT_EQ(cri().Call(&RuntimeService::Stub::ListPodSandbox, pods)->items_size(), 2);
+}
+
 TEST_P(ContainerTest, ReopenContainerLog) {
   absl::StatusOr<std::string> id = CreateAndStart(
       Config("rotate", {"sh", "-c", "echo one; while true; do sleep 0.2; echo tick; done"}));
