@@ -3,9 +3,11 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
 #include "base/sqlite.h"
@@ -46,6 +48,16 @@ sigset_t DaemonSignals() {
 absl::Status MakeStateDirs(const config::Config& config) {
   RETURN_IF_ERROR(MakeDirs(config.root, 0711));
   RETURN_IF_ERROR(MakeDirs(config.run_root, 0711));
+  // What holds container root filesystems, pod files and shm, and default logs is root's alone:
+  // through a world-readable path any host user could run a setuid binary or open a device node
+  // that container root planted (the CVE-2021-41103 class). Directories an older berth made
+  // 0755 are narrowed too.
+  for (const std::string& dir :
+       {config.root + "/containers", config.root + "/sandboxes", config.root + "/logs",
+        config.run_root + "/pods"}) {
+    RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    if (::chmod(dir.c_str(), 0700) != 0) return ErrnoToStatus(errno, absl::StrCat("chmod ", dir));
+  }
   return absl::OkStatus();
 }
 

@@ -205,6 +205,22 @@ TEST(DaemonTest, SocketIsGroupOnly) {
   EXPECT_EQ(st.st_uid, 0u);
 }
 
+TEST(DaemonTest, ContainerContentsAreRootsAlone) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  // As an older berth left it: world-readable.
+  ASSERT_TRUE(MakeDirs((*daemon)->root() + "/containers", 0755).ok());
+  ASSERT_EQ(::chmod(((*daemon)->root() + "/containers").c_str(), 0755), 0);
+  ASSERT_TRUE((*daemon)->Start().ok()) << (*daemon)->Log();
+  for (const std::string& dir :
+       {(*daemon)->root() + "/containers", (*daemon)->root() + "/sandboxes",
+        (*daemon)->root() + "/logs", (*daemon)->run_root() + "/pods"}) {
+    struct stat st;
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0) << dir;
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << dir;
+  }
+}
+
 TEST(DaemonTest, SigtermExitsCleanly) {
   auto daemon = Started();
   ASSERT_NE(daemon, nullptr);
