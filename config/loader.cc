@@ -269,6 +269,9 @@ class YamlApplier {
            c.monitor.log_size_max = value;
            return absl::OkStatus();
          }},
+        {"exec_sync_output_max", [&](const YAML::Node& v, const std::string& k) {
+           return IntIn(v, k, 4096, int64_t{1} << 30, c.monitor.exec_sync_output_max);
+         }},
     });
   }
 
@@ -629,6 +632,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "monitor" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << c.monitor.path;
   out << YAML::Key << "log_size_max" << YAML::Value << c.monitor.log_size_max;
+  out << YAML::Key << "exec_sync_output_max" << YAML::Value << c.monitor.exec_sync_output_max;
   out << YAML::EndMap;
   out << YAML::Key << "pause" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "image" << YAML::Value << YAML::DoubleQuoted << c.pause.image;
@@ -711,7 +715,10 @@ std::string ToJson(const Config& c) {
       {"cgroup_manager", c.cgroup_manager},
       {"default_runtime", c.default_runtime},
       {"runtimes", runtimes},
-      {"monitor", {{"path", c.monitor.path}, {"log_size_max", c.monitor.log_size_max}}},
+      {"monitor",
+       {{"path", c.monitor.path},
+        {"log_size_max", c.monitor.log_size_max},
+        {"exec_sync_output_max", c.monitor.exec_sync_output_max}}},
       {"pause", {{"image", c.pause.image}}},
       {"network",
        {{"conf_dir", c.network.conf_dir},

@@ -121,7 +121,7 @@ int Main(int argc, char** argv) {
   const int signal_fd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (signal_fd < 0) Fail(Errno("signalfd"));
 
-  CriLog log(o.log_path, o.log_size_max);
+  CriLog log(o.log_path, o.log_size_max, o.log_global_size_max);
   if (int err = log.Open(); err != 0) {
     errno = err;
     Fail(Errno("open log " + o.log_path));

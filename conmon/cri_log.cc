@@ -81,6 +81,10 @@ void CriLog::Emit(Stream stream, std::string_view line, bool partial) {
   head += Name(stream);
   head += partial ? " P " : " F ";
   const int64_t size = static_cast<int64_t>(head.size() + line.size() + 1);
+  if (global_size_max_ > 0 && written_in_all_ + size > global_size_max_) {
+    written_in_all_ = global_size_max_;  // full: no smaller record slips in later either
+    return;
+  }
   if (size_max_ > 0 && written_ > 0 && written_ + size > size_max_) {
     // conmon's rule: the file starts over, so kubelet never reads a record cut in half.
     if (::ftruncate(fd_, 0) == 0) written_ = 0;
@@ -90,6 +94,7 @@ void CriLog::Emit(Stream stream, std::string_view line, bool partial) {
                   {const_cast<char*>("\n"), 1}};
   WriteAll(fd_, iov, 3);
   written_ += size;
+  written_in_all_ += size;
 }
 
 void CriLog::Write(Stream stream, std::string_view data) {

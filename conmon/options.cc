@@ -14,6 +14,7 @@ enum LongOnly {
   kRuntimeArg = 1000,
   kRuntimeOpt,
   kLogSizeMax,
+  kLogGlobalSizeMax,
   kExitDir,
   kLeaveStdinOpen,
   kNoSyncLog,
@@ -61,7 +62,7 @@ const option kOptions[] = {
     // Accepted for compatibility; they change nothing a CRI client sees.
     {"log-level", required_argument, nullptr, kIgnoredWithValue},
     {"log-tag", required_argument, nullptr, kIgnoredWithValue},
-    {"log-global-size-max", required_argument, nullptr, kIgnoredWithValue},
+    {"log-global-size-max", required_argument, nullptr, kLogGlobalSizeMax},
     {"exit-delay", required_argument, nullptr, kIgnoredWithValue},
     {"exit-command", required_argument, nullptr, kIgnoredWithValue},
     {"exit-command-arg", required_argument, nullptr, kIgnoredWithValue},
@@ -103,6 +104,12 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
           return std::string("--log-size-max: not a number: ") + optarg;
         }
         o->log_size_max = number;
+        break;
+      case kLogGlobalSizeMax:
+        if (!ParseInt(optarg, LLONG_MIN, LLONG_MAX, &number)) {
+          return std::string("--log-global-size-max: not a number: ") + optarg;
+        }
+        o->log_global_size_max = number;
         break;
       case kExitDir: o->exit_dir = optarg; break;
       case '0': o->persist_dir = optarg; break;

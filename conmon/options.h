@@ -19,6 +19,7 @@ struct Options {
   std::string bundle;              // -b/--bundle (default: the working directory)
   std::string log_path;            // -l/--log-path, "k8s-file:" prefix allowed
   int64_t log_size_max = -1;       // --log-size-max
+  int64_t log_global_size_max = -1;  // --log-global-size-max: all records ever written, then none
   std::string exit_dir;            // --exit-dir
   std::string persist_dir;         // --persist-dir (-0)
   std::string conmon_pidfile;      // -P/--conmon-pidfile

@@ -253,7 +253,11 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
   };
   ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
   absl::StatusOr<ExecResult> result = monitor.Exec(
-      {.container_id = c->id, .process_json = process, .work_dir = work, .timeout = timeout});
+      {.container_id = c->id,
+       .process_json = process,
+       .work_dir = work,
+       .timeout = timeout,
+       .output_max = static_cast<size_t>(config->monitor.exec_sync_output_max)});
   // A probe racing the container's exit gets the runtime's many ways of saying so ("cannot exec
   // in a stopped container", a namespace that is gone, a broken pipe): say it once, plainly.
   if (absl::IsInternal(result.status()) &&

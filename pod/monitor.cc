@@ -127,6 +127,8 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
       "--bundle", spec.work_dir,
       "--container-pidfile", spec.work_dir + "/pidfile",
       "--log-path", log_path,
+      // The monitor stops recording there: the output is bounded while it is written.
+      "--log-global-size-max", std::to_string(spec.output_max),
       // Upstream conmon sets up an attach socket for exec sessions too.
       "--socket-dir-path", spec.work_dir,
       "--exec", "--exec-process-spec", process_path,
@@ -165,8 +167,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
     }
     return absl::InternalError(absl::StrCat(what, ": ", message.empty() ? "failed" : message));
   }
-  absl::StatusOr<std::string> log = ReadFile(log_path);
-  CriLogStreams streams = ParseCriLog(log.ok() ? *log : "", spec.output_max);
+  ASSIGN_OR_RETURN(CriLogStreams streams, ReadCriLog(log_path, spec.output_max));
   return ExecResult{code, std::move(streams.stdout_data), std::move(streams.stderr_data)};
 }
 

@@ -33,7 +33,8 @@ struct ExecSpec {
   std::string process_json;  // the OCI "process" object
   std::string work_dir;      // private scratch directory: process spec, log, pid file
   std::chrono::seconds timeout{0};  // 0 = none
-  size_t output_max = 16 << 20;     // per stream; more is cut off
+  // Bytes of log the monitor writes (both streams with their record headers); more is not kept.
+  size_t output_max = 16 << 20;
 };
 
 struct ExecResult {

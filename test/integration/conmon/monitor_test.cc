@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -117,13 +118,14 @@ class MonitorTest : public ::testing::TestWithParam<std::string> {
   }
 
   absl::StatusOr<ExecResult> Exec(const std::string& id, std::vector<std::string> args,
-                                  int timeout = 0) {
-    const std::string work = absl::StrCat(dir_, "/exec-", exec_count_++);
-    RETURN_IF_ERROR(MakeDirs(work));
+                                  int timeout = 0, size_t output_max = 16 << 20) {
+    last_exec_dir_ = absl::StrCat(dir_, "/exec-", exec_count_++);
+    RETURN_IF_ERROR(MakeDirs(last_exec_dir_));
     return monitor_->Exec({.container_id = id,
                            .process_json = Process(std::move(args)).dump(),
-                           .work_dir = work,
-                           .timeout = std::chrono::seconds(timeout)});
+                           .work_dir = last_exec_dir_,
+                           .timeout = std::chrono::seconds(timeout),
+                           .output_max = output_max});
   }
 
   std::string dir_;
@@ -131,6 +133,7 @@ class MonitorTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<RuncRuntime> runtime_;
   std::unique_ptr<ConmonMonitor> monitor_;
   int exec_count_ = 0;
+  std::string last_exec_dir_;
 };
 
 TEST_P(MonitorTest, WritesTheCriLogAndTheExitCode) {
@@ -235,6 +238,27 @@ TEST_P(MonitorTest, ExecReturnsOutputAndExitCode) {
   ASSERT_TRUE(big.ok()) << big.status();
   EXPECT_EQ(big->exit_code, 0);
   EXPECT_EQ(big->stdout_data, std::string(100000, 'x'));
+}
+
+// A probe that prints without end (the CVE-2022-1708 pattern): the monitor stops recording at the
+// bound, the file never grows past it, and what comes back is cut there.
+TEST_P(MonitorTest, ExecOutputIsBoundedWhileItIsWritten) {
+  ASSERT_TRUE(Create(Id("execbig"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("execbig")).ok());
+  constexpr size_t kMax = 1 << 20;
+  absl::StatusOr<ExecResult> r = Exec(
+      Id("execbig"), {"sh", "-c", "head -c 200000000 /dev/zero | tr '\\0' x; echo done >&2"},
+      /*timeout=*/120, kMax);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_GT(r->stdout_data.size(), kMax / 2);
+  EXPECT_LE(r->stdout_data.size() + r->stderr_data.size(), kMax);
+  EXPECT_EQ(r->stdout_data.find_first_not_of('x'), std::string::npos);
+  struct stat st;
+  ASSERT_EQ(::stat((last_exec_dir_ + "/exec.log").c_str(), &st), 0);
+  // Upstream conmon stops after the record that crosses the bound, ours before it.
+  const size_t slack = GetParam() == BERTH_CONMON_PATH ? 0 : 64 << 10;
+  EXPECT_LE(static_cast<size_t>(st.st_size), kMax + slack);
 }
 
 TEST_P(MonitorTest, ExecTimesOutAndReportsAMissingBinary) {

@@ -76,7 +76,7 @@ default_runtime: kata
 runtimes:
   runc: {path: /opt/runc}
   kata: {path: /opt/kata, root: /run/kata}
-monitor: {path: /usr/bin/conmon, log_size_max: 8192}
+monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536}
 pause: {image: "registry.k8s.io/pause:3.10"}
 network: {conf_dir: /etc/cni/x, bin_dirs: [/b], default_network: net}
 images:
@@ -106,6 +106,7 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_EQ(c.runtimes.at("kata").root, "/run/kata");
   EXPECT_EQ(c.monitor.path, "/usr/bin/conmon");
   EXPECT_EQ(c.monitor.log_size_max, 8192);
+  EXPECT_EQ(c.monitor.exec_sync_output_max, 65536);
   EXPECT_EQ(c.pause.image, "registry.k8s.io/pause:3.10");
   EXPECT_EQ(c.network.conf_dir, "/etc/cni/x");
   EXPECT_THAT(c.network.bin_dirs, ElementsAre("/b"));
@@ -222,6 +223,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"monitor: {log_size_max: lots}\n", "test.yaml:1:25", "monitor.log_size_max",
                 "expected an integer"},
         BadCase{"monitor: {path: conmon}\n", "test.yaml:1:17", "monitor.path", "absolute"},
+        BadCase{"monitor: {exec_sync_output_max: 100}\n", "test.yaml:1:", "monitor.exec_sync_output_max",
+                "out of range"},
         BadCase{"network: {bin_dirs: []}\n", "test.yaml:1:", "network.bin_dirs", "at least one"},
         BadCase{"network: {bin_dirs: [/a, b]}\n", "test.yaml:1:", "network.bin_dirs[1]",
                 "absolute"},
