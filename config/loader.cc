@@ -573,10 +573,11 @@ absl::Status Validate(const Config& c, const Origins* origins) {
   if (c.images.parallel_downloads < 1 || c.images.parallel_downloads > 64) {
     return fail("images.parallel_downloads", "is out of range 1..64");
   }
-  for (const auto& [key, value] : {std::pair{"images.max_layer_size", c.images.max_layer_size},
-                                   std::pair{"images.max_image_size", c.images.max_image_size},
-                                   std::pair{"images.max_layer_entries", c.images.max_layer_entries},
-                                   std::pair{"images.max_path_depth", c.images.max_path_depth}}) {
+  for (const auto& [key, value] :
+       {std::pair{"images.max_layer_size", c.images.max_layer_size},
+        std::pair{"images.max_image_size", c.images.max_image_size},
+        std::pair{"images.max_layer_entries", c.images.max_layer_entries},
+        std::pair{"images.max_path_depth", c.images.max_path_depth}}) {
     if (value < 1) return fail(key, "must be at least 1");
   }
   if (absl::Status s = CheckHostPort(c.metrics.address); !s.ok()) {

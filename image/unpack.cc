@@ -89,7 +89,8 @@ absl::Status TooDeep(absl::string_view entry, int64_t max_depth) {
 absl::StatusOr<UniqueFd> OpenDirs(int root, std::vector<std::string> parts, absl::string_view entry,
                                   int64_t max_depth) {
   // The common case: the directory is there (symlinks on the way resolved inside the root).
-  absl::StatusOr<UniqueFd> dir = OpenBeneath(root, absl::StrJoin(parts, "/"), O_DIRECTORY | O_RDONLY);
+  absl::StatusOr<UniqueFd> dir =
+      OpenBeneath(root, absl::StrJoin(parts, "/"), O_DIRECTORY | O_RDONLY);
   if (dir.ok()) return dir;
   if (!absl::IsNotFound(dir.status())) return EntryError(entry, dir.status().message());
   int links = 0;
@@ -106,7 +107,8 @@ absl::StatusOr<UniqueFd> OpenDirs(int root, std::vector<std::string> parts, absl
       if (::mkdirat(current.get(), name, 0755) != 0 && errno != EEXIST) {
         return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("mkdir ", parts[i])).message());
       }
-      const int made = ::openat(current.get(), name, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+      const int made =
+          ::openat(current.get(), name, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
       if (made < 0) {
         return EntryError(entry, ErrnoToStatus(errno, absl::StrCat("open ", parts[i])).message());
       }
@@ -122,10 +124,11 @@ absl::StatusOr<UniqueFd> OpenDirs(int root, std::vector<std::string> parts, absl
     if (n <= 0) return EntryError(entry, absl::StrCat(parts[i], " is not a directory"));
     if (++links > 40) return EntryError(entry, "too many levels of symbolic links");
     // Follow the link from the root: what it names, then the rest of the path.
-    std::vector<std::string> resolved = ResolveLink(
-        std::vector<std::string>(parts.begin(), parts.begin() + static_cast<ptrdiff_t>(i)),
-        absl::string_view(target, static_cast<size_t>(n)));
-    resolved.insert(resolved.end(), std::make_move_iterator(parts.begin() + static_cast<ptrdiff_t>(i) + 1),
+    const auto at = parts.begin() + static_cast<ptrdiff_t>(i);
+    std::vector<std::string> resolved =
+        ResolveLink(std::vector<std::string>(parts.begin(), at),
+                    absl::string_view(target, static_cast<size_t>(n)));
+    resolved.insert(resolved.end(), std::make_move_iterator(at + 1),
                     std::make_move_iterator(parts.end()));
     if (static_cast<int64_t>(resolved.size()) > max_depth) return TooDeep(entry, max_depth);
     parts = std::move(resolved);
@@ -235,7 +238,9 @@ absl::Status Unpacker::Entry(archive_entry* e) {
         "more entries than images.max_layer_entries (", limits_.max_entries, ")"));
   }
   ASSIGN_OR_RETURN(std::vector<std::string> parts, Components(name));
-  if (static_cast<int64_t>(parts.size()) > limits_.max_depth) return TooDeep(name, limits_.max_depth);
+  if (static_cast<int64_t>(parts.size()) > limits_.max_depth) {
+    return TooDeep(name, limits_.max_depth);
+  }
   if (parts.empty()) {  // "./": the layer root itself
     if (archive_entry_filetype(e) != AE_IFDIR) return EntryError(name, "the root must be a directory");
     return Attributes(e, name, root_);

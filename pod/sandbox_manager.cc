@@ -60,10 +60,11 @@ absl::Status Validate(const SandboxSpec& spec, const config::Config& config,
   if (spec.name.empty()) return absl::InvalidArgumentError("metadata.name is empty");
   if (spec.namespace_name.empty()) return absl::InvalidArgumentError("metadata.namespace is empty");
   if (spec.uid.empty()) return absl::InvalidArgumentError("metadata.uid is empty");
-  for (const auto& [field, value] : {std::pair<const char*, const std::string*>{"metadata.name", &spec.name},
-                                     {"metadata.namespace", &spec.namespace_name},
-                                     {"metadata.uid", &spec.uid},
-                                     {"hostname", &spec.hostname}}) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"metadata.name", &spec.name},
+        {"metadata.namespace", &spec.namespace_name},
+        {"metadata.uid", &spec.uid},
+        {"hostname", &spec.hostname}}) {
     RETURN_IF_ERROR(CheckLength(field, *value, kMaxNameLength));
   }
   RETURN_IF_ERROR(CheckMetadata("labels", spec.labels));
