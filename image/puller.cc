@@ -24,6 +24,9 @@
 namespace berth::image {
 namespace {
 
+// Image configs are kilobytes (a long history makes a few hundred): far more is not a config.
+constexpr int64_t kMaxConfigBytes = 8 << 20;
+
 void RemoveTree(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
@@ -64,7 +67,10 @@ struct ImagePuller::Job {
 absl::StatusOr<PullResult> ImagePuller::Pull(absl::string_view image,
                                              const std::optional<Credentials>& credentials) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(image));
-  const std::string key = ref.String();
+  // A pull joins another only with the same credentials: one without any must not get an image
+  // through another's (kubelet's AlwaysPullImages relies on each pull being authorised).
+  const std::string key = absl::StrCat(
+      ref.String(), " ", credentials ? CredentialsFingerprint(*credentials) : "configured");
   std::shared_ptr<InFlight> flight;
   bool leader = false;
   {
@@ -75,7 +81,7 @@ absl::StatusOr<PullResult> ImagePuller::Pull(absl::string_view image,
     leader = inserted;
   }
   if (!leader) {
-    spdlog::debug("pull {}: joining the pull in progress", key);
+    spdlog::debug("pull {}: joining the pull in progress", ref.String());
     flight->done.WaitForNotification();
     if (!flight->result.ok()) return flight->result.status();
     return PullResult{flight->result->image, 0};
@@ -144,6 +150,11 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   ASSIGN_OR_RETURN(ImageManifest parsed, ParseManifest(manifest.body));
 
   // The config is small: fetch it whole, verified like any blob.
+  if (parsed.config.size > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("image config ", parsed.config.digest, " of ",
+                                                   parsed.config.size, " bytes: more than ",
+                                                   kMaxConfigBytes, " allowed"));
+  }
   ASSIGN_OR_RETURN(std::string tmp, store_->MakeTempDir("config"));
   absl::Cleanup remove_tmp = [&] { RemoveTree(tmp); };
   RETURN_IF_ERROR(registry_->FetchBlob(source, parsed.config.digest, parsed.config.size,

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <mutex>
@@ -36,6 +37,13 @@ namespace {
 constexpr size_t kMaxManifestBytes = 4 << 20;
 constexpr size_t kMaxTokenBytes = 1 << 20;
 constexpr int kMaxRedirects = 5;
+
+// A string field of a JSON object, "" when missing or of another type (never a throw).
+std::string StringField(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
 constexpr char kAcceptManifests[] =
     "Accept: application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json, "
@@ -191,6 +199,12 @@ bool LooksLikePlainHttp(CURLcode code) {
          code == CURLE_GOT_NOTHING;
 }
 
+// Tokens are per host, scope and credentials: a token got with one pull's credentials never
+// serves another pull's (or a pull without any).
+std::string TokenKey(const std::string& host, const std::string& scope, const Credentials& c) {
+  return absl::StrCat(host, " ", scope, " ", CredentialsFingerprint(c));
+}
+
 std::string HostOf(absl::string_view url) {
   absl::string_view rest = url.substr(url.find("://") == absl::string_view::npos
                                           ? 0
@@ -205,10 +219,26 @@ std::string ErrorDetail(absl::string_view body) {
     return std::string(body.substr(0, 200));
   }
   const nlohmann::json& e = j["errors"][0];
-  return absl::StrCat(e.value("code", ""), ": ", e.value("message", ""));
+  return absl::StrCat(StringField(e, "code"), ": ", StringField(e, "message"));
 }
 
 }  // namespace
+
+absl::Status MaySendCredentials(absl::string_view url, bool insecure_source,
+                                const Credentials& credentials) {
+  if (credentials.empty() || insecure_source || absl::StartsWithIgnoreCase(url, "https://")) {
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(
+      absl::StrCat("token service ", url, " is not HTTPS: the credentials are not sent there"));
+}
+
+std::string CredentialsFingerprint(const Credentials& c) {
+  if (c.empty()) return "anonymous";
+  return DigestOf(absl::StrCat(c.username.size(), ":", c.username, c.password.size(), ":",
+                               c.password, c.identity_token.size(), ":", c.identity_token,
+                               c.registry_token.size(), ":", c.registry_token));
+}
 
 struct CurlRegistryClient::Impl {
   explicit Impl(Options o) : options(std::move(o)) {
@@ -329,7 +359,9 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
   }
   std::string scope = param("scope");
   if (scope.empty()) scope = absl::StrCat("repository:", source.repository, ":pull");
-  const std::string key = absl::StrCat(source.host, " ", scope);
+  const std::string key = TokenKey(source.host, scope, credentials);
+  RETURN_IF_ERROR(Annotate(MaySendCredentials(realm, source.insecure, credentials),
+                           Context(source)));
   {
     absl::MutexLock lock(&mu);
     auto it = tokens.find(key);
@@ -366,13 +398,16 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
         ")"));
   }
   nlohmann::json j = nlohmann::json::parse(sink.body(), nullptr, false);
-  std::string token;
-  if (j.is_object()) token = j.value("token", j.value("access_token", ""));
+  std::string token = StringField(j, "token");
+  if (token.empty()) token = StringField(j, "access_token");
   if (r.status != 200 || token.empty()) {
     return absl::UnavailableError(absl::StrCat(Context(source), ": token service ", realm,
                                                " answered HTTP ", r.status, " without a token"));
   }
-  const int64_t expires_in = j.is_object() ? j.value("expires_in", int64_t{60}) : 60;
+  int64_t expires_in = 60;
+  if (auto it = j.find("expires_in"); it != j.end() && it->is_number_integer()) {
+    expires_in = std::clamp<int64_t>(it->get<int64_t>(), 1, 24 * 3600);
+  }
   const std::string header = absl::StrCat("Bearer ", token);
   absl::MutexLock lock(&mu);
   tokens[key] = {header, absl::Now() + absl::Seconds(std::max<int64_t>(expires_in - 5, 1))};
@@ -390,7 +425,8 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
     authorization = absl::StrCat("Bearer ", credentials.registry_token);
   } else {
     absl::MutexLock lock(&mu);
-    auto it = tokens.find(absl::StrCat(source.host, " repository:", source.repository, ":pull"));
+    auto it = tokens.find(TokenKey(
+        source.host, absl::StrCat("repository:", source.repository, ":pull"), credentials));
     if (it != tokens.end() && it->second.expires > absl::Now()) authorization = it->second.header;
   }
   bool challenged = false;
@@ -416,11 +452,13 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
       }
       const std::string location = r.Header("location");
       if (r.curl != CURLE_OK || r.status < 300 || r.status >= 400 || location.empty()) break;
-      // Blob storage redirects: the registry's credentials stay with the registry.
-      url = absl::StrContains(location, "://")
-                ? location
-                : absl::StrCat(scheme, "://", source.host, location);
-      send_auth = HostOf(url) == source.host;
+      // Blob storage redirects: the registry's credentials stay with the registry, and never
+      // leave TLS for plain HTTP.
+      const bool was_tls = absl::StartsWithIgnoreCase(url, "https://");
+      const std::string origin = url.substr(0, url.find('/', url.find("://") + 3));
+      url = absl::StrContains(location, "://") ? location : absl::StrCat(origin, location);
+      send_auth = send_auth && HostOf(url) == source.host &&
+                  !(was_tls && absl::StartsWithIgnoreCase(url, "http://"));
     }
     if (r.curl != CURLE_OK && !sink.status().ok()) {
       return Annotate(sink.status(), absl::StrCat(context, path));
@@ -507,12 +545,12 @@ absl::StatusOr<RegistryClient::Manifest> CurlRegistryClient::GetManifest(
       absl::string_view(r.Header("content-type")).substr(0, r.Header("content-type").find(';'))));
   nlohmann::json j = nlohmann::json::parse(m.body, nullptr, false);
   if (!IsIndexMediaType(m.media_type) && !IsManifestMediaType(m.media_type) && j.is_object()) {
-    m.media_type = j.value("mediaType", "");
+    m.media_type = StringField(j, "mediaType");
     if (m.media_type.empty() && j.contains("manifests")) m.media_type = kOciIndex;
     if (m.media_type.empty() && j.contains("layers")) m.media_type = kOciManifest;
   }
   if (absl::StartsWith(m.media_type, "application/vnd.docker.distribution.manifest.v1") ||
-      (j.is_object() && j.value("schemaVersion", 0) == 1)) {
+      (j.is_object() && j.contains("schemaVersion") && j["schemaVersion"] == 1)) {
     return absl::FailedPreconditionError(
         absl::StrCat("manifest ", what, ": Docker schema 1 manifests are not supported"));
   }

@@ -28,6 +28,15 @@ struct Credentials {
   bool operator==(const Credentials&) const = default;
 };
 
+// Tells credentials apart without holding them: "anonymous", or a digest of them. Tokens and
+// in-flight pulls are keyed by it, so one caller's credentials never serve another.
+std::string CredentialsFingerprint(const Credentials& credentials);
+
+// Whether `credentials` may go to the token service at `url`: over TLS only, unless the registry
+// itself is an insecure source (then there is no TLS to keep them in anyway).
+absl::Status MaySendCredentials(absl::string_view url, bool insecure_source,
+                                const Credentials& credentials);
+
 // Builds credentials from the fields of a CRI AuthConfig. `auth` is base64("user:password") and,
 // when set, wins over username/password. InvalidArgument if `auth` does not decode to "user:pass".
 absl::StatusOr<Credentials> CredentialsFromAuthConfig(absl::string_view username,

@@ -12,7 +12,11 @@
 #include <functional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "image/registry.h"
@@ -29,10 +33,15 @@ using ::berth::testing::LayerBuilder;
 using ::berth::testing::TestRegistry;
 using ::testing::HasSubstr;
 
-// Accepts connections on a loopback port and hands each to `handler` (in the server's thread).
+// Accepts connections on a loopback port and hands each, with its request head, to `handler`
+// (in the server's thread).
 class ScriptedServer {
  public:
   explicit ScriptedServer(std::function<void(int fd, int n)> handler)
+      : ScriptedServer([handler = std::move(handler)](int fd, int n, const std::string&) {
+          handler(fd, n);
+        }) {}
+  explicit ScriptedServer(std::function<void(int fd, int n, const std::string& request)> handler)
       : handler_(std::move(handler)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -52,14 +61,15 @@ class ScriptedServer {
         }
         const int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (conn < 0) continue;
-        if (!ReadRequest(conn)) {
+        std::string request;
+        if (!ReadRequest(conn, &request)) {
           // A TLS hello (the client tries https first): answer as a plain HTTP server would.
           Send(conn, "HTTP/1.0 400 Bad Request\r\n\r\n");
           ::close(conn);
           --n;
           continue;
         }
-        handler_(conn, n);
+        handler_(conn, n, request);
         ::close(conn);
       }
     });
@@ -78,8 +88,8 @@ class ScriptedServer {
 
  private:
   // Reads an HTTP request head; false for anything else (a TLS hello starts with 0x16).
-  static bool ReadRequest(int fd) {
-    std::string request;
+  static bool ReadRequest(int fd, std::string* out) {
+    std::string& request = *out;
     char buf[4096];
     while (request.find("\r\n\r\n") == std::string::npos) {
       const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -90,7 +100,7 @@ class ScriptedServer {
     return true;
   }
 
-  std::function<void(int, int)> handler_;
+  std::function<void(int, int, const std::string&)> handler_;
   int fd_;
   std::string host_;
   std::atomic<bool> stop_{false};
@@ -267,6 +277,61 @@ TEST_F(RegistryClientTest, TransientErrorsAreRetried) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(s.ToString(), HasSubstr("after 3 attempts"));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/down"));
+}
+
+// The value of header `name` (lower case) in a request head, "" if absent.
+std::string RequestHeader(const std::string& request, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(request, "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon != absl::string_view::npos &&
+        absl::AsciiStrToLower(line.substr(0, colon)) == name) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  }
+  return "";
+}
+
+void Answer(int fd, const std::string& status, const std::string& headers, const std::string& body) {
+  ScriptedServer::Send(fd, absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Length: ", body.size(),
+                                        "\r\nConnection: close\r\n", headers, "\r\n", body));
+}
+
+// A registry whose token service hands each caller a token of its own: alice's token reads the
+// manifest, an anonymous one does not. A cached token must never cross from one to the other.
+TEST_F(RegistryClientTest, TokensAreNotSharedAcrossCredentials) {
+  const std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]})";
+  std::string host;
+  ScriptedServer server([&](int fd, int, const std::string& request) {
+    const std::string auth = RequestHeader(request, "authorization");
+    if (absl::StartsWith(request, "GET /token")) {
+      std::string alice;
+      absl::Base64Escape("alice:pw", &alice);
+      const std::string token = auth == "Basic " + alice ? "tok-alice" : "tok-anon";
+      Answer(fd, "200 OK", "Content-Type: application/json\r\n",
+             absl::StrCat(R"({"token":")", token, R"(","expires_in":"soon"})"));
+      return;
+    }
+    if (auth == "Bearer tok-alice") {
+      Answer(fd, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+             manifest);
+      return;
+    }
+    Answer(fd, "401 Unauthorized",
+           absl::StrCat(R"(WWW-Authenticate: Bearer realm="http://)", host,
+                        R"(/token",service="s",scope="repository:repo:pull")", "\r\n"),
+           R"({"errors":[{"code":"UNAUTHORIZED","message":{"not":"a string"}}]})");
+  });
+  host = server.host();
+  const Source source = At(server.host(), "repo");
+  Credentials alice{.username = "alice", .password = "pw"};
+  absl::StatusOr<RegistryClient::Manifest> m = client_.GetManifest(source, "v1", alice);
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::StatusOr<RegistryClient::Manifest> anonymous = client_.GetManifest(source, "v1", {});
+  EXPECT_EQ(anonymous.status().code(), absl::StatusCode::kUnauthenticated) << anonymous.status();
+  Credentials bob{.username = "bob", .password = "pw"};
+  EXPECT_EQ(client_.GetManifest(source, "v1", bob).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(client_.GetManifest(source, "v1", alice).ok());
 }
 
 }  // namespace

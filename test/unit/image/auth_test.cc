@@ -49,6 +49,29 @@ TEST(CredentialsTest, FromAuthConfig) {
             absl::StatusCode::kInvalidArgument);  // "nocolon"
 }
 
+TEST(CredentialsTest, FingerprintsTellCallersApartWithoutHoldingSecrets) {
+  const Credentials alice{.username = "alice", .password = "pw"};
+  EXPECT_EQ(CredentialsFingerprint({}), "anonymous");
+  EXPECT_EQ(CredentialsFingerprint(alice), CredentialsFingerprint(alice));
+  EXPECT_NE(CredentialsFingerprint(alice), CredentialsFingerprint({.username = "alice"}));
+  // Field boundaries count: "ab"+"c" is not "a"+"bc".
+  EXPECT_NE(CredentialsFingerprint({.username = "ab", .password = "c"}),
+            CredentialsFingerprint({.username = "a", .password = "bc"}));
+  EXPECT_EQ(CredentialsFingerprint(alice).find("pw"), std::string::npos);
+}
+
+TEST(CredentialsTest, OnlyOverTlsToATokenService) {
+  const Credentials alice{.username = "alice", .password = "pw"};
+  EXPECT_TRUE(MaySendCredentials("https://auth.example/token", false, alice).ok());
+  EXPECT_TRUE(MaySendCredentials("HTTPS://auth.example/token", false, alice).ok());
+  absl::Status plain = MaySendCredentials("http://auth.example/token", false, alice);
+  EXPECT_EQ(plain.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(plain.message(), ::testing::HasSubstr("not HTTPS"));
+  // Anonymous tokens may come over plain HTTP; an insecure registry has no TLS to keep them in.
+  EXPECT_TRUE(MaySendCredentials("http://auth.example/token", false, {}).ok());
+  EXPECT_TRUE(MaySendCredentials("http://auth.example/token", true, alice).ok());
+}
+
 class AuthFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
