@@ -69,7 +69,14 @@ constexpr const char* kAllowed[] = {
     "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate",
     "truncate64", "ugetrlimit", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
     "utimensat_time64", "utimes", "vfork", "vmsplice", "wait4", "waitid", "waitpid", "write",
-    "writev", "arch_prctl", "modify_ldt", "socket", "clone", "personality"};
+    "writev", "arch_prctl", "modify_ldt", "socket"};
+
+// The namespace flags of clone(2): creating namespaces takes CAP_SYS_ADMIN, as with unshare.
+constexpr uint64_t kCloneNamespaceFlags = 0x7E020000;  // NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|
+                                                       // NEWPID|NEWNET
+// personality(2) personas a container may take (moby's list): Linux, Linux32, UNAME26 and both,
+// and the query.
+constexpr uint64_t kPersonalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
 
 // Allowed only with the capability that makes them meaningful.
 struct CapSyscalls {
@@ -117,9 +124,24 @@ std::string RuntimeDefaultSeccomp(const std::vector<std::string>& caps) {
   for (const CapSyscalls& group : kByCapability) {
     if (Has(caps, group.capability)) names.insert(names.end(), group.names.begin(), group.names.end());
   }
+  const bool admin = Has(caps, "CAP_SYS_ADMIN");
+  if (admin) names.push_back("clone");
   json syscalls = json::array({{{"names", names}, {"action", "SCMP_ACT_ALLOW"}}});
-  if (!Has(caps, "CAP_SYS_ADMIN")) {
-    // glibc falls back to clone when clone3 is not there, and clone's flags can be checked.
+  for (uint64_t persona : kPersonalities) {
+    syscalls.push_back({{"names", {"personality"}},
+                        {"action", "SCMP_ACT_ALLOW"},
+                        {"args", {{{"index", 0}, {"value", persona}, {"op", "SCMP_CMP_EQ"}}}}});
+  }
+  if (!admin) {
+    // clone without namespace flags only (the flags are its first argument on x86 and arm).
+    syscalls.push_back(
+        {{"names", {"clone"}},
+         {"action", "SCMP_ACT_ALLOW"},
+         {"args",
+          {{{"index", 0}, {"value", kCloneNamespaceFlags}, {"valueTwo", 0},
+            {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+    // clone3's flags are behind a pointer seccomp cannot follow: ENOSYS makes glibc fall back
+    // to clone, whose flags are checked.
     syscalls.push_back({{"names", {"clone3"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", 38}});
   }
   return json{{"defaultAction", "SCMP_ACT_ERRNO"},

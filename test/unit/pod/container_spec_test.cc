@@ -237,5 +237,47 @@ TEST(SeccompTest, LocalhostProfilesAreConverted) {
   EXPECT_THAT(RuntimeDefaultSeccomp({"CAP_SYS_ADMIN"}), HasSubstr("\"mount\""));
 }
 
+// Rules with arguments, as moby's default profile has them: clone only without namespace flags
+// unless CAP_SYS_ADMIN, personality only to the usual personas.
+TEST(SeccompTest, RuntimeDefaultFiltersCloneFlagsAndPersonalities) {
+  auto rules_for = [](const json& profile, const std::string& name) {
+    std::vector<json> rules;
+    for (const json& rule : profile["syscalls"]) {
+      for (const json& n : rule["names"]) {
+        if (n == name) rules.push_back(rule);
+      }
+    }
+    return rules;
+  };
+  const json plain = json::parse(RuntimeDefaultSeccomp({"CAP_CHOWN"}));
+  std::vector<json> clone = rules_for(plain, "clone");
+  ASSERT_EQ(clone.size(), 1u);
+  EXPECT_EQ(clone[0]["action"], "SCMP_ACT_ALLOW");
+  ASSERT_EQ(clone[0]["args"].size(), 1u);
+  EXPECT_EQ(clone[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+  EXPECT_EQ(clone[0]["args"][0]["value"], 0x7E020000u);
+  EXPECT_EQ(clone[0]["args"][0]["valueTwo"], 0u);
+  std::vector<json> clone3 = rules_for(plain, "clone3");
+  ASSERT_EQ(clone3.size(), 1u);
+  EXPECT_EQ(clone3[0]["errnoRet"], 38);
+  EXPECT_TRUE(rules_for(plain, "unshare").empty());
+  EXPECT_TRUE(rules_for(plain, "setns").empty());
+  std::vector<json> personality = rules_for(plain, "personality");
+  ASSERT_EQ(personality.size(), 5u);
+  for (const json& rule : personality) {
+    ASSERT_EQ(rule["args"].size(), 1u);
+    EXPECT_EQ(rule["args"][0]["op"], "SCMP_CMP_EQ");
+  }
+
+  const json admin = json::parse(RuntimeDefaultSeccomp({"CAP_SYS_ADMIN"}));
+  clone = rules_for(admin, "clone");
+  ASSERT_EQ(clone.size(), 1u);
+  EXPECT_FALSE(clone[0].contains("args"));
+  ASSERT_EQ(rules_for(admin, "clone3").size(), 1u);
+  EXPECT_EQ(rules_for(admin, "clone3")[0]["action"], "SCMP_ACT_ALLOW");
+  EXPECT_EQ(rules_for(admin, "unshare").size(), 1u);
+  EXPECT_EQ(rules_for(admin, "setns").size(), 1u);
+}
+
 }  // namespace
 }  // namespace berth::pod
