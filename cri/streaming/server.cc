@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <system_error>
 #include <fstream>
 
 #include "absl/strings/ascii.h"
@@ -28,6 +30,11 @@ namespace berth::cri::streaming {
 namespace {
 
 constexpr size_t kMaxHead = 16 << 10;
+// The whole request head must arrive within this (not per byte: a slow client holds nothing).
+constexpr auto kHeadDeadline = std::chrono::seconds(10);
+// Connections served at once; more are refused at once. kubelet proxies one per exec, attach and
+// port-forward session.
+constexpr int kMaxConnections = 256;
 
 std::string NewToken() {
   std::string token;
@@ -71,13 +78,28 @@ struct HttpRequest {
 // for our 101 before it sends frames.
 bool ReadHead(int fd, HttpRequest* out) {
   std::string head;
-  char c;
-  while (head.size() < kMaxHead && !absl::EndsWith(head, "\r\n\r\n")) {
+  const auto deadline = std::chrono::steady_clock::now() + kHeadDeadline;
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) return false;
-    const ssize_t n = ::read(fd, &c, 1);
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    // Look before taking: only the head's bytes are consumed, whatever follows it stays.
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK);
     if (n <= 0) return false;
-    head.push_back(c);
+    const size_t before = head.size();
+    head.append(buf, static_cast<size_t>(n));
+    const size_t end = head.find("\r\n\r\n", before >= 3 ? before - 3 : 0);
+    const size_t take = end == std::string::npos ? static_cast<size_t>(n) : end + 4 - before;
+    head.resize(before + take);
+    for (size_t done = 0; done < take;) {
+      const ssize_t r = ::recv(fd, buf, take - done, 0);
+      if (r <= 0) return false;
+      done += static_cast<size_t>(r);
+    }
+    if (end != std::string::npos) break;
+    if (head.size() >= kMaxHead) return false;
   }
   std::vector<std::string> lines = absl::StrSplit(head, "\r\n");
   std::vector<std::string> first = absl::StrSplit(lines[0], ' ');
@@ -223,28 +245,39 @@ void Server::AcceptLoop(std::stop_token stop) {
     }
     {
       absl::MutexLock lock(&mu_);
-      if (stopping_) {
+      if (stopping_ || active_ >= kMaxConnections) {
+        if (!stopping_) spdlog::warn("streaming: {} connections already, refusing one", active_);
         ::close(fd);
         continue;
       }
       connections_.insert(fd);
       ++active_;
     }
-    std::thread([this, fd] {
-      if (tls_) {
-        absl::StatusOr<int> plain = tls_->Wrap(fd);  // takes fd
-        if (plain.ok()) {
-          Serve(*plain);
-        } else {
-          spdlog::debug("streaming: {}", plain.status().message());
-        }
-      } else {
-        Serve(fd);
-      }
+    auto forget = [this, fd] {
       absl::MutexLock lock(&mu_);
       connections_.erase(fd);
       --active_;
-    }).detach();
+    };
+    try {
+      std::thread([this, fd, forget] {
+        if (tls_) {
+          absl::StatusOr<int> plain = tls_->Wrap(fd);  // takes fd
+          if (plain.ok()) {
+            Serve(*plain);
+          } else {
+            spdlog::debug("streaming: {}", plain.status().message());
+          }
+        } else {
+          Serve(fd);
+        }
+        forget();
+      }).detach();
+    } catch (const std::system_error& e) {
+      // No thread to be had (a thread limit): this connection goes, the server stays.
+      spdlog::warn("streaming: cannot serve a connection: {}", e.what());
+      ::close(fd);
+      forget();
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -13,17 +14,20 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cri/streaming/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/lib/eventually.h"
 
 namespace berth::cri::streaming {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+using ::berth::testing::Eventually;
 
 int Port(const std::string& url) {
   int port = 0;
@@ -86,6 +90,57 @@ TEST(StreamingServerTest, TokensAreForOneUseAndExpire) {
   const std::string plain = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
   EXPECT_THAT(Ask(Port(plain), absl::StrCat("GET ", PathOf(plain), " HTTP/1.1\r\n\r\n")),
               StartsWith("HTTP/1.1 400"));
+  server.Stop();
+}
+
+// Seconds until the server closes a connection that keeps sending its request head a byte at a
+// time (or stop_after seconds, if it does not).
+double SecondsUntilClosed(int port, int stop_after) {
+  const int fd = Connect(port);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string head = "GET /exec/x HTTP/1.1\r\nX-Slow: ";
+  for (int i = 0; i < stop_after * 2; ++i) {
+    const char c = i < static_cast<int>(head.size()) ? head[static_cast<size_t>(i)] : 'a';
+    if (::send(fd, &c, 1, MSG_NOSIGNAL) != 1) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 500) > 0) {
+      char buf[64];
+      if (::recv(fd, buf, sizeof buf, 0) <= 0) break;
+    }
+  }
+  ::close(fd);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(StreamingServerTest, ASlowRequestHeadIsCutOffAtItsDeadline) {
+  config::StreamingConfig config;
+  Server server(config, nullptr, nullptr, absl::Minutes(1));
+  ASSERT_TRUE(server.Start().ok());
+  // The whole head has 10 s; a byte every half second used to keep it open forever.
+  EXPECT_LT(SecondsUntilClosed(Port(server.base_url() + "/"), 20), 15.0);
+  server.Stop();
+}
+
+TEST(StreamingServerTest, ConnectionsBeyondTheBoundAreRefused) {
+  config::StreamingConfig config;
+  Server server(config, nullptr, nullptr, absl::Minutes(1));
+  ASSERT_TRUE(server.Start().ok());
+  const int port = Port(server.base_url() + "/");
+  std::vector<int> idle;
+  for (int i = 0; i < 256; ++i) idle.push_back(Connect(port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all accepted
+  const int extra = Connect(port);
+  pollfd p{extra, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 3000), 1) << "the connection beyond the bound is still open";
+  char c;
+  EXPECT_EQ(::recv(extra, &c, 1, 0), 0);
+  ::close(extra);
+  for (int fd : idle) ::close(fd);
+  // Once they are gone, the server takes connections again.
+  const std::string url = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StartsWith(Ask(Port(url), SpdyUpgrade("/exec/unknown")), "HTTP/1.1 404");
+  }));
   server.Stop();
 }
 
