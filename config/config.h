@@ -64,6 +64,10 @@ struct ImagesConfig {
   int64_t max_image_size = int64_t{128} << 30;
   int64_t max_layer_entries = 2'000'000;
   int64_t max_path_depth = 512;
+  // A registry transfer with no byte for stall_timeout fails (unretried); a whole pull may take
+  // pull_timeout (0 = no limit). A pull whose callers all went away stops either way.
+  std::chrono::seconds stall_timeout{30};
+  std::chrono::seconds pull_timeout{0};
   bool operator==(const ImagesConfig&) const = default;
 };
 

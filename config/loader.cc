@@ -196,6 +196,21 @@ class YamlApplier {
     return absl::OkStatus();
   }
 
+  // A duration such as 30s, 4h or 1h30m; with `zero_ok`, 0 too (meaning none).
+  absl::Status Duration(const YAML::Node& n, const std::string& key, std::chrono::seconds& out,
+                        bool zero_ok) {
+    if (!n.IsScalar()) return Error(n, key, "expected a duration such as 4h or 30m");
+    if (zero_ok && (n.Scalar() == "0" || n.Scalar() == "0s")) {
+      out = std::chrono::seconds(0);
+    } else {
+      absl::StatusOr<std::chrono::seconds> d = ParseDuration(n.Scalar());
+      if (!d.ok()) return Error(n, key, d.status().message());
+      out = *d;
+    }
+    Record(n, key);
+    return absl::OkStatus();
+  }
+
   absl::Status Bool(const YAML::Node& n, const std::string& key, bool& out) {
     if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
       out = n.Scalar() == "true";
@@ -385,6 +400,12 @@ class YamlApplier {
         {"max_path_depth", [&](const YAML::Node& v, const std::string& k) {
            return IntIn(v, k, 1, 4096, c.images.max_path_depth);
          }},
+        {"stall_timeout", [&](const YAML::Node& v, const std::string& k) {
+           return Duration(v, k, c.images.stall_timeout, /*zero_ok=*/false);
+         }},
+        {"pull_timeout", [&](const YAML::Node& v, const std::string& k) {
+           return Duration(v, k, c.images.pull_timeout, /*zero_ok=*/true);
+         }},
         {"pinned", [&](const YAML::Node& v, const std::string& k) {
            return Strings(v, k, c.images.pinned,
                           [&](const YAML::Node& item, const std::string& item_key,
@@ -407,12 +428,7 @@ class YamlApplier {
            return IntIn(v, k, 0, 65535, c.streaming.port);
          }},
         {"idle_timeout", [&](const YAML::Node& v, const std::string& k) {
-           if (!v.IsScalar()) return Error(v, k, "expected a duration such as 4h or 30m");
-           absl::StatusOr<std::chrono::seconds> d = ParseDuration(v.Scalar());
-           if (!d.ok()) return Error(v, k, d.status().message());
-           c.streaming.idle_timeout = *d;
-           Record(v, k);
-           return absl::OkStatus();
+           return Duration(v, k, c.streaming.idle_timeout, /*zero_ok=*/false);
          }},
         {"tls_cert", [&](const YAML::Node& v, const std::string& k) {
            return AbsPath(v, k, c.streaming.tls_cert, /*empty_ok=*/true);
@@ -580,6 +596,12 @@ absl::Status Validate(const Config& c, const Origins* origins) {
         std::pair{"images.max_path_depth", c.images.max_path_depth}}) {
     if (value < 1) return fail(key, "must be at least 1");
   }
+  if (c.images.stall_timeout < std::chrono::seconds(1)) {
+    return fail("images.stall_timeout", "must be at least one second");
+  }
+  if (c.images.pull_timeout < std::chrono::seconds(0)) {
+    return fail("images.pull_timeout", "must not be negative");
+  }
   if (absl::Status s = CheckHostPort(c.metrics.address); !s.ok()) {
     return fail("metrics.address", s.message());
   }
@@ -672,6 +694,8 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "max_image_size" << YAML::Value << c.images.max_image_size;
   out << YAML::Key << "max_layer_entries" << YAML::Value << c.images.max_layer_entries;
   out << YAML::Key << "max_path_depth" << YAML::Value << c.images.max_path_depth;
+  out << YAML::Key << "stall_timeout" << YAML::Value << FormatDuration(c.images.stall_timeout);
+  out << YAML::Key << "pull_timeout" << YAML::Value << FormatDuration(c.images.pull_timeout);
   out << YAML::Key << "pinned" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (const std::string& p : c.images.pinned) out << YAML::DoubleQuoted << p;
   out << YAML::EndSeq;
@@ -733,6 +757,8 @@ std::string ToJson(const Config& c) {
         {"max_image_size", c.images.max_image_size},
         {"max_layer_entries", c.images.max_layer_entries},
         {"max_path_depth", c.images.max_path_depth},
+        {"stall_timeout", FormatDuration(c.images.stall_timeout)},
+        {"pull_timeout", FormatDuration(c.images.pull_timeout)},
         {"pinned", c.images.pinned}}},
       {"streaming",
        {{"address", c.streaming.address},

@@ -105,7 +105,8 @@ absl::Status Daemon::Run() {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config->root + "/berth.db"));
   ASSIGN_OR_RETURN(std::unique_ptr<image::ImageStore> images,
                    image::ImageStore::Open(db.get(), config->root, PinnedImages(*config)));
-  image::CurlRegistryClient registry;
+  image::CurlRegistryClient registry(
+      image::CurlRegistryClient::Options{.stall_timeout = config->images.stall_timeout});
   image::ImagePuller puller(images.get(), &registry, [this] { return config_.Get(); });
 
   const HelperPaths helpers = ResolveHelpers(*config);

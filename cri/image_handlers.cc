@@ -86,7 +86,7 @@ grpc::Status ImageService::ImageStatus(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::PullImage(grpc::ServerContext*,
+grpc::Status ImageService::PullImage(grpc::ServerContext* context,
                                      const runtime::v1::PullImageRequest* request,
                                      runtime::v1::PullImageResponse* response) {
   const std::string& name = request->image().image();
@@ -94,7 +94,9 @@ grpc::Status ImageService::PullImage(grpc::ServerContext*,
   absl::StatusOr<std::optional<image::Credentials>> creds = RequestCredentials(*request);
   if (!creds.ok()) return ToGrpcStatus(creds.status());
   const absl::Time start = absl::Now();
-  absl::StatusOr<image::PullResult> result = puller_->Pull(name, *creds);
+  // kubelet gives up on a pull after its runtime request timeout: the pull stops with it.
+  absl::StatusOr<image::PullResult> result =
+      puller_->Pull(name, *creds, [context] { return context->IsCancelled(); });
   metrics_->RecordPull(result.ok(), result.ok() ? result->bytes_downloaded : 0,
                        absl::ToDoubleSeconds(absl::Now() - start));
   if (!result.ok()) return ToGrpcStatus(result.status());

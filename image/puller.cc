@@ -45,6 +45,7 @@ bool TryNextSource(const absl::Status& s) {
 
 struct ImagePuller::InFlight {
   absl::Notification done;
+  std::atomic<int> followers{0};  // callers waiting for the leader's pull
   absl::StatusOr<PullResult> result = absl::UnknownError("pull did not finish");
 };
 
@@ -58,6 +59,7 @@ struct ImagePuller::Job {
   std::vector<std::string> chain_ids;
   std::vector<LayerRecord> records;
   int parallel = 1;
+  StopCheck stop;
   UnpackLimits limits;                   // of one layer; the image's budget is below
   std::atomic<int64_t> image_bytes{0};  // uncompressed bytes of its layers so far
   std::atomic<int64_t> downloaded{0};
@@ -65,7 +67,8 @@ struct ImagePuller::Job {
 };
 
 absl::StatusOr<PullResult> ImagePuller::Pull(absl::string_view image,
-                                             const std::optional<Credentials>& credentials) {
+                                             const std::optional<Credentials>& credentials,
+                                             const std::function<bool()>& caller_gone) {
   ASSIGN_OR_RETURN(Reference ref, ParseReference(image));
   // A pull joins another only with the same credentials: one without any must not get an image
   // through another's (kubelet's AlwaysPullImages relies on each pull being authorised).
@@ -82,11 +85,32 @@ absl::StatusOr<PullResult> ImagePuller::Pull(absl::string_view image,
   }
   if (!leader) {
     spdlog::debug("pull {}: joining the pull in progress", ref.String());
-    flight->done.WaitForNotification();
+    ++flight->followers;
+    while (!flight->done.WaitForNotificationWithTimeout(absl::Milliseconds(200))) {
+      if (caller_gone && caller_gone()) {
+        --flight->followers;
+        return absl::CancelledError(absl::StrCat("pull ", ref.String(), ": the caller went away"));
+      }
+    }
+    --flight->followers;
     if (!flight->result.ok()) return flight->result.status();
     return PullResult{flight->result->image, 0};
   }
-  flight->result = DoPull(ref, credentials);
+  const std::chrono::seconds timeout = config_()->images.pull_timeout;
+  const absl::Time deadline = timeout.count() > 0 ? absl::Now() + absl::FromChrono(timeout)
+                                                  : absl::InfiniteFuture();
+  // The leader's caller leaving stops the pull only when nobody joined it.
+  const StopCheck stop = [&]() -> absl::Status {
+    if (caller_gone && caller_gone() && flight->followers.load() == 0) {
+      return absl::CancelledError("every caller went away");
+    }
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("took longer than images.pull_timeout (", timeout.count(), " s)"));
+    }
+    return absl::OkStatus();
+  };
+  flight->result = DoPull(ref, credentials, stop);
   {
     absl::MutexLock lock(&mu_);
     pulls_.erase(key);
@@ -96,7 +120,8 @@ absl::StatusOr<PullResult> ImagePuller::Pull(absl::string_view image,
 }
 
 absl::StatusOr<PullResult> ImagePuller::DoPull(const Reference& ref,
-                                               const std::optional<Credentials>& credentials) {
+                                               const std::optional<Credentials>& credentials,
+                                               const StopCheck& stop) {
   const auto config = config_();
   Credentials creds;
   if (credentials) {
@@ -115,14 +140,14 @@ absl::StatusOr<PullResult> ImagePuller::DoPull(const Reference& ref,
   const std::vector<Source> sources = SourcesFor(config->images, ref);
   for (size_t i = 0; i < sources.size(); ++i) {
     const Source& source = sources[i];
-    absl::StatusOr<PullResult> result = PullFrom(source, ref, creds);
+    absl::StatusOr<PullResult> result = PullFrom(source, ref, creds, stop);
     if (result.ok()) {
       spdlog::info("pulled {} ({}) from {} in {}", ref.String(), result->image->id, source.host,
                    absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))));
       return result;
     }
     const bool last = i + 1 == sources.size();
-    if (last || !TryNextSource(result.status())) {
+    if (last || !TryNextSource(result.status()) || !stop().ok()) {
       std::string message = absl::StrCat("pull ", ref.String(), ": ", result.status().message());
       if (!failures.empty()) {
         absl::StrAppend(&message, " (before that: ", absl::StrJoin(failures, "; "), ")");
@@ -137,15 +162,16 @@ absl::StatusOr<PullResult> ImagePuller::DoPull(const Reference& ref,
 }
 
 absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Reference& ref,
-                                                 const Credentials& credentials) {
+                                                 const Credentials& credentials,
+                                                 const StopCheck& stop) {
   ASSIGN_OR_RETURN(RegistryClient::Manifest top,
-                   registry_->GetManifest(source, ref.ManifestRef(), credentials));
+                   registry_->GetManifest(source, ref.ManifestRef(), credentials, stop));
   const std::string repo_digest = top.digest;
   RegistryClient::Manifest manifest = top;
   if (IsIndexMediaType(top.media_type)) {
     ASSIGN_OR_RETURN(ImageIndex index, ParseIndex(top.body));
     ASSIGN_OR_RETURN(Descriptor chosen, SelectPlatform(index, HostPlatform()));
-    ASSIGN_OR_RETURN(manifest, registry_->GetManifest(source, chosen.digest, credentials));
+    ASSIGN_OR_RETURN(manifest, registry_->GetManifest(source, chosen.digest, credentials, stop));
   }
   ASSIGN_OR_RETURN(ImageManifest parsed, ParseManifest(manifest.body));
 
@@ -158,7 +184,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   ASSIGN_OR_RETURN(std::string tmp, store_->MakeTempDir("config"));
   absl::Cleanup remove_tmp = [&] { RemoveTree(tmp); };
   RETURN_IF_ERROR(registry_->FetchBlob(source, parsed.config.digest, parsed.config.size,
-                                       tmp + "/config", credentials, {}));
+                                       tmp + "/config", credentials, {}, stop));
   ASSIGN_OR_RETURN(std::string config_json, ReadFile(tmp + "/config"));
   ASSIGN_OR_RETURN(ImageConfig config, ParseImageConfig(config_json));
   if (config.diff_ids.size() != parsed.layers.size()) {
@@ -178,6 +204,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   const std::shared_ptr<const config::Config> settings = config_();
   const config::ImagesConfig& images = settings->images;
   job->parallel = images.parallel_downloads;
+  job->stop = stop;
   job->limits.max_bytes = images.max_layer_size;
   job->limits.max_entries = images.max_layer_entries;
   job->limits.max_depth = images.max_path_depth;
@@ -277,8 +304,9 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
                  blob.size >> 20);
   };
   RETURN_IF_ERROR(registry_->FetchBlob(job.source, blob.digest, blob.size, blob_path,
-                                       job.credentials, progress));
+                                       job.credentials, progress, job.stop));
   job.downloaded += blob.size;
+  if (job.stop) RETURN_IF_ERROR(job.stop());
   const std::string layer_dir = tmp + "/layer";
   RETURN_IF_ERROR(MakeDirs(layer_dir + "/diff", 0755));
   ASSIGN_OR_RETURN(UnpackResult unpacked, UnpackLayer(blob_path, layer_dir + "/diff", job.limits));

@@ -39,17 +39,21 @@ class ImagePuller {
   // `credentials` from the request win; without them images.auth_file is consulted. Errors:
   // InvalidArgument for a bad reference; NotFound when no source has the image; the registry's
   // and unpacking errors otherwise, prefixed with "pull <reference>". A failed pull leaves nothing
-  // behind.
+  // behind. `caller_gone` (may be empty) tells when the caller stopped waiting: a pull that no
+  // caller waits for any more stops (Cancelled); one past images.pull_timeout does too
+  // (DeadlineExceeded).
   absl::StatusOr<PullResult> Pull(absl::string_view image,
-                                  const std::optional<Credentials>& credentials);
+                                  const std::optional<Credentials>& credentials,
+                                  const std::function<bool()>& caller_gone = {});
 
  private:
   struct InFlight;
   struct Job;
   absl::StatusOr<PullResult> DoPull(const Reference& ref,
-                                    const std::optional<Credentials>& credentials);
+                                    const std::optional<Credentials>& credentials,
+                                    const StopCheck& stop);
   absl::StatusOr<PullResult> PullFrom(const Source& source, const Reference& ref,
-                                      const Credentials& credentials);
+                                      const Credentials& credentials, const StopCheck& stop);
   absl::Status FetchLayers(Job& job);
   absl::Status FetchLayer(Job& job, size_t index);
   absl::Status MakeLayer(Job& job, size_t index);

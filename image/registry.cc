@@ -136,11 +136,47 @@ struct Response {
   long status = 0;
   std::map<std::string, std::string> headers;  // lower-case names; last value wins
   std::string error_body;                       // the body of a non-2xx response
+  bool stalled = false;                         // no byte for the stall timeout
+  absl::Status stopped;                         // what the stop check said, if it ended it
   std::string Header(const std::string& name) const {
     auto it = headers.find(name);
     return it == headers.end() ? std::string() : it->second;
   }
 };
+
+// libcurl's progress callback (at least once a second): a transfer with no byte either way for
+// `stall` is cut, and so is one the stop check calls off.
+struct Watch {
+  std::chrono::seconds stall;
+  const StopCheck* stop;
+  std::chrono::steady_clock::time_point last_change = std::chrono::steady_clock::now();
+  curl_off_t last_bytes = -1;
+  bool stalled = false;
+  absl::Status stopped;
+};
+
+int OnProgress(void* user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+               curl_off_t ulnow) {
+  (void)dltotal;
+  (void)ultotal;
+  auto* w = static_cast<Watch*>(user);
+  const auto now = std::chrono::steady_clock::now();
+  if (dlnow + ulnow != w->last_bytes) {
+    w->last_bytes = dlnow + ulnow;
+    w->last_change = now;
+  } else if (now - w->last_change >= w->stall) {
+    w->stalled = true;
+    return 1;
+  }
+  if (w->stop != nullptr && *w->stop) {
+    absl::Status s = (*w->stop)();
+    if (!s.ok()) {
+      w->stopped = std::move(s);
+      return 1;
+    }
+  }
+  return 0;
+}
 
 // Only a successful response's body goes to the sink; an error's (401, 404, redirects) is kept
 // for the message.
@@ -264,13 +300,14 @@ struct CurlRegistryClient::Impl {
 
   // One HTTP GET (or POST with `form`), no retries, no redirects followed.
   Response Perform(const std::string& url, const std::vector<std::string>& headers, Sink& sink,
-                   bool insecure, const std::string& form = "", const std::string& userpwd = "");
+                   bool insecure, const StopCheck& stop, const std::string& form = "",
+                   const std::string& userpwd = "");
   // GET with scheme choice, auth, retries and redirects.
   absl::StatusOr<Response> Get(const Source& source, const std::string& path,
                                const std::vector<std::string>& headers, Sink& sink,
-                               const Credentials& credentials);
+                               const Credentials& credentials, const StopCheck& stop);
   absl::StatusOr<std::string> Token(const Source& source, const AuthChallenge& challenge,
-                                    const Credentials& credentials);
+                                    const Credentials& credentials, const StopCheck& stop);
   std::string Scheme(const Source& source);
   void SetScheme(const std::string& host, const std::string& scheme);
   std::string Context(const Source& source) const {
@@ -293,7 +330,8 @@ struct CurlRegistryClient::Impl {
 
 Response CurlRegistryClient::Impl::Perform(const std::string& url,
                                            const std::vector<std::string>& headers, Sink& sink,
-                                           bool insecure, const std::string& form,
+                                           bool insecure, const StopCheck& stop,
+                                           const std::string& form,
                                            const std::string& userpwd) {
   Response response;
   CURL* curl = curl_easy_init();
@@ -309,9 +347,11 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
   curl_easy_setopt(curl, CURLOPT_USERAGENT, options.user_agent.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options.connect_timeout.count()));
-  // A stall (no byte for stall_timeout) fails; a slow trickle does not.
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.stall_timeout.count()));
+  // A stall (no byte for stall_timeout) fails; a slow trickle does not. The stop check too.
+  Watch watch{options.stall_timeout, &stop};
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &watch);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   BodyTarget target{&sink, curl, {}};
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &OnBody);
@@ -329,6 +369,8 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
     curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd.c_str());
   }
   response.curl = curl_easy_perform(curl);
+  response.stalled = watch.stalled;
+  response.stopped = std::move(watch.stopped);
   response.curl_error = error[0] != '\0' ? error : curl_easy_strerror(response.curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
   response.error_body = std::move(target.error_body);
@@ -348,7 +390,8 @@ void CurlRegistryClient::Impl::SetScheme(const std::string& host, const std::str
 
 absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source,
                                                            const AuthChallenge& challenge,
-                                                           const Credentials& credentials) {
+                                                           const Credentials& credentials,
+                                                           const StopCheck& stop) {
   auto param = [&](const char* key) {
     auto it = challenge.params.find(key);
     return it == challenge.params.end() ? std::string() : it->second;
@@ -380,14 +423,15 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
   if (!credentials.identity_token.empty()) {
     const std::string form = absl::StrCat(query, "&grant_type=refresh_token&client_id=berth",
                                           "&refresh_token=", escape(credentials.identity_token));
-    r = Perform(realm, {}, sink, source.insecure, form);
+    r = Perform(realm, {}, sink, source.insecure, stop, form);
   } else {
     const std::string userpwd = credentials.username.empty()
                                     ? ""
                                     : absl::StrCat(credentials.username, ":", credentials.password);
     r = Perform(absl::StrCat(realm, absl::StrContains(realm, '?') ? "&" : "?", query), {}, sink,
-                source.insecure, "", userpwd);
+                source.insecure, stop, "", userpwd);
   }
+  if (!r.stopped.ok()) return r.stopped;
   if (r.curl != CURLE_OK) {
     return absl::UnavailableError(
         absl::StrCat(Context(source), ": token service ", realm, ": ", r.curl_error));
@@ -418,7 +462,8 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
                                                        const std::string& path,
                                                        const std::vector<std::string>& headers,
                                                        Sink& sink,
-                                                       const Credentials& credentials) {
+                                                       const Credentials& credentials,
+                                                       const StopCheck& stop) {
   const std::string context = Context(source);
   std::string authorization;
   if (!credentials.registry_token.empty()) {
@@ -440,7 +485,13 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
       std::vector<std::string> all = headers;
       if (send_auth && !authorization.empty()) all.push_back("Authorization: " + authorization);
       RETURN_IF_ERROR(sink.Reset());
-      r = Perform(url, all, sink, source.insecure);
+      r = Perform(url, all, sink, source.insecure, stop);
+      if (!r.stopped.ok()) return Annotate(r.stopped, absl::StrCat(context, path));
+      if (r.stalled) {
+        return absl::UnavailableError(absl::StrCat(context, path, ": no data for ",
+                                                   options.stall_timeout.count(),
+                                                   " s (images.stall_timeout)"));
+      }
       if (r.curl != CURLE_OK && source.insecure && scheme == "https" && hop == 0 &&
           LooksLikePlainHttp(r.curl)) {
         spdlog::debug("registry {}: no TLS ({}), using plain HTTP", source.host, r.curl_error);
@@ -474,7 +525,7 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
         if (c.scheme == "basic") basic = &c;
       }
       if (bearer != nullptr) {
-        ASSIGN_OR_RETURN(authorization, Token(source, *bearer, credentials));
+        ASSIGN_OR_RETURN(authorization, Token(source, *bearer, credentials, stop));
         --attempt;
         continue;
       }
@@ -504,7 +555,10 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
     }
     spdlog::debug("registry {}{}: attempt {} failed ({}), retrying", context, path, attempt,
                   r.curl != CURLE_OK ? r.curl_error : absl::StrCat("HTTP ", r.status));
-    absl::SleepFor(backoff);
+    for (absl::Time until = absl::Now() + backoff; absl::Now() < until;) {
+      if (stop) RETURN_IF_ERROR(Annotate(stop(), absl::StrCat(context, path)));
+      absl::SleepFor(std::min(absl::Milliseconds(100), until - absl::Now()));
+    }
     backoff *= 2;
   }
   if (r.curl != CURLE_OK) {
@@ -524,12 +578,13 @@ CurlRegistryClient::CurlRegistryClient(Options options)
 CurlRegistryClient::~CurlRegistryClient() = default;
 
 absl::StatusOr<RegistryClient::Manifest> CurlRegistryClient::GetManifest(
-    const Source& source, absl::string_view reference, const Credentials& credentials) {
+    const Source& source, absl::string_view reference, const Credentials& credentials,
+    const StopCheck& stop) {
   const std::string what = absl::StrCat(impl_->Context(source), IsValidDigest(reference) ? "@" : ":",
                                         reference);
   StringSink sink(kMaxManifestBytes);
   ASSIGN_OR_RETURN(Response r, impl_->Get(source, absl::StrCat("/manifests/", reference),
-                                          {kAcceptManifests}, sink, credentials));
+                                          {kAcceptManifests}, sink, credentials, stop));
   if (r.status == 404) {
     return absl::NotFoundError(
         absl::StrCat("manifest unknown: ", what, " (", ErrorDetail(r.error_body), ")"));
@@ -568,7 +623,8 @@ absl::StatusOr<RegistryClient::Manifest> CurlRegistryClient::GetManifest(
 absl::Status CurlRegistryClient::FetchBlob(const Source& source, absl::string_view digest,
                                            int64_t size, const std::string& dest_path,
                                            const Credentials& credentials,
-                                           const std::function<void(int64_t)>& progress) {
+                                           const std::function<void(int64_t)>& progress,
+                                           const StopCheck& stop) {
   const std::string what = absl::StrCat("blob ", digest, " from ", impl_->Context(source));
   if (!IsValidDigest(digest)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": not a sha256 digest"));
@@ -578,7 +634,7 @@ absl::Status CurlRegistryClient::FetchBlob(const Source& source, absl::string_vi
   BlobSink sink(UniqueFd(fd), size, progress);
   absl::Cleanup remove = [&] { ::unlink(dest_path.c_str()); };
   absl::StatusOr<Response> r =
-      impl_->Get(source, absl::StrCat("/blobs/", digest), {}, sink, credentials);
+      impl_->Get(source, absl::StrCat("/blobs/", digest), {}, sink, credentials, stop);
   if (!r.ok()) return r.status();
   if (r->status == 404) return absl::NotFoundError(absl::StrCat(what, ": blob unknown"));
   if (r->status != 200) {

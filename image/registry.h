@@ -68,6 +68,10 @@ struct Source {
 // contacted). Without a matching entry: the registry itself, TLS verified.
 std::vector<Source> SourcesFor(const config::ImagesConfig& images, const Reference& ref);
 
+// Asked during transfers (about once a second) and between retries: OK to go on, else why to stop
+// (the caller went away, the pull's deadline passed); the request then fails with that status.
+using StopCheck = std::function<absl::Status()>;
+
 // The registry side of the OCI distribution spec. Implementations are thread-safe: blobs of one
 // image are fetched in parallel.
 class RegistryClient {
@@ -87,17 +91,19 @@ class RegistryClient {
   // schema 1 manifest (not supported, named as such); Unavailable for network failures after
   // retries; InvalidArgument for a digest mismatch. Messages name the host and repository.
   virtual absl::StatusOr<Manifest> GetManifest(const Source& source, absl::string_view reference,
-                                               const Credentials& credentials) = 0;
+                                               const Credentials& credentials,
+                                               const StopCheck& stop = {}) = 0;
 
   // GET /v2/<repository>/blobs/<digest> into `dest_path` (created or truncated, mode 0600),
   // following redirects to blob storage, verifying `size` and the sha256 digest while streaming.
   // Transient failures (connection errors, 5xx, 429) are retried with backoff; a transfer with no
-  // progress for the stall timeout fails (a slow trickle does not). `progress` (may be empty) gets
+  // byte for the stall timeout fails at once, unretried (a slow trickle does not). `progress` (may be empty) gets
   // the bytes received so far. On failure `dest_path` is removed. DataLoss for a digest or size
   // mismatch; other codes as GetManifest.
   virtual absl::Status FetchBlob(const Source& source, absl::string_view digest, int64_t size,
                                  const std::string& dest_path, const Credentials& credentials,
-                                 const std::function<void(int64_t)>& progress) = 0;
+                                 const std::function<void(int64_t)>& progress,
+                                 const StopCheck& stop = {}) = 0;
 };
 using RegistryClientPtr = std::unique_ptr<RegistryClient>;
 
@@ -119,10 +125,12 @@ class CurlRegistryClient final : public RegistryClient {
   ~CurlRegistryClient() override;
 
   absl::StatusOr<Manifest> GetManifest(const Source& source, absl::string_view reference,
-                                       const Credentials& credentials) override;
+                                       const Credentials& credentials,
+                                       const StopCheck& stop = {}) override;
   absl::Status FetchBlob(const Source& source, absl::string_view digest, int64_t size,
                          const std::string& dest_path, const Credentials& credentials,
-                         const std::function<void(int64_t)>& progress) override;
+                         const std::function<void(int64_t)>& progress,
+                         const StopCheck& stop = {}) override;
 
  private:
   struct Impl;

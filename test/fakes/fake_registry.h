@@ -69,7 +69,8 @@ class FakeRegistry final : public image::RegistryClient {
   int blobs_in_flight_max() const { return in_flight_max_; }
 
   absl::StatusOr<Manifest> GetManifest(const image::Source& source, absl::string_view reference,
-                                       const image::Credentials&) override {
+                                       const image::Credentials&,
+                                       const image::StopCheck& = {}) override {
     ++manifest_requests_;
     absl::MutexLock lock(&mu_);
     if (auto f = failing_.find(source.host); f != failing_.end()) return f->second;
@@ -83,13 +84,21 @@ class FakeRegistry final : public image::RegistryClient {
 
   absl::Status FetchBlob(const image::Source& source, absl::string_view digest, int64_t size,
                          const std::string& dest_path, const image::Credentials&,
-                         const std::function<void(int64_t)>& progress) override {
+                         const std::function<void(int64_t)>& progress,
+                         const image::StopCheck& stop = {}) override {
     ++blob_fetches_total_;
     const int now = ++in_flight_;
     for (int max = in_flight_max_; now > max && !in_flight_max_.compare_exchange_weak(max, now);) {
     }
     if (gate_ && (held_.empty() || held_.contains(std::string(digest)))) {
-      gate_->WaitForNotification();
+      // Held like a stalled transfer: the stop check is asked meanwhile, as the real client does.
+      while (!gate_->WaitForNotificationWithTimeout(absl::Milliseconds(20))) {
+        if (!stop) continue;
+        if (absl::Status s = stop(); !s.ok()) {
+          --in_flight_;
+          return s;
+        }
+      }
     }
     absl::Status status = Serve(source, std::string(digest), size, dest_path, progress);
     --in_flight_;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "test/fakes/fake_registry.h"
 #include "test/fixtures/image_builder.h"
+#include "test/lib/eventually.h"
 
 namespace berth::image {
 namespace {
@@ -21,6 +23,7 @@ namespace {
 using ::berth::testing::BuildImage;
 using ::berth::testing::BuildIndex;
 using ::berth::testing::BuiltImage;
+using ::berth::testing::Eventually;
 using ::berth::testing::FakeRegistry;
 using ::berth::testing::LayerBuilder;
 using ::testing::ElementsAre;
@@ -151,6 +154,61 @@ TEST_F(PullerTest, IdenticalConcurrentPullsShareOneDownload) {
     EXPECT_EQ(r->image->id, image.config_digest);
   }
   for (const auto& layer : image.layers) EXPECT_EQ(registry_.blob_fetches(layer.digest), 1);
+}
+
+// kubelet gives up on a pull (its runtime request timeout) and goes: the pull stops with it and
+// leaves nothing behind, instead of holding a thread on a stalled registry.
+TEST_F(PullerTest, APullNobodyWaitsForStops) {
+  BuiltImage image = Image("abandoned");
+  Serve(image, "app", "latest");
+  registry_.HoldBlobs();
+  std::atomic<bool> gone{false};
+  absl::StatusOr<PullResult> result = absl::UnknownError("not run");
+  std::thread caller([&] {
+    result = puller_->Pull("127.0.0.1:5000/app", std::nullopt, [&] { return gone.load(); });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  gone = true;
+  caller.join();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  ExpectNothingLeft();
+  registry_.ReleaseBlobs();
+  EXPECT_TRUE(puller_->Pull("127.0.0.1:5000/app", std::nullopt).ok());
+}
+
+TEST_F(PullerTest, APullGoesOnWhileAnotherCallerWaitsForIt) {
+  BuiltImage image = Image("shared");
+  Serve(image, "app", "latest");
+  registry_.HoldBlobs();
+  std::atomic<bool> first_gone{false};
+  absl::StatusOr<PullResult> first = absl::UnknownError("not run");
+  absl::StatusOr<PullResult> second = absl::UnknownError("not run");
+  std::thread a([&] {
+    first = puller_->Pull("127.0.0.1:5000/app", std::nullopt, [&] { return first_gone.load(); });
+  });
+  ASSERT_TRUE(Eventually([&] { return registry_.blob_fetches_total() > 0; }));
+  std::thread b([&] { second = puller_->Pull("127.0.0.1:5000/app", std::nullopt); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // b has joined a's pull
+  first_gone = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  registry_.ReleaseBlobs();
+  a.join();
+  b.join();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->image->id, image.config_digest);
+  EXPECT_TRUE(first.ok()) << first.status();
+}
+
+TEST_F(PullerTest, APullPastItsDeadlineStops) {
+  config_.images.pull_timeout = std::chrono::seconds(1);
+  BuiltImage image = Image("slow");
+  Serve(image, "app", "latest");
+  registry_.HoldBlobs();
+  absl::StatusOr<PullResult> result = puller_->Pull("127.0.0.1:5000/app", std::nullopt);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("images.pull_timeout"));
+  ExpectNothingLeft();
+  registry_.ReleaseBlobs();
 }
 
 TEST_F(PullerTest, ImagesSharingALayerDownloadItOnce) {

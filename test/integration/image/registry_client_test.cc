@@ -229,14 +229,19 @@ TEST_F(RegistryClientTest, SecureSourceRefusesPlainHttpWithAHint) {
 }
 
 TEST_F(RegistryClientTest, StalledServerFailsButATrickleSucceeds) {
-  ScriptedServer stalled([](int fd, int) {
+  std::atomic<int> connections{0};
+  ScriptedServer stalled([&](int fd, int) {
     (void)fd;  // never answers; closes when the client gives up
+    ++connections;
     std::this_thread::sleep_for(std::chrono::seconds(4));
   });
   CurlRegistryClient once(CurlRegistryClient::Options{.stall_timeout = std::chrono::seconds(1),
-                                                      .attempts = 1});
+                                                      .attempts = 3});
   absl::StatusOr<RegistryClient::Manifest> m = once.GetManifest(At(stalled.host(), "x"), "v1", {});
   EXPECT_EQ(m.status().code(), absl::StatusCode::kUnavailable) << m.status();
+  EXPECT_THAT(m.status().message(), HasSubstr("no data for 1 s"));
+  // A stall is not retried: three attempts would hold the pull three stall timeouts.
+  EXPECT_EQ(connections.load(), 1);
 
   const std::string body = "trickle";
   ScriptedServer trickle([&](int fd, int) {
@@ -251,6 +256,33 @@ TEST_F(RegistryClientTest, StalledServerFailsButATrickleSucceeds) {
   absl::Status s = once.FetchBlob(At(trickle.host(), "x"), testing::Sha256Digest(body),
                                   static_cast<int64_t>(body.size()), dir_ + "/trickle", {}, {});
   EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST_F(RegistryClientTest, TheStopCheckEndsATransferAndTheRetries) {
+  ScriptedServer stalled([](int fd, int) {
+    (void)fd;
+    std::this_thread::sleep_for(std::chrono::seconds(4));
+  });
+  std::atomic<int> asked{0};
+  const StopCheck stop = [&]() -> absl::Status {
+    return ++asked > 2 ? absl::CancelledError("the caller went away") : absl::OkStatus();
+  };
+  absl::StatusOr<RegistryClient::Manifest> m =
+      client_.GetManifest(At(stalled.host(), "x"), "v1", {}, stop);
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kCancelled) << m.status();
+  EXPECT_THAT(m.status().message(), HasSubstr("the caller went away"));
+
+  ScriptedServer down([](int fd, int) {
+    ScriptedServer::Send(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                             "Connection: close\r\n\r\n");
+  });
+  CurlRegistryClient patient(CurlRegistryClient::Options{
+      .attempts = 10, .first_backoff = std::chrono::milliseconds(500)});
+  asked = 0;
+  absl::Status s = patient.FetchBlob(At(down.host(), "x"), testing::Sha256Digest("x"), 1,
+                                     dir_ + "/stopped", {}, {}, stop);
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/stopped"));
 }
 
 TEST_F(RegistryClientTest, TransientErrorsAreRetried) {

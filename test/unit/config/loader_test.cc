@@ -90,6 +90,8 @@ images:
   max_image_size: 2000
   max_layer_entries: 30
   max_path_depth: 40
+  stall_timeout: 10s
+  pull_timeout: 5m
   pinned: ["registry.k8s.io/pause*"]
 streaming: {address: 0.0.0.0, port: 10010, idle_timeout: 1h30m, tls_cert: /c, tls_key: /k}
 metrics: {enabled: false, address: "[::1]:9090"}
@@ -120,6 +122,8 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_EQ(c.images.max_image_size, 2000);
   EXPECT_EQ(c.images.max_layer_entries, 30);
   EXPECT_EQ(c.images.max_path_depth, 40);
+  EXPECT_EQ(c.images.stall_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c.images.pull_timeout, std::chrono::minutes(5));
   EXPECT_THAT(c.images.pinned, ElementsAre("registry.k8s.io/pause*"));
   EXPECT_EQ(c.streaming.address, "0.0.0.0");
   EXPECT_EQ(c.streaming.port, 10010);
@@ -239,6 +243,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "out of range"},
         BadCase{"images: {max_layer_entries: many}\n", "test.yaml:1:",
                 "images.max_layer_entries", "expected an integer"},
+        BadCase{"images: {stall_timeout: 0}\n", "test.yaml:1:", "images.stall_timeout",
+                "shorter than one second"},
+        BadCase{"images: {pull_timeout: soon}\n", "test.yaml:1:", "images.pull_timeout",
+                "not a duration"},
         BadCase{"images:\n  registries:\n    - {insecure: true}\n", "test.yaml:3:",
                 "images.registries[0].prefix", "required"},
         BadCase{"images:\n  registries:\n    - {prefix: a}\n    - {prefix: a}\n", "test.yaml:4:",
