@@ -97,9 +97,9 @@ class RegistryClient {
   // GET /v2/<repository>/blobs/<digest> into `dest_path` (created or truncated, mode 0600),
   // following redirects to blob storage, verifying `size` and the sha256 digest while streaming.
   // Transient failures (connection errors, 5xx, 429) are retried with backoff; a transfer with no
-  // byte for the stall timeout fails at once, unretried (a slow trickle does not). `progress` (may be empty) gets
-  // the bytes received so far. On failure `dest_path` is removed. DataLoss for a digest or size
-  // mismatch; other codes as GetManifest.
+  // byte for the stall timeout fails at once, unretried (a slow trickle does not); `stop` ends it
+  // with its status. `progress` (may be empty) gets the bytes received so far. On failure
+  // `dest_path` is removed. DataLoss for a digest or size mismatch; other codes as GetManifest.
   virtual absl::Status FetchBlob(const Source& source, absl::string_view digest, int64_t size,
                                  const std::string& dest_path, const Credentials& credentials,
                                  const std::function<void(int64_t)>& progress,
