@@ -14,6 +14,10 @@ namespace berth::config {
 struct RuntimeHandler {
   std::string path;  // OCI runtime binary, absolute
   std::string root;  // the runtime's --root state directory, absolute
+  // Prefixes of pod and container annotations passed on to this runtime's OCI specs (as
+  // containerd's pod_annotations and cri-o's allowed_annotations). Runtimes act on annotations
+  // (systemd unit properties, crun's run.oci.*): by default none from a request reaches the spec.
+  std::vector<std::string> allowed_annotations;
   bool operator==(const RuntimeHandler&) const = default;
 };
 

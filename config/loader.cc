@@ -265,6 +265,14 @@ class YamlApplier {
           {"root", [&](const YAML::Node& v, const std::string& k) {
              return AbsPath(v, k, handler.root);
            }},
+          {"allowed_annotations", [&](const YAML::Node& v, const std::string& k) {
+             return Strings(v, k, handler.allowed_annotations,
+                            [&](const YAML::Node& item, const std::string& item_key,
+                                const std::string& value) {
+                              return value.empty() ? Error(item, item_key, "must not be empty")
+                                                   : absl::OkStatus();
+                            });
+           }},
       }));
     }
     return absl::OkStatus();
@@ -649,6 +657,11 @@ std::string ToYaml(const Config& c) {
     out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "path" << YAML::Value << handler.path;
     out << YAML::Key << "root" << YAML::Value << handler.root;
+    if (!handler.allowed_annotations.empty()) {
+      out << YAML::Key << "allowed_annotations" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      for (const std::string& a : handler.allowed_annotations) out << YAML::DoubleQuoted << a;
+      out << YAML::EndSeq;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndMap;
@@ -720,6 +733,9 @@ std::string ToJson(const Config& c) {
   ordered_json runtimes = ordered_json::object();
   for (const auto& [name, handler] : c.runtimes) {
     runtimes[name] = {{"path", handler.path}, {"root", handler.root}};
+    if (!handler.allowed_annotations.empty()) {
+      runtimes[name]["allowed_annotations"] = handler.allowed_annotations;
+    }
   }
   ordered_json registries = ordered_json::array();
   for (const RegistryConfig& r : c.images.registries) {

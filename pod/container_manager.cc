@@ -411,6 +411,10 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
                            .target_pid = target_pid,
                            .cgroups_path = sandboxes_->CgroupsPathFor(*sandbox, c.id),
                            .cgroups = sandboxes_->CgroupsFor(*sandbox)};
+  if (auto handler = config->runtimes.find(sandbox->runtime_handler);
+      handler != config->runtimes.end()) {
+    input.allowed_annotations = handler->second.allowed_annotations;
+  }
   absl::StatusOr<std::string> oci = ContainerOciSpec(input);
   if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));
   c.oci_spec = *oci;

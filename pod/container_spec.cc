@@ -17,6 +17,7 @@
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "pod/oci_spec.h"
+#include "pod/request_limits.h"
 #include "pod/resources.h"
 #include "pod/seccomp.h"
 #include "pod/user.h"
@@ -385,7 +386,8 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& in) {
     }
   }
 
-  std::map<std::string, std::string> annotations = c.annotations;
+  std::map<std::string, std::string> annotations =
+      AllowedAnnotations(c.annotations, in.allowed_annotations);
   annotations["io.kubernetes.cri.container-type"] = "container";
   annotations["io.kubernetes.cri.container-name"] = c.name;
   annotations["io.kubernetes.cri.sandbox-id"] = in.sandbox->id;

@@ -23,6 +23,7 @@ struct ContainerSpecInput {
   pid_t target_pid = 0;  // pid_mode TARGET: a process of the target container
   std::string cgroups_path;
   CgroupSupport cgroups;  // what the container's cgroup can enforce (see ForCgroupParent)
+  std::vector<std::string> allowed_annotations;  // the runtime handler's (AllowedAnnotations)
 };
 
 // The OCI runtime spec (config.json) of a container, the way kubelet expects it: command and

@@ -2,6 +2,7 @@
 
 #include <climits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -44,6 +45,21 @@ absl::Status CheckConfinedPath(absl::string_view field, absl::string_view path) 
     }
   }
   return absl::OkStatus();
+}
+
+std::map<std::string, std::string> AllowedAnnotations(
+    const std::map<std::string, std::string>& requested,
+    const std::vector<std::string>& allowed_prefixes) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : requested) {
+    for (const std::string& prefix : allowed_prefixes) {
+      if (absl::StartsWith(key, prefix)) {
+        out.emplace(key, value);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace berth::pod

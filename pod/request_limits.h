@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -25,5 +26,11 @@ absl::Status CheckMetadata(absl::string_view field, const std::map<std::string, 
 // A path that must stay beneath the directory it is relative to: not absolute, no ".."
 // component, no NUL, at most PATH_MAX bytes.
 absl::Status CheckConfinedPath(absl::string_view field, absl::string_view path);
+
+// The annotations of a request that may reach an OCI spec: those whose key starts with one of
+// `allowed_prefixes` (a runtime handler's allowed_annotations).
+std::map<std::string, std::string> AllowedAnnotations(
+    const std::map<std::string, std::string>& requested,
+    const std::vector<std::string>& allowed_prefixes);
 
 }  // namespace berth::pod

@@ -224,7 +224,9 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   options.cgroups = CgroupsFor(s);
   options.oom_score_adj = ClampOomScoreAdj(-998);
   options.sysctls = s.spec.sysctls;
-  options.annotations = s.spec.annotations;
+  if (auto handler = config.runtimes.find(s.runtime_handler); handler != config.runtimes.end()) {
+    options.annotations = AllowedAnnotations(s.spec.annotations, handler->second.allowed_annotations);
+  }
   if (s.spec.resources) {
     for (auto& [key, value] : SandboxResourceAnnotations(*s.spec.resources)) {
       options.annotations[key] = value;

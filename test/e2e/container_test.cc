@@ -591,6 +591,24 @@ TEST_P(ContainerTest, RequestsBeyondKubeletsBoundsAreRefusedAndChangeNothing) {
   refused(big, "config.annotations");
   refused(Config(std::string(300, 'n'), {"true"}), "config.metadata.name");
 
+  // Annotations runtimes act on (systemd unit properties, crun's run.oci.*) never reach the OCI
+  // spec from a request: the handler allows none. The CRI still reports them.
+  runtime::v1::ContainerConfig annotated = Config("annotated", {"true"});
+  (*annotated.mutable_annotations())["org.systemd.property.DeviceAllow"] = "char-* rwm";
+  (*annotated.mutable_annotations())["run.oci.keep_original_groups"] = "1";
+  absl::StatusOr<std::string> annotated_id = Create(annotated);
+  ASSERT_TRUE(annotated_id.ok()) << annotated_id.status();
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> annotated_status =
+      Status(*annotated_id, /*verbose=*/true);
+  ASSERT_TRUE(annotated_status.ok()) << annotated_status.status();
+  EXPECT_EQ(annotated_status->status().annotations().at("run.oci.keep_original_groups"), "1");
+  const nlohmann::json spec =
+      nlohmann::json::parse(annotated_status->info().at("info"))["runtimeSpec"];
+  EXPECT_FALSE(spec["annotations"].contains("org.systemd.property.DeviceAllow")) << spec.dump();
+  EXPECT_FALSE(spec["annotations"].contains("run.oci.keep_original_groups"));
+  EXPECT_EQ(spec["annotations"]["io.kubernetes.cri.container-type"], "container");
+  ASSERT_TRUE(Remove(*annotated_id).ok());
+
   // A container of another pod is no target for this pod's process namespace.
   absl::StatusOr<std::string> other = RunPod("other");
   ASSERT_TRUE(other.ok()) << other.status();

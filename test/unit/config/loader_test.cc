@@ -75,7 +75,7 @@ cgroup_manager: systemd
 default_runtime: kata
 runtimes:
   runc: {path: /opt/runc}
-  kata: {path: /opt/kata, root: /run/kata}
+  kata: {path: /opt/kata, root: /run/kata, allowed_annotations: ["io.katacontainers."]}
 monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536}
 pause: {image: "registry.k8s.io/pause:3.10"}
 network: {conf_dir: /etc/cni/x, bin_dirs: [/b], default_network: net}
@@ -106,6 +106,7 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_EQ(c.runtimes.at("runc").path, "/opt/runc");
   EXPECT_EQ(c.runtimes.at("runc").root, "/run/berth/runc");  // merged per field
   EXPECT_EQ(c.runtimes.at("kata").root, "/run/kata");
+  EXPECT_THAT(c.runtimes.at("kata").allowed_annotations, ElementsAre("io.katacontainers."));
   EXPECT_EQ(c.monitor.path, "/usr/bin/conmon");
   EXPECT_EQ(c.monitor.log_size_max, 8192);
   EXPECT_EQ(c.monitor.exec_sync_output_max, 65536);

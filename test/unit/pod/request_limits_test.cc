@@ -38,5 +38,18 @@ TEST(RequestLimitsTest, ConfinedPaths) {
   EXPECT_FALSE(CheckConfinedPath("log_path", std::string(5000, 'a')).ok());
 }
 
+TEST(RequestLimitsTest, OnlyAllowedAnnotationsReachTheSpec) {
+  const std::map<std::string, std::string> requested{
+      {"io.katacontainers.config.hypervisor.path", "/x"},
+      {"org.systemd.property.DeviceAllow", "char-* rwm"},
+      {"run.oci.keep_original_groups", "1"}};
+  EXPECT_TRUE(AllowedAnnotations(requested, {}).empty());
+  std::map<std::string, std::string> allowed =
+      AllowedAnnotations(requested, {"io.katacontainers.", "run.oci.keep"});
+  EXPECT_EQ(allowed.size(), 2u);
+  EXPECT_TRUE(allowed.contains("io.katacontainers.config.hypervisor.path"));
+  EXPECT_TRUE(allowed.contains("run.oci.keep_original_groups"));
+}
+
 }  // namespace
 }  // namespace berth::pod
