@@ -225,7 +225,8 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   options.oom_score_adj = ClampOomScoreAdj(-998);
   options.sysctls = s.spec.sysctls;
   if (auto handler = config.runtimes.find(s.runtime_handler); handler != config.runtimes.end()) {
-    options.annotations = AllowedAnnotations(s.spec.annotations, handler->second.allowed_annotations);
+    options.annotations =
+        AllowedAnnotations(s.spec.annotations, handler->second.allowed_annotations);
   }
   if (s.spec.resources) {
     for (auto& [key, value] : SandboxResourceAnnotations(*s.spec.resources)) {
