@@ -8,6 +8,13 @@
 #include "nlohmann/json.hpp"
 
 namespace berth::image {
+
+std::string StringField(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 namespace {
 
 using nlohmann::json;
@@ -18,11 +25,6 @@ absl::StatusOr<json> ParseJson(absl::string_view body, absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
   }
   return j;
-}
-
-std::string StringField(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 std::vector<std::string> StringList(const json& j, const char* key) {

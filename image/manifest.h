@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json_fwd.hpp"
 
 namespace berth::image {
 
@@ -64,6 +65,10 @@ struct ImageConfig {
 
 // Parsers: InvalidArgument naming what is wrong (bad JSON, missing or bad digests, a layer media
 // type we cannot unpack). `body` is the raw JSON.
+// A string field of a JSON object from a registry: "" when missing, not a string, or `j` is not
+// an object (never a throw).
+std::string StringField(const nlohmann::json& j, const char* key);
+
 absl::StatusOr<ImageIndex> ParseIndex(absl::string_view body);
 absl::StatusOr<ImageManifest> ParseManifest(absl::string_view body);
 absl::StatusOr<ImageConfig> ParseImageConfig(absl::string_view body);

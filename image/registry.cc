@@ -38,12 +38,6 @@ constexpr size_t kMaxManifestBytes = 4 << 20;
 constexpr size_t kMaxTokenBytes = 1 << 20;
 constexpr int kMaxRedirects = 5;
 
-// A string field of a JSON object, "" when missing or of another type (never a throw).
-std::string StringField(const nlohmann::json& j, const char* key) {
-  if (!j.is_object()) return "";
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
 constexpr char kAcceptManifests[] =
     "Accept: application/vnd.oci.image.index.v1+json, "
     "application/vnd.oci.image.manifest.v1+json, "

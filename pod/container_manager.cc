@@ -342,6 +342,18 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
           sandbox->runtime_handler, "\" does not support recursive read-only mounts"));
     }
   }
+  // Checked before anything is made: a refused request leaves nothing to undo.
+  pid_t target_pid = 0;
+  if (spec.security.pid_mode == NamespaceMode::kTarget) {
+    // Only a container of the same pod: another pod's processes are not this one's to see.
+    absl::StatusOr<ContainerPtr> target = Get(spec.security.target_id);
+    if (target.ok() && (*target)->sandbox_id != sandbox->id) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "namespace_options.target_id: container \"", spec.security.target_id,
+          "\" is not in pod sandbox ", sandbox->id));
+    }
+    if (target.ok() && (*target)->state == Container::State::kRunning) target_pid = (*target)->pid;
+  }
   absl::StatusOr<image::ImagePtr> image = images_->Resolve(spec.image);
   if (!image.ok()) {
     return absl::NotFoundError(absl::StrCat("image \"", spec.image, "\": ", image.status().message()));
@@ -391,17 +403,6 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
   for (const std::string& chain : c.chain_ids) layer_dirs.push_back(images_->LayerDir(chain) + "/diff");
   ASSIGN_OR_RETURN(ScopedMount rootfs, image::MountRootfs(dir, layer_dirs));
 
-  pid_t target_pid = 0;
-  if (spec.security.pid_mode == NamespaceMode::kTarget) {
-    // Only a container of the same pod: another pod's processes are not this one's to see.
-    absl::StatusOr<ContainerPtr> target = Get(spec.security.target_id);
-    if (target.ok() && (*target)->sandbox_id != sandbox->id) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "namespace_options.target_id: container \"", spec.security.target_id,
-          "\" is not in pod sandbox ", sandbox->id));
-    }
-    if (target.ok() && (*target)->state == Container::State::kRunning) target_pid = (*target)->pid;
-  }
   ContainerSpecInput input{.container = &c,
                            .sandbox = sandbox.get(),
                            .image = &(*image)->config,
