@@ -29,12 +29,9 @@
 namespace berth::cri::streaming {
 namespace {
 
-constexpr size_t kMaxHead = 16 << 10;
-// The whole request head must arrive within this (not per byte: a slow client holds nothing).
-constexpr auto kHeadDeadline = std::chrono::seconds(10);
-// Connections served at once; more are refused at once. kubelet proxies one per exec, attach and
-// port-forward session.
-constexpr int kMaxConnections = 256;
+// Sessions served at once, and connections waiting for their request head; more are refused.
+// kubelet proxies one connection per exec, attach and port-forward session.
+constexpr int kMaxSessions = 256;
 
 std::string NewToken() {
   std::string token;
@@ -50,69 +47,6 @@ void SendAll(int fd, const std::string& data) {
     if (n <= 0) return;
     done += static_cast<size_t>(n);
   }
-}
-
-void Respond(int fd, int code, const char* reason, const std::string& body) {
-  SendAll(fd, absl::StrCat("HTTP/1.1 ", code, " ", reason,
-                           "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ",
-                           body.size(), "\r\nConnection: close\r\n\r\n", body));
-}
-
-struct HttpRequest {
-  std::string method, path;
-  std::multimap<std::string, std::string> headers;  // lower-case names
-  std::vector<std::string> Values(const std::string& name) const {
-    std::vector<std::string> out;
-    auto [a, b] = headers.equal_range(name);
-    for (auto it = a; it != b; ++it) {
-      for (absl::string_view v : absl::StrSplit(it->second, ',')) {
-        v = absl::StripAsciiWhitespace(v);
-        if (!v.empty()) out.emplace_back(v);
-      }
-    }
-    return out;
-  }
-};
-
-// Reads the request head (up to the blank line); nothing after it is read, as the client waits
-// for our 101 before it sends frames.
-bool ReadHead(int fd, HttpRequest* out) {
-  std::string head;
-  const auto deadline = std::chrono::steady_clock::now() + kHeadDeadline;
-  char buf[4096];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd p{fd, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    // Look before taking: only the head's bytes are consumed, whatever follows it stays.
-    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK);
-    if (n <= 0) return false;
-    const size_t before = head.size();
-    head.append(buf, static_cast<size_t>(n));
-    const size_t end = head.find("\r\n\r\n", before >= 3 ? before - 3 : 0);
-    const size_t take = end == std::string::npos ? static_cast<size_t>(n) : end + 4 - before;
-    head.resize(before + take);
-    for (size_t done = 0; done < take;) {
-      const ssize_t r = ::recv(fd, buf, take - done, 0);
-      if (r <= 0) return false;
-      done += static_cast<size_t>(r);
-    }
-    if (end != std::string::npos) break;
-    if (head.size() >= kMaxHead) return false;
-  }
-  std::vector<std::string> lines = absl::StrSplit(head, "\r\n");
-  std::vector<std::string> first = absl::StrSplit(lines[0], ' ');
-  if (first.size() < 2) return false;
-  out->method = first[0];
-  out->path = first[1];
-  for (size_t i = 1; i < lines.size(); ++i) {
-    const size_t colon = lines[i].find(':');
-    if (colon == std::string::npos) continue;
-    out->headers.emplace(absl::AsciiStrToLower(lines[i].substr(0, colon)),
-                         std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1))));
-  }
-  return true;
 }
 
 }  // namespace
@@ -190,17 +124,16 @@ absl::Status Server::Start() {
   if (host == "::") url_host = "::1";
   if (family == AF_INET6) url_host = absl::StrCat("[", url_host, "]");
   base_url_ = absl::StrCat(tls_ ? "https://" : "http://", url_host, ":", port);
-  acceptor_ = std::jthread([this](std::stop_token stop) { AcceptLoop(stop); });
+  gate_ = std::make_unique<Gate>(listen_fd_, tls_.get(),
+                                 Gate::Options{.max_pending = static_cast<size_t>(kMaxSessions)},
+                                 [this](std::unique_ptr<Incoming> in) { Dispatch(std::move(in)); });
+  listen_fd_ = -1;  // the gate's now
   spdlog::info("streaming server on {}", base_url_);
   return absl::OkStatus();
 }
 
 void Server::Stop() {
-  if (acceptor_.joinable()) {
-    acceptor_.request_stop();
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    acceptor_.join();
-  }
+  gate_.reset();  // no new connection from here on
   if (listen_fd_ >= 0) ::close(listen_fd_);
   listen_fd_ = -1;
   absl::MutexLock lock(&mu_);
@@ -234,139 +167,105 @@ bool Server::TakeToken(const std::string& token, Request* out) {
   return fresh;
 }
 
-void Server::AcceptLoop(std::stop_token stop) {
-  while (!stop.stop_requested()) {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (stop.stop_requested()) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_ || active_ >= kMaxConnections) {
-        if (!stopping_) spdlog::warn("streaming: {} connections already, refusing one", active_);
-        ::close(fd);
-        continue;
-      }
-      connections_.insert(fd);
-      ++active_;
-    }
-    auto forget = [this, fd] {
-      absl::MutexLock lock(&mu_);
-      connections_.erase(fd);
-      --active_;
-    };
-    try {
-      std::thread([this, fd, forget] {
-        if (tls_) {
-          absl::StatusOr<int> plain = tls_->Wrap(fd);  // takes fd
-          if (plain.ok()) {
-            Serve(*plain);
-          } else {
-            spdlog::debug("streaming: {}", plain.status().message());
-          }
-        } else {
-          Serve(fd);
-        }
-        forget();
-      }).detach();
-    } catch (const std::system_error& e) {
-      // No thread to be had (a thread limit): this connection goes, the server stays.
-      spdlog::warn("streaming: cannot serve a connection: {}", e.what());
-      ::close(fd);
-      forget();
-    }
-  }
-}
-
-void Server::Serve(int fd) {
-  HttpRequest http;
-  if (!ReadHead(fd, &http)) {
-    ::close(fd);
-    return;
-  }
+void Server::Dispatch(std::unique_ptr<Incoming> in) {
+  const HttpRequest& http = in->request();
   std::vector<std::string> parts = absl::StrSplit(http.path.substr(0, http.path.find('?')), '/',
                                                    absl::SkipEmpty());
   Request request;
   if (parts.size() != 2 || !TakeToken(parts[1], &request)) {
-    Respond(fd, 404, "Not Found", "unknown or expired streaming token\n");
-    ::close(fd);
+    in->Refuse(404, "Not Found", "unknown or expired streaming token\n");
     return;
   }
+  const bool port_forward = request.kind == Request::Kind::kPortForward;
   const char* want = request.kind == Request::Kind::kExec     ? "exec"
                      : request.kind == Request::Kind::kAttach ? "attach"
                                                               : "portforward";
   if (parts[0] != want) {
-    Respond(fd, 404, "Not Found", "unknown or expired streaming token\n");
-    ::close(fd);
+    in->Refuse(404, "Not Found", "unknown or expired streaming token\n");
     return;
   }
   const std::vector<std::string> upgrade = http.Values("upgrade");
   const bool spdy = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "SPDY/3.1");
   const bool websocket = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "websocket");
-  if (websocket) {
-    std::string protocol;
-    for (const std::string& p : http.Values("sec-websocket-protocol")) {
-      const bool ok = request.kind == Request::Kind::kPortForward
-                          ? (p == "SPDY/3.1+portforward.k8s.io" || p == "v4.channel.k8s.io")
-                          : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io");
-      if (ok) {
-        protocol = p;
-        break;
-      }
-    }
-    if (protocol.empty()) {
-      Respond(fd, 403, "Forbidden",
-              absl::StrCat("none of the offered WebSocket subprotocols is supported; berth "
-                           "speaks ",
-                           request.kind == Request::Kind::kPortForward
-                               ? "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io"
-                               : "v5.channel.k8s.io, v4.channel.k8s.io",
-                           "\n"));
-      ::close(fd);
-      return;
-    }
-    WebSocket::HttpHead head{http.method, http.path, {}};
-    for (const auto& [k, v] : http.headers) head.headers.emplace_back(k, v);
-    ServeWebSocket(fd, request, head, protocol);
+  if (!spdy && !websocket) {
+    in->Refuse(400, "Bad Request", "this endpoint needs an Upgrade to SPDY/3.1 or websocket\n");
     return;
   }
-  if (!spdy) {
-    Respond(fd, 400, "Bad Request", "this endpoint needs an Upgrade to SPDY/3.1 or websocket\n");
-    ::close(fd);
-    return;
-  }
-  const std::vector<std::string> offered = http.Values("x-stream-protocol-version");
   std::string protocol;
-  for (const std::string& p : offered) {
-    const bool ok = request.kind == Request::Kind::kPortForward
-                        ? p == "portforward.k8s.io"
-                        : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io" ||
-                           p == "v3.channel.k8s.io" || p == "v2.channel.k8s.io");
+  for (const std::string& p :
+       http.Values(websocket ? "sec-websocket-protocol" : "x-stream-protocol-version")) {
+    const bool ok =
+        websocket ? (port_forward
+                         ? (p == "SPDY/3.1+portforward.k8s.io" || p == "v4.channel.k8s.io")
+                         : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io"))
+                  : (port_forward ? p == "portforward.k8s.io"
+                                  : (p == "v5.channel.k8s.io" || p == "v4.channel.k8s.io" ||
+                                     p == "v3.channel.k8s.io" || p == "v2.channel.k8s.io"));
     if (ok) {
       protocol = p;
       break;
     }
   }
   if (protocol.empty()) {
-    Respond(fd, 403, "Forbidden",
-            absl::StrCat("none of the offered stream protocols is supported; berth speaks ",
-                         request.kind == Request::Kind::kPortForward
-                             ? "portforward.k8s.io"
-                             : "v5, v4, v3 and v2.channel.k8s.io",
-                         "\n"));
-    ::close(fd);
+    const char* speaks =
+        websocket ? (port_forward ? "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io"
+                                  : "v5.channel.k8s.io, v4.channel.k8s.io")
+                  : (port_forward ? "portforward.k8s.io" : "v5, v4, v3 and v2.channel.k8s.io");
+    in->Refuse(403, "Forbidden",
+               absl::StrCat("none of the offered ", websocket ? "WebSocket sub" : "stream ",
+                            "protocols is supported; berth speaks ", speaks, "\n"));
     return;
   }
-  SendAll(fd, absl::StrCat("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                           "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ",
-                           protocol, "\r\n\r\n"));
-  if (request.kind == Request::Kind::kPortForward) {
-    ServePortForward(fd, request);
-  } else {
-    ServeRemoteCommand(fd, request, protocol);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || active_ >= kMaxSessions) {
+      spdlog::warn("streaming: {} sessions already, refusing one", active_);
+      in->Refuse(503, "Service Unavailable", "too many streaming sessions\n");
+      return;
+    }
+    ++active_;
+  }
+  absl::StatusOr<int> taken = in->Take();
+  if (!taken.ok()) {
+    spdlog::warn("streaming: cannot serve a session: {}", taken.status().message());
+    absl::MutexLock lock(&mu_);
+    --active_;
+    return;
+  }
+  const int fd = *taken;
+  {
+    absl::MutexLock lock(&mu_);
+    connections_.insert(fd);
+  }
+  auto session = [this, fd, request = std::move(request), protocol, websocket,
+                  head = WebSocket::HttpHead{http.method, http.path, {}},
+                  headers = http.headers]() mutable {
+    if (websocket) {
+      for (const auto& [k, v] : headers) head.headers.emplace_back(k, v);
+      ServeWebSocket(fd, request, head, protocol);
+    } else {
+      SendAll(fd, absl::StrCat("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                               "Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ",
+                               protocol, "\r\n\r\n"));
+      if (request.kind == Request::Kind::kPortForward) {
+        ServePortForward(fd, request);
+      } else {
+        ServeRemoteCommand(fd, request, protocol);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    connections_.erase(fd);
+    --active_;
+  };
+  try {
+    std::thread(std::move(session)).detach();
+  } catch (const std::system_error& e) {
+    // No thread to be had (a thread limit): this session goes, the server stays.
+    spdlog::warn("streaming: cannot serve a session: {}", e.what());
+    ::close(fd);
+    absl::MutexLock lock(&mu_);
+    connections_.erase(fd);
+    --active_;
   }
 }
 

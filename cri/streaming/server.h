@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "config/config.h"
+#include "cri/streaming/gate.h"
 #include "cri/streaming/websocket.h"
 #include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
@@ -35,7 +36,8 @@ struct Request {
 // over SPDY/3.1 (v4/v5.channel.k8s.io for exec and attach, portforward.k8s.io). Exec runs the
 // OCI runtime's exec; attach goes through the monitor's attach socket and ctl fifo;
 // port-forward connects to localhost:port inside the pod's network namespace.
-// Thread-safe; a thread per connection.
+// Thread-safe. One gate thread serves every connection until it shows a valid token (TLS handshake
+// and request head included); then each session has a thread of its own, at most 256 at once.
 class Server {
  public:
   Server(const config::StreamingConfig& config, pod::ContainerManager* containers,
@@ -60,8 +62,8 @@ class Server {
     Request request;
     absl::Time expires;
   };
-  void AcceptLoop(std::stop_token stop);
-  void Serve(int fd);
+  // On the gate's thread: checks the token and the protocol, then starts the session's thread.
+  void Dispatch(std::unique_ptr<Incoming> in);
   bool TakeToken(const std::string& token, Request* out);
   void ServeRemoteCommand(int fd, const Request& request, const std::string& protocol);
   void RunRemoteCommand(const Request& request, class Transport& t, class Inbound& in);
@@ -78,7 +80,7 @@ class Server {
   pod::SandboxManager* const sandboxes_;
   int listen_fd_ = -1;
   std::string base_url_;
-  std::jthread acceptor_;
+  std::unique_ptr<Gate> gate_;
 
   absl::Mutex mu_;
   std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);

@@ -1,12 +1,15 @@
 #include "cri/streaming/tls.h"
 
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -68,26 +71,80 @@ absl::StatusOr<std::unique_ptr<TlsTerminator>> TlsTerminator::Create(const std::
 
 TlsTerminator::~TlsTerminator() { SSL_CTX_free(static_cast<SSL_CTX*>(ctx_)); }
 
-absl::StatusOr<int> TlsTerminator::Wrap(int fd) {
+std::unique_ptr<TlsTerminator::Session> TlsTerminator::NewSession(int fd) {
   SSL* ssl = SSL_new(static_cast<SSL_CTX*>(ctx_));
-  SSL_set_fd(ssl, fd);
-  timeval handshake_timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &handshake_timeout, sizeof handshake_timeout);
-  if (SSL_accept(ssl) != 1) {
-    const std::string why = OpenSslError();
-    SSL_free(ssl);
-    ::close(fd);
-    return absl::UnavailableError("TLS handshake: " + why);
+  if (ssl != nullptr) SSL_set_fd(ssl, fd);
+  return std::unique_ptr<Session>(new Session(ssl, fd));
+}
+
+TlsTerminator::Session::~Session() {
+  if (ssl_ != nullptr) SSL_free(static_cast<SSL*>(ssl_));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+TlsTerminator::Session::Io TlsTerminator::Session::Result(int ret) {
+  if (ret > 0) return Io::kDone;
+  switch (SSL_get_error(static_cast<SSL*>(ssl_), ret)) {
+    case SSL_ERROR_WANT_READ:
+      return Io::kWantRead;
+    case SSL_ERROR_WANT_WRITE:
+      return Io::kWantWrite;
+    case SSL_ERROR_ZERO_RETURN:
+      error_ = "closed by the client";
+      return Io::kFailed;
+    default:
+      error_ = OpenSslError();
+      return Io::kFailed;
   }
-  timeval none{0, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+}
+
+TlsTerminator::Session::Io TlsTerminator::Session::Handshake() {
+  if (ssl_ == nullptr) {
+    error_ = "no TLS session";
+    return Io::kFailed;
+  }
+  ERR_clear_error();
+  return Result(SSL_accept(static_cast<SSL*>(ssl_)));
+}
+
+TlsTerminator::Session::Io TlsTerminator::Session::Peek(char* buf, size_t size, size_t* n) {
+  ERR_clear_error();
+  const int r = SSL_peek(static_cast<SSL*>(ssl_), buf, static_cast<int>(size));
+  *n = r > 0 ? static_cast<size_t>(r) : 0;
+  return Result(r);
+}
+
+TlsTerminator::Session::Io TlsTerminator::Session::Read(char* buf, size_t size, size_t* n) {
+  ERR_clear_error();
+  const int r = SSL_read(static_cast<SSL*>(ssl_), buf, static_cast<int>(size));
+  *n = r > 0 ? static_cast<size_t>(r) : 0;
+  return Result(r);
+}
+
+void TlsTerminator::Session::WriteAndClose(const std::string& data) {
+  ERR_clear_error();
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  if (SSL_write(ssl, data.data(), static_cast<int>(data.size())) > 0) SSL_shutdown(ssl);
+}
+
+absl::StatusOr<int> TlsTerminator::Session::StartRelay() {
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-    SSL_free(ssl);
-    ::close(fd);
-    return absl::InternalError("socketpair for TLS");
+    return absl::InternalError(absl::StrCat("socketpair for TLS: ", std::strerror(errno)));
   }
-  std::thread(Relay, ssl, fd, pair[0]).detach();
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  const int fd = fd_;
+  try {
+    std::thread(Relay, ssl, fd, pair[0]).detach();
+  } catch (const std::system_error& e) {
+    ::close(pair[0]);
+    ::close(pair[1]);
+    return absl::ResourceExhaustedError(absl::StrCat("no thread for a TLS relay: ", e.what()));
+  }
+  ssl_ = nullptr;  // the relay frees both
+  fd_ = -1;
   return pair[1];
 }
 

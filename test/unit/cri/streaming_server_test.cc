@@ -144,6 +144,40 @@ TEST(StreamingServerTest, ConnectionsBeyondTheBoundAreRefused) {
   server.Stop();
 }
 
+size_t Threads() {
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                           std::filesystem::directory_iterator()));
+}
+
+// Connections that have not shown a token yet (idle, half a head, half a TLS handshake) are all
+// served by the one gate thread: they cost no thread, and a real request still gets its answer.
+void ExpectWaitingConnectionsCostNoThread(Server& server, const std::string& first_bytes) {
+  const int port = Port(server.base_url() + "/");
+  const size_t before = Threads();
+  std::vector<int> waiting;
+  for (int i = 0; i < 100; ++i) {
+    waiting.push_back(Connect(port));
+    if (!first_bytes.empty()) {
+      ASSERT_EQ(::send(waiting.back(), first_bytes.data(), first_bytes.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(first_bytes.size()));
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all accepted and read
+  EXPECT_LE(Threads(), before + 1);
+  for (int fd : waiting) ::close(fd);
+}
+
+TEST(StreamingServerTest, ConnectionsWaitingForTheirHeadCostNoThread) {
+  config::StreamingConfig config;
+  Server server(config, nullptr, nullptr, absl::Minutes(1));
+  ASSERT_TRUE(server.Start().ok());
+  ExpectWaitingConnectionsCostNoThread(server, "");
+  ExpectWaitingConnectionsCostNoThread(server, "POST /exec/x HTTP/1.1\r\nHost: x\r\n");
+  const std::string url = server.Register({.kind = Request::Kind::kExec, .id = "c", .cmd = {"ls"}});
+  EXPECT_THAT(Ask(Port(url), SpdyUpgrade(PathOf(url))), StartsWith("HTTP/1.1 403"));
+  server.Stop();
+}
+
 // A self-signed certificate for 127.0.0.1, written as PEM files.
 void WriteCertificate(const std::string& cert_path, const std::string& key_path) {
   EVP_PKEY* key = EVP_EC_gen("P-256");
@@ -194,6 +228,10 @@ TEST(StreamingServerTest, ServesOverTls) {
   SSL_free(ssl);
   SSL_CTX_free(ctx);
   ::close(fd);
+
+  // Half a TLS ClientHello, or nothing at all, holds no thread either.
+  ExpectWaitingConnectionsCostNoThread(server, "");
+  ExpectWaitingConnectionsCostNoThread(server, std::string("\x16\x03\x01\x02\x00\x01", 6));
 
   // A key that does not match is refused at start.
   WriteCertificate(dir + "/other.pem", dir + "/other-key.pem");
