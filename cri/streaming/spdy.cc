@@ -20,7 +20,9 @@ constexpr uint16_t kVersion = 3;
 constexpr uint16_t kSynStream = 1, kSynReply = 2, kRstStream = 3, kSettings = 4, kPing = 6,
                    kGoAway = 7, kHeaders = 8, kWindowUpdate = 9;
 constexpr uint8_t kFlagFin = 0x01;
-constexpr uint32_t kMaxFrame = 16 << 20;
+// Kubernetes clients send data in chunks of 32 KiB; a frame is read whole, so this bounds what
+// one connection can make us hold (SPDY itself allows 16 MiB).
+constexpr uint32_t kMaxFrame = 1 << 20;
 constexpr size_t kMaxDataChunk = 32 << 10;
 // A decompressed header block, and the headers in it: the Kubernetes clients send a handful of
 // short headers per stream; a few KiB of compressed input must not expand beyond this.
@@ -205,6 +207,13 @@ absl::Status Session::DecodeHeaders(std::string_view block, Headers* out) {
 }
 
 absl::Status Session::Run(const Handlers& handlers) {
+  absl::Status s = ReadFrames(handlers);
+  // A peer that broke the protocol is told so before the connection goes.
+  if (absl::IsInvalidArgument(s)) Close(kGoAwayProtocolError);
+  return s;
+}
+
+absl::Status Session::ReadFrames(const Handlers& handlers) {
   char head[8];
   std::string payload;
   for (;;) {
@@ -298,10 +307,10 @@ absl::Status Session::Reset(uint32_t stream, uint32_t status) {
   return Control(kRstStream, 0, payload);
 }
 
-void Session::Close() {
+void Session::Close(uint32_t status) {
   std::string payload;
   Put32(&payload, 0);
-  Put32(&payload, 0);
+  Put32(&payload, status);
   absl::MutexLock lock(&write_mu_);
   (void)WriteLocked(FrameHeader(true, kGoAway, 0, payload.size()) + payload);
   closed_ = true;

@@ -29,6 +29,7 @@ std::string HeaderValue(const Headers& headers, std::string_view name);
 const std::string& HeaderDictionary();
 
 inline constexpr uint32_t kProtocolError = 1;  // RST_STREAM status
+inline constexpr uint32_t kGoAwayProtocolError = 1;  // GOAWAY status
 
 // One SPDY connection over a connected socket. Run() reads frames on the caller's thread and
 // calls the handlers there; the send functions may be called from any thread (writes are
@@ -53,13 +54,15 @@ class Session {
   absl::Status Reply(uint32_t stream, const Headers& headers = {}, bool fin = false);
   absl::Status Data(uint32_t stream, std::string_view data, bool fin = false);
   absl::Status Reset(uint32_t stream, uint32_t status);
-  // Sends GOAWAY and shuts the socket down: Run() returns.
-  void Close();
+  // Sends GOAWAY (with `status`: 0 OK, 1 PROTOCOL_ERROR) and shuts the socket down: Run()
+  // returns. Run() itself closes with PROTOCOL_ERROR when the peer breaks the protocol.
+  void Close(uint32_t status = 0);
   // How long the session may go without a frame in either direction before Run() gives up
   // (0 = forever).
   void set_idle_timeout_ms(int64_t ms) { idle_timeout_ms_ = ms; }
 
  private:
+  absl::Status ReadFrames(const Handlers& handlers);
   absl::Status ReadFull(char* buf, size_t n);
   absl::Status WriteLocked(const std::string& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status Control(uint16_t type, uint8_t flags, const std::string& payload);

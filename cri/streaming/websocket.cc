@@ -23,6 +23,10 @@ using tcp = net::ip::tcp;
 
 namespace {
 constexpr size_t kMaxQueued = 64;
+// The largest message a client may send (fragments included), larger ones end the connection
+// with close code 1009. Clients send stdin and port-forward data in chunks of 32 KiB; this bounds
+// what one connection can make us hold.
+constexpr size_t kMaxMessage = 1 << 20;
 }  // namespace
 
 struct WebSocket::Impl {
@@ -148,7 +152,7 @@ absl::StatusOr<std::unique_ptr<WebSocket>> WebSocket::Accept(int fd, const HttpH
       [protocol](beast::websocket::response_type& response) {
         response.set(http::field::sec_websocket_protocol, protocol);
       }));
-  impl->ws.read_message_max(16 << 20);
+  impl->ws.read_message_max(kMaxMessage);
   impl->ws.accept(request, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("websocket handshake: ", ec.message()));
   return std::unique_ptr<WebSocket>(new WebSocket(std::move(impl)));

@@ -2,7 +2,11 @@
 // from a registry on loopback. Every test runs twice: with berth-conmon and with Debian's conmon
 // as the monitor.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -11,11 +15,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
@@ -1056,6 +1062,199 @@ TEST_P(ContainerTest, WebSocketChannelPortForward) {
     if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(served);
+}
+
+// A WebSocket handshake done by hand, so that the test can then send frames no real client
+// would: the socket after the 101, or -1.
+int RawWebSocket(const std::string& url, const std::string& protocol) {
+  const size_t host_start = url.find("://") + 3;
+  const size_t path_start = url.find('/', host_start);
+  const std::string host = url.substr(host_start, path_start - host_start);
+  int port = 0;
+  if (!absl::SimpleAtoi(host.substr(host.rfind(':') + 1), &port)) return -1;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const std::string request = absl::StrCat(
+      "GET ", url.substr(path_start), " HTTP/1.1\r\nHost: ", host,
+      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ",
+      protocol, "\r\n\r\n");
+  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string head;
+  char c;
+  while (!absl::EndsWith(head, "\r\n\r\n") && ::recv(fd, &c, 1, 0) == 1) head += c;
+  if (!absl::StartsWith(head, "HTTP/1.1 101")) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// One frame as a client would send it (masked unless told otherwise).
+std::string WsFrame(int opcode, const std::string& payload, bool fin = true, bool masked = true,
+                    int rsv = 0) {
+  std::string f(1, static_cast<char>((fin ? 0x80 : 0) | (rsv << 4) | opcode));
+  const char mask_bit = masked ? '\x80' : '\0';
+  if (payload.size() < 126) {
+    f += static_cast<char>(mask_bit | static_cast<char>(payload.size()));
+  } else if (payload.size() < 65536) {
+    f += static_cast<char>(mask_bit | 126);
+    f += static_cast<char>(payload.size() >> 8);
+    f += static_cast<char>(payload.size() & 0xff);
+  } else {
+    f += static_cast<char>(mask_bit | 127);
+    for (int i = 7; i >= 0; --i) f += static_cast<char>((payload.size() >> (8 * i)) & 0xff);
+  }
+  const char key[4] = {0x11, 0x22, 0x33, 0x44};
+  if (masked) f.append(key, 4);
+  for (size_t i = 0; i < payload.size(); ++i) {
+    f += masked ? static_cast<char>(payload[i] ^ key[i % 4]) : payload[i];
+  }
+  return f;
+}
+
+// The status code of the close frame the server sends within `seconds` before it ends the
+// connection (data frames before it are skipped), or -1 if it ends it without one or not at all.
+int CloseCodeWithin(int fd, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  std::string in;
+  char buf[4096];
+  int code = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return code;
+    in.append(buf, static_cast<size_t>(n));
+    // Server frames are unmasked; only short ones come before a close here.
+    while (in.size() >= 2 && static_cast<unsigned char>(in[1]) < 126 &&
+           in.size() >= 2 + static_cast<size_t>(in[1])) {
+      const size_t length = static_cast<size_t>(in[1]);
+      if ((in[0] & 0x0f) == 8 && length >= 2) {
+        code = (static_cast<unsigned char>(in[2]) << 8) | static_cast<unsigned char>(in[3]);
+      }
+      in.erase(0, 2 + length);
+    }
+  }
+  return -1;
+}
+
+// Malformed SPDY and WebSocket input ends only the connection that sent it: berthd keeps serving,
+// the container keeps running, and the next session works.
+TEST_P(ContainerTest, MalformedStreamInputEndsOnlyThatConnection) {
+  if (!GetParam().empty()) GTEST_SKIP() << "streaming does not depend on the monitor";
+  absl::StatusOr<std::string> id = CreateAndStart(Config("target", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto exec_url = [&](bool tty) {
+    runtime::v1::ExecRequest r;
+    r.set_container_id(*id);
+    for (const char* a : {"cat"}) r.add_cmd(a);
+    r.set_stdin(true);
+    r.set_stdout(true);
+    r.set_tty(tty);
+    r.set_stderr(!tty);
+    absl::StatusOr<runtime::v1::ExecResponse> exec = cri().Call(&RuntimeService::Stub::Exec, r);
+    EXPECT_TRUE(exec.ok()) << exec.status();
+    return exec.ok() ? exec->url() : std::string();
+  };
+  auto be32 = [](uint32_t v) {
+    std::string out;
+    for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+    return out;
+  };
+  auto block = [&](const std::vector<std::pair<std::string, std::string>>& headers) {
+    std::string b = be32(static_cast<uint32_t>(headers.size()));
+    for (const auto& [k, v] : headers) absl::StrAppend(&b, be32(k.size()), k, be32(v.size()), v);
+    return b;
+  };
+  std::vector<std::pair<std::string, std::string>> many;
+  for (int i = 0; i < 300; ++i) many.emplace_back(absl::StrCat("h", i), "v");
+
+  struct SpdyCase {
+    std::string name;
+    std::function<absl::Status(SpdyClient&)> send;
+  };
+  const std::vector<SpdyCase> spdy_cases = {
+      {"a control frame of SPDY version 2",
+       [&](SpdyClient& c) { return c.SendRaw(be32(0x80020004) + be32(8) + be32(0) + be32(0)); }},
+      {"a SYN_STREAM whose header block is not zlib",
+       [&](SpdyClient& c) {
+         return c.SendRaw(be32(0x80030001) + be32(20) + be32(1) + be32(0) + std::string(2, '\0') +
+                          "notzlib!garb");
+       }},
+      {"a header block that inflates past 64 KiB",
+       [&](SpdyClient& c) {
+         return c.SendSynStream(1, block({{"streamtype", std::string(200 << 10, 'a')}}));
+       }},
+      {"300 headers", [&](SpdyClient& c) { return c.SendSynStream(1, block(many)); }},
+      {"a header block claiming more headers than it has",
+       [&](SpdyClient& c) { return c.SendSynStream(1, be32(1000) + be32(3) + "abc"); }},
+      {"a data frame of 16 MiB", [&](SpdyClient& c) { return c.SendRaw(be32(1) + be32(0xffffff)); }},
+  };
+  for (const SpdyCase& test : spdy_cases) {
+    SCOPED_TRACE(test.name);
+    const std::string url = exec_url(false);
+    SpdyClient::Upgrade upgrade;
+    absl::StatusOr<std::unique_ptr<SpdyClient>> client =
+        SpdyClient::Connect(url, {"v4.channel.k8s.io"}, &upgrade);
+    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_TRUE(test.send(**client).ok());
+    EXPECT_TRUE((*client)->AwaitClosed(absl::Seconds(10)));
+    // Told why (an idle end would say 0).
+    EXPECT_EQ((*client)->GoAwayStatus(), std::optional<uint32_t>(1));
+  }
+
+  struct WsCase {
+    std::string name;
+    std::string frames;
+  };
+  const std::vector<WsCase> ws_cases = {
+      {"an unmasked frame", WsFrame(2, std::string("\0x", 2), true, /*masked=*/false)},
+      {"a message over 1 MiB", WsFrame(2, std::string((1 << 20) + 16, '\0'))},
+      {"a message over 1 MiB in fragments",
+       WsFrame(2, std::string(600 << 10, '\0'), false) + WsFrame(0, std::string(600 << 10, '\0'))},
+      {"reserved bits without an extension", WsFrame(2, std::string("\0x", 2), true, true, 4)},
+      {"a ping longer than 125 bytes", WsFrame(9, std::string(200, 'p'))},
+      {"a fragmented ping", WsFrame(9, "p", /*fin=*/false)},
+      {"a text frame that is not UTF-8", WsFrame(1, "\xff\xfe\xfd")},
+      {"an unknown opcode", WsFrame(5, "x")},
+      {"a continuation with nothing to continue", WsFrame(0, "x")},
+  };
+  for (const WsCase& test : ws_cases) {
+    SCOPED_TRACE(test.name);
+    const int fd = RawWebSocket(exec_url(false), "v5.channel.k8s.io");
+    ASSERT_GE(fd, 0);
+    (void)!::send(fd, test.frames.data(), test.frames.size(), MSG_NOSIGNAL);
+    // 1002 protocol error, 1007 bad data, 1009 too big (an idle end sends no close frame).
+    EXPECT_THAT(CloseCodeWithin(fd, 10), ::testing::AnyOf(1002, 1007, 1009));
+    ::close(fd);
+  }
+
+  // Messages that are well-formed WebSocket but mean nothing are ignored: the session goes on.
+  absl::StatusOr<std::unique_ptr<WsClient>> ws =
+      WsClient::Connect(exec_url(true), {"v5.channel.k8s.io"});
+  ASSERT_TRUE(ws.ok()) << ws.status();
+  for (const std::string& resize :
+       {std::string(R"({"Width":"wide","Height":2})"), std::string(R"({"Width":0,"Height":0})"),
+        std::string("[1,2]"), std::string(8 << 10, '{')}) {
+    ASSERT_TRUE((*ws)->Send(4, resize).ok());
+  }
+  ASSERT_TRUE((*ws)->Send(42, "to no channel").ok());
+  ASSERT_TRUE((*ws)->Send(0, "still here\n").ok());
+  EXPECT_TRUE((*ws)->AwaitData(1, "still here", absl::Seconds(10))) << (*ws)->Received(1);
+
+  // berthd and the container are fine, and a well-behaved session still works.
+  absl::StatusOr<runtime::v1::ExecSyncResponse> echo = Exec(*id, {"echo", "alive"});
+  ASSERT_TRUE(echo.ok()) << echo.status() << daemon_->Log();
+  EXPECT_EQ(echo->stdout(), "alive\n");
+  EXPECT_EQ(State(*id), runtime::v1::CONTAINER_RUNNING);
 }
 
 TEST_P(ContainerTest, PauseImageRunsTheInfraProcess) {

@@ -209,6 +209,31 @@ absl::StatusOr<uint32_t> SpdyClient::Open(
   return id;
 }
 
+absl::Status SpdyClient::SendRaw(const std::string& bytes) {
+  absl::MutexLock lock(&write_mu_);
+  if (::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(bytes.size())) {
+    return absl::UnavailableError("send failed");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SpdyClient::SendSynStream(uint32_t stream, const std::string& raw_block) {
+  absl::MutexLock lock(&write_mu_);
+  std::string payload;
+  Be32(&payload, stream);
+  Be32(&payload, 0);
+  payload += std::string(2, '\0');
+  payload += Compress(raw_block);
+  std::string frame;
+  Be32(&frame, 0x80030001);
+  Be32(&frame, static_cast<uint32_t>(payload.size()));
+  frame += payload;
+  if (::send(fd_, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+    return absl::UnavailableError("send failed");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SpdyClient::Send(uint32_t stream, const std::string& data, bool fin) {
   std::string frame;
   Be32(&frame, stream & 0x7fffffff);
@@ -219,6 +244,11 @@ absl::Status SpdyClient::Send(uint32_t stream, const std::string& data, bool fin
     return absl::UnavailableError("send failed");
   }
   return absl::OkStatus();
+}
+
+std::optional<uint32_t> SpdyClient::GoAwayStatus() {
+  absl::MutexLock lock(&mu_);
+  return goaway_status_;
 }
 
 void SpdyClient::ReadLoop() {
@@ -248,6 +278,10 @@ void SpdyClient::ReadLoop() {
       absl::MutexLock lock(&mu_);
       ended_[ReadBe32(payload.data()) & 0x7fffffff] = true;
     } else if (type == 7) {  // GOAWAY
+      if (length >= 8) {
+        absl::MutexLock lock(&mu_);
+        goaway_status_ = ReadBe32(payload.data() + 4);
+      }
       break;
     }
   }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -40,12 +41,20 @@ class SpdyClient {
   absl::StatusOr<uint32_t> Open(const std::vector<std::pair<std::string, std::string>>& headers);
   absl::Status Send(uint32_t stream, const std::string& data, bool fin = false);
 
+  // For hostile-input tests, neither waits for an answer: bytes written as they are, and a
+  // SYN_STREAM for `stream` whose name/value block (given uncompressed, any bytes) is compressed
+  // with the session's dictionary.
+  absl::Status SendRaw(const std::string& bytes);
+  absl::Status SendSynStream(uint32_t stream, const std::string& raw_block);
+
   std::string Received(uint32_t stream);
   // Waits until the stream ended (FIN or reset) or the connection closed.
   bool AwaitEnd(uint32_t stream, absl::Duration timeout);
   bool AwaitData(uint32_t stream, const std::string& substring, absl::Duration timeout);
   // Waits until the server closed the connection (or sent GOAWAY).
   bool AwaitClosed(absl::Duration timeout);
+  // The status of the server's GOAWAY (0 OK, 1 PROTOCOL_ERROR), once one came.
+  std::optional<uint32_t> GoAwayStatus();
 
  private:
   explicit SpdyClient(int fd);
@@ -63,6 +72,7 @@ class SpdyClient {
   std::map<uint32_t, bool> ended_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, bool> replied_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<uint32_t> goaway_status_ ABSL_GUARDED_BY(mu_);
   std::thread reader_;
 };
 
