@@ -24,7 +24,7 @@ PACKAGES=(
   libarchive-dev libssl-dev libsqlite3-dev libspdlog-dev libcli11-dev libseccomp-dev
   libcivetweb-dev civetweb zlib1g-dev libboost-dev
   # runtime
-  runc crun conmon containernetworking-plugins iptables iproute2
+  runc crun conmon containernetworking-plugins iptables iproute2 apparmor
   # test fixtures
   docker-registry skopeo umoci busybox-static
 )

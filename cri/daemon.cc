@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "image/reference.h"
 #include "image/registry.h"
+#include "pod/apparmor.h"
 #include "pod/cgroup_support.h"
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
@@ -135,8 +136,13 @@ absl::Status Daemon::Run() {
   pod::EventBus events;
   sandboxes.SetEventBus(&events);
   RETURN_IF_ERROR(sandboxes.Recover());
+  pod::AppArmor apparmor({.profile_dir = config->run_root + "/apparmor"});
+  spdlog::info("apparmor: {}", apparmor.enabled() ? "enabled, RuntimeDefault is " +
+                                                        std::string(pod::kAppArmorDefaultProfile)
+                                                  : "not enabled on this host");
   pod::ContainerManager containers(db.get(), [this] { return config_.Get(); }, &sandboxes,
-                                   images.get(), &events, {.monitor_path = helpers.monitor});
+                                   images.get(), &events,
+                                   {.monitor_path = helpers.monitor, .apparmor = &apparmor});
   sandboxes.SetContainerHooks(
       {.stop_all = [&](const std::string& id) { return containers.StopAllIn(id); },
        .remove_all = [&](const std::string& id) { return containers.RemoveAllIn(id); }});

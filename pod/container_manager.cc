@@ -26,6 +26,7 @@
 #include "absl/algorithm/container.h"
 #include "image/reference.h"
 #include "image/rootfs.h"
+#include "pod/apparmor.h"
 #include "pod/container_spec.h"
 #include "pod/lookup.h"
 #include "pod/request_limits.h"
@@ -415,6 +416,13 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
   if (auto handler = config->runtimes.find(sandbox->runtime_handler);
       handler != config->runtimes.end()) {
     input.allowed_annotations = handler->second.allowed_annotations;
+  }
+  if (const SecuritySpec& sec = c.spec.security;
+      options_.apparmor != nullptr && options_.apparmor->enabled() && !sec.privileged &&
+      (sec.apparmor.empty() || sec.apparmor == "runtime/default")) {
+    absl::StatusOr<std::string> profile = options_.apparmor->DefaultProfile();
+    if (!profile.ok()) return Annotate(profile.status(), absl::StrCat("create container ", spec.name));
+    input.apparmor_default = *profile;
   }
   absl::StatusOr<std::string> oci = ContainerOciSpec(input);
   if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));

@@ -23,6 +23,8 @@
 
 namespace berth::pod {
 
+class AppArmor;
+
 // Creates, starts, stops, removes and knows containers: their root filesystems (overlay over the
 // image layers, which stay leased), OCI bundles, monitors (berth-conmon or conmon) and runtime
 // state; notices exits (inotify on run_root/exits, and monitors that died without an exit file)
@@ -36,6 +38,7 @@ class ContainerManager {
   using ConfigSource = SandboxManager::ConfigSource;
   struct Options {
     std::string monitor_path;
+    AppArmor* apparmor = nullptr;  // RuntimeDefault confinement where the host has AppArmor
   };
 
   ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,

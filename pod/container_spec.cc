@@ -308,6 +308,9 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& in) {
                                         "node does not have AppArmor enabled");
     }
     process["apparmorProfile"] = sec.apparmor_localhost;
+  } else if ((sec.apparmor.empty() || sec.apparmor == "runtime/default") && !sec.privileged &&
+             !in.apparmor_default.empty()) {
+    process["apparmorProfile"] = in.apparmor_default;
   }
 
   // Mounts: the defaults, the pod's files, then the request's (which win on the same path).

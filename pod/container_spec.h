@@ -24,6 +24,9 @@ struct ContainerSpecInput {
   std::string cgroups_path;
   CgroupSupport cgroups;  // what the container's cgroup can enforce (see ForCgroupParent)
   std::vector<std::string> allowed_annotations;  // the runtime handler's (AllowedAnnotations)
+  // The loaded RuntimeDefault AppArmor profile, for a container that asks for RuntimeDefault or
+  // for nothing; "" where the host has no AppArmor.
+  std::string apparmor_default;
 };
 
 // The OCI runtime spec (config.json) of a container, the way kubelet expects it: command and

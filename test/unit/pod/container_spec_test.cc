@@ -56,7 +56,8 @@ class ContainerSpecTest : public ::testing::Test {
                           .rootfs = rootfs_,
                           .pod_dir = rootfs_ + "/pod",
                           .sandbox_pid = 42,
-                          .cgroups = cgroups_};
+                          .cgroups = cgroups_,
+                          .apparmor_default = apparmor_default_};
     absl::StatusOr<std::string> text = ContainerOciSpec(in);
     if (!text.ok()) return text.status();
     return json::parse(*text);
@@ -64,6 +65,7 @@ class ContainerSpecTest : public ::testing::Test {
 
   std::string rootfs_;
   CgroupSupport cgroups_{.v1_controllers = {"cpu", "cpuacct", "memory"}};
+  std::string apparmor_default_;
   Sandbox sandbox_;
   Container container_;
   image::ImageConfig image_;
@@ -214,6 +216,30 @@ TEST(CriLogTest, ReassemblesStreamsAndCaps) {
   s = ParseCriLog(log, 3);
   EXPECT_EQ(s.stdout_data, "hel");
   EXPECT_TRUE(s.truncated);
+}
+
+TEST_F(ContainerSpecTest, AppArmorRuntimeDefaultWhereTheHostHasIt) {
+  // No AppArmor on the host: nothing is set, whatever is asked.
+  EXPECT_FALSE((*Spec())["process"].contains("apparmorProfile"));
+  container_.spec.security.apparmor = "runtime/default";
+  EXPECT_FALSE((*Spec())["process"].contains("apparmorProfile"));
+  // With it: RuntimeDefault and nothing both confine, unconfined and privileged do not.
+  apparmor_default_ = "berth-default";
+  EXPECT_EQ((*Spec())["process"]["apparmorProfile"], "berth-default");
+  container_.spec.security.apparmor = "";
+  EXPECT_EQ((*Spec())["process"]["apparmorProfile"], "berth-default");
+  container_.spec.security.apparmor = "unconfined";
+  EXPECT_FALSE((*Spec())["process"].contains("apparmorProfile"));
+  container_.spec.security.apparmor = "runtime/default";
+  container_.spec.security.privileged = true;
+  EXPECT_FALSE((*Spec())["process"].contains("apparmorProfile"));
+  // Exec processes inherit the container's.
+  container_.spec.security.privileged = false;
+  absl::StatusOr<json> spec = Spec();
+  ASSERT_TRUE(spec.ok());
+  absl::StatusOr<std::string> exec = ExecProcessSpec(spec->dump(), {"ls"}, false);
+  ASSERT_TRUE(exec.ok());
+  EXPECT_EQ(json::parse(*exec)["apparmorProfile"], "berth-default");
 }
 
 TEST(SeccompTest, LocalhostProfilesAreConverted) {
