@@ -210,6 +210,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   job->limits.max_depth = images.max_path_depth;
   job->limits.image_bytes = &job->image_bytes;
   job->limits.max_image_bytes = images.max_image_size;
+  job->limits.stop = stop;  // a long unpack stops too
   ImageStore::Lease lease(store_, job->chain_ids);
   RETURN_IF_ERROR(FetchLayers(*job));
 

@@ -175,7 +175,12 @@ struct Stream {
   int64_t total = 0;
   std::string error;
   bool exhausted = false;  // `error` is a limit, not corruption
+  absl::Status stopped;    // what limits.stop said, when it said stop
+  int64_t next_stop_check = 0;
 };
+
+// How much of the stream passes between two looks at limits.stop.
+constexpr int64_t kStopCheckBytes = 8 << 20;
 
 la_ssize_t ReadRaw(archive*, void* data, const void** out) {
   auto* s = static_cast<Stream*>(data);
@@ -187,6 +192,14 @@ la_ssize_t ReadRaw(archive*, void* data, const void** out) {
   }
   if (n == 0) s->eof = true;
   s->total += n;
+  if (s->limits.stop && s->total >= s->next_stop_check) {
+    s->next_stop_check = s->total + kStopCheckBytes;
+    if (absl::Status stop = s->limits.stop(); !stop.ok()) {
+      s->error = std::string(stop.message());
+      s->stopped = std::move(stop);
+      return -1;
+    }
+  }
   if (s->total > s->limits.max_bytes) {
     s->error = absl::StrCat("larger than images.max_layer_size (", s->limits.max_bytes,
                             " bytes uncompressed)");
@@ -442,6 +455,7 @@ absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path, const std
   if (header != ARCHIVE_OK) return bad(raw.get(), "read");
   Stream stream{raw.get(), limits};
   auto stream_failed = [&] {
+    if (!stream.stopped.ok()) return Annotate(stream.stopped, absl::StrCat("layer ", blob_path));
     const std::string message = absl::StrCat("layer ", blob_path, ": ",
                                              stream.exhausted ? "" : "corrupt data: ", stream.error);
     return stream.exhausted ? absl::ResourceExhaustedError(message)

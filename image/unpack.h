@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <string>
 
@@ -24,6 +25,9 @@ struct UnpackLimits {
   // and the unpack fails once it passes `max_image_bytes`. Unused when null.
   std::atomic<int64_t>* image_bytes = nullptr;
   int64_t max_image_bytes = 0;
+  // Asked every few MiB of the uncompressed stream; an error ends the unpack with that error (a
+  // pull whose callers went away, or past its deadline). Unused when empty.
+  std::function<absl::Status()> stop;
 };
 
 // Unpacks one layer blob (gzip, zstd or uncompressed tar; detected from the content, not the media

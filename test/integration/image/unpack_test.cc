@@ -313,6 +313,30 @@ TEST_F(UnpackTest, EntriesAndBytesAreBounded) {
   ExpectOutsideUntouched();
 }
 
+TEST_F(UnpackTest, ALongUnpackStopsWhenAskedTo) {
+  // 24 MiB of content: the stop check is asked along the way, and its error ends the unpack.
+  Blob layer = LayerBuilder().File("big", std::string(24 << 20, 'x')).Build(Compression::kGzip);
+  int asked = 0;
+  absl::StatusOr<UnpackResult> r = Unpack(layer, {.stop = [&]() -> absl::Status {
+    return ++asked < 2 ? absl::OkStatus() : absl::CancelledError("every caller went away");
+  }});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kCancelled) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("every caller went away"));
+  EXPECT_EQ(asked, 2);
+  ExpectOutsideUntouched();
+  // Asked a few times in a whole unpack, not per block.
+  std::filesystem::remove_all(dest_);
+  std::filesystem::create_directories(dest_);
+  asked = 0;
+  r = Unpack(layer, {.stop = [&] {
+    ++asked;
+    return absl::OkStatus();
+  }});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GE(asked, 3);
+  EXPECT_LE(asked, 8);
+}
+
 TEST_F(UnpackTest, SparseFilesStaySparse) {
   // GNU tar's sparse format, from a 1 GiB file with one byte written in its middle.
   const std::string src = dir_ + "/src";
