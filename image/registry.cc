@@ -59,23 +59,28 @@ class StringSink final : public Sink {
   explicit StringSink(size_t limit) : limit_(limit) {}
   absl::Status Reset() override {
     body_.clear();
+    overflow_ = false;
     return absl::OkStatus();
   }
   bool Write(const char* data, size_t size) override {
-    if (body_.size() + size > limit_) return false;
+    if (body_.size() + size > limit_) {
+      overflow_ = true;
+      return false;
+    }
     body_.append(data, size);
     return true;
   }
   absl::Status status() const override {
-    return body_.size() >= limit_ ? absl::ResourceExhaustedError(
-                                        absl::StrCat("response larger than ", limit_, " bytes"))
-                                  : absl::OkStatus();
+    return overflow_ ? absl::ResourceExhaustedError(
+                           absl::StrCat("response larger than ", limit_, " bytes"))
+                     : absl::OkStatus();
   }
   const std::string& body() const { return body_; }
 
  private:
   size_t limit_;
   std::string body_;
+  bool overflow_ = false;  // a write was refused: the response is over the limit
 };
 
 class BlobSink final : public Sink {
