@@ -431,10 +431,14 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
                 source.insecure, stop, "", userpwd);
   }
   if (!r.stopped.ok()) return r.stopped;
-  if (r.curl != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat(Context(source), ": token service ", realm, ": ", r.curl_error));
+  const std::string service = absl::StrCat(Context(source), ": token service ", realm);
+  if (r.stalled) {
+    return absl::UnavailableError(absl::StrCat(service, ": no data for ",
+                                               options.stall_timeout.count(),
+                                               " s (images.stall_timeout)"));
   }
+  if (r.curl != CURLE_OK && !sink.status().ok()) return Annotate(sink.status(), service);
+  if (r.curl != CURLE_OK) return absl::UnavailableError(absl::StrCat(service, ": ", r.curl_error));
   if (r.status == 401 || r.status == 403) {
     return absl::UnauthenticatedError(absl::StrCat(
         Context(source), ": token service ", realm, " refused the credentials (HTTP ", r.status,
