@@ -514,6 +514,11 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
       send_auth = send_auth && HostOf(url) == source.host &&
                   !(was_tls && absl::StartsWithIgnoreCase(url, "http://"));
     }
+    if (r.curl == CURLE_OK && r.status >= 300 && r.status < 400 &&
+        !r.Header("location").empty()) {
+      return absl::UnavailableError(
+          absl::StrCat(context, path, ": too many redirects (more than ", kMaxRedirects, ")"));
+    }
     if (r.curl != CURLE_OK && !sink.status().ok()) {
       return Annotate(sink.status(), absl::StrCat(context, path));
     }
