@@ -172,6 +172,11 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
     ASSIGN_OR_RETURN(ImageIndex index, ParseIndex(top.body));
     ASSIGN_OR_RETURN(Descriptor chosen, SelectPlatform(index, HostPlatform()));
     ASSIGN_OR_RETURN(manifest, registry_->GetManifest(source, chosen.digest, credentials, stop));
+    if (IsIndexMediaType(manifest.media_type)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image index entry ", chosen.digest,
+                       " is an index itself (nested indexes are not supported)"));
+    }
   }
   ASSIGN_OR_RETURN(ImageManifest parsed, ParseManifest(manifest.body));
 
