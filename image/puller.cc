@@ -26,6 +26,9 @@ namespace {
 
 // Image configs are kilobytes (a long history makes a few hundred): far more is not a config.
 constexpr int64_t kMaxConfigBytes = 8 << 20;
+// overlayfs stacks at most 500 lower layers (OVL_MAX_STACK): an image with more can never run, and
+// pulling it would only fill the node with layers.
+constexpr size_t kMaxLayers = 500;
 
 void RemoveTree(const std::string& path) {
   std::error_code ec;
@@ -172,8 +175,18 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
     ASSIGN_OR_RETURN(ImageIndex index, ParseIndex(top.body));
     ASSIGN_OR_RETURN(Descriptor chosen, SelectPlatform(index, HostPlatform()));
     ASSIGN_OR_RETURN(manifest, registry_->GetManifest(source, chosen.digest, credentials, stop));
+    if (IsIndexMediaType(manifest.media_type)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image index entry ", chosen.digest,
+                       " is an index itself (nested indexes are not supported)"));
+    }
   }
   ASSIGN_OR_RETURN(ImageManifest parsed, ParseManifest(manifest.body));
+  if (parsed.layers.size() > kMaxLayers) {
+    return absl::InvalidArgumentError(absl::StrCat("image manifest lists ", parsed.layers.size(),
+                                                   " layers: more than the ", kMaxLayers,
+                                                   " overlayfs can stack"));
+  }
 
   // The config is small: fetch it whole, verified like any blob.
   if (parsed.config.size > kMaxConfigBytes) {

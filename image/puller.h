@@ -37,11 +37,11 @@ class ImagePuller {
   ImagePuller& operator=(const ImagePuller&) = delete;
 
   // `credentials` from the request win; without them images.auth_file is consulted. Errors:
-  // InvalidArgument for a bad reference; NotFound when no source has the image; the registry's
-  // and unpacking errors otherwise, prefixed with "pull <reference>". A failed pull leaves nothing
-  // behind. `caller_gone` (may be empty) tells when the caller stopped waiting: a pull that no
-  // caller waits for any more stops (Cancelled); one past images.pull_timeout does too
-  // (DeadlineExceeded).
+  // InvalidArgument for a bad reference or an image of more layers than overlayfs can stack (500);
+  // NotFound when no source has the image; the registry's and unpacking errors otherwise, prefixed
+  // with "pull <reference>". A failed pull leaves nothing behind. `caller_gone` (may be empty)
+  // tells when the caller stopped waiting: a pull that no caller waits for any more stops
+  // (Cancelled); one past images.pull_timeout does too (DeadlineExceeded).
   absl::StatusOr<PullResult> Pull(absl::string_view image,
                                   const std::optional<Credentials>& credentials,
                                   const std::function<bool()>& caller_gone = {});

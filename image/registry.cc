@@ -59,23 +59,28 @@ class StringSink final : public Sink {
   explicit StringSink(size_t limit) : limit_(limit) {}
   absl::Status Reset() override {
     body_.clear();
+    overflow_ = false;
     return absl::OkStatus();
   }
   bool Write(const char* data, size_t size) override {
-    if (body_.size() + size > limit_) return false;
+    if (body_.size() + size > limit_) {
+      overflow_ = true;
+      return false;
+    }
     body_.append(data, size);
     return true;
   }
   absl::Status status() const override {
-    return body_.size() >= limit_ ? absl::ResourceExhaustedError(
-                                        absl::StrCat("response larger than ", limit_, " bytes"))
-                                  : absl::OkStatus();
+    return overflow_ ? absl::ResourceExhaustedError(
+                           absl::StrCat("response larger than ", limit_, " bytes"))
+                     : absl::OkStatus();
   }
   const std::string& body() const { return body_; }
 
  private:
   size_t limit_;
   std::string body_;
+  bool overflow_ = false;  // a write was refused: the response is over the limit
 };
 
 class BlobSink final : public Sink {
@@ -426,10 +431,14 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
                 source.insecure, stop, "", userpwd);
   }
   if (!r.stopped.ok()) return r.stopped;
-  if (r.curl != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat(Context(source), ": token service ", realm, ": ", r.curl_error));
+  const std::string service = absl::StrCat(Context(source), ": token service ", realm);
+  if (r.stalled) {
+    return absl::UnavailableError(absl::StrCat(service, ": no data for ",
+                                               options.stall_timeout.count(),
+                                               " s (images.stall_timeout)"));
   }
+  if (r.curl != CURLE_OK && !sink.status().ok()) return Annotate(sink.status(), service);
+  if (r.curl != CURLE_OK) return absl::UnavailableError(absl::StrCat(service, ": ", r.curl_error));
   if (r.status == 401 || r.status == 403) {
     return absl::UnauthenticatedError(absl::StrCat(
         Context(source), ": token service ", realm, " refused the credentials (HTTP ", r.status,
@@ -504,6 +513,11 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
       url = absl::StrContains(location, "://") ? location : absl::StrCat(origin, location);
       send_auth = send_auth && HostOf(url) == source.host &&
                   !(was_tls && absl::StartsWithIgnoreCase(url, "http://"));
+    }
+    if (r.curl == CURLE_OK && r.status >= 300 && r.status < 400 &&
+        !r.Header("location").empty()) {
+      return absl::UnavailableError(
+          absl::StrCat(context, path, ": too many redirects (more than ", kMaxRedirects, ")"));
     }
     if (r.curl != CURLE_OK && !sink.status().ok()) {
       return Annotate(sink.status(), absl::StrCat(context, path));
