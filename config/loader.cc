@@ -653,6 +653,10 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "cgroup_manager" << YAML::Value << c.cgroup_manager;
   out << YAML::Key << "default_runtime" << YAML::Value << c.default_runtime;
   out << YAML::Key << "runtimes" << YAML::Value << YAML::BeginMap;
+  // Handlers merge into the defaults: a default one that was removed is printed removed.
+  for (const auto& [name, handler] : Config().runtimes) {
+    if (!c.runtimes.contains(name)) out << YAML::Key << name << YAML::Value << YAML::Null;
+  }
   for (const auto& [name, handler] : c.runtimes) {
     out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "path" << YAML::Value << handler.path;

@@ -158,6 +158,15 @@ monitor: {path: ""}
   EXPECT_EQ(Applied(ToYaml(Config{})), Config{});
 }
 
+TEST(ApplyYamlTest, YamlRoundTripKeepsARemovedDefaultHandlerRemoved) {
+  // Found by test/fuzz/config_fuzz: the printed runtimes merged back into the defaults.
+  Config c = Applied("runtimes: {crun: ~}\n");
+  Config back;
+  ASSERT_TRUE(ApplyYaml(ToYaml(c), "printed", back).ok()) << ToYaml(c);
+  EXPECT_FALSE(back.runtimes.contains("crun")) << ToYaml(c);
+  EXPECT_EQ(back, c) << ToYaml(c);
+}
+
 TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   nlohmann::json j = nlohmann::json::parse(ToJson(Config{}));
   for (const char* key : {"root", "run_root", "listen", "log_level", "cgroup_manager",
