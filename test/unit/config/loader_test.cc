@@ -178,6 +178,26 @@ TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   EXPECT_EQ(j["runtimes"]["runc"]["path"], "/usr/sbin/runc");
 }
 
+TEST(ApplyYamlTest, TextThatIsNotUtf8IsRefused) {
+  // Found by test/fuzz/config_fuzz: such bytes were kept, and printed back (ToYaml) as U+FFFD.
+  Config c;
+  absl::Status s = ApplyYaml("log_level: info\nroot: /var/lib/b\xff" "rth\n", "t.yaml", c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "t.yaml:2:17: not UTF-8 text");
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+    EXPECT_FALSE(ApplyYaml(absl::StrCat("root: /x", bad, "\n"), "t.yaml", c).ok()) << bad;
+  }
+  EXPECT_TRUE(ApplyYaml("root: /var/lib/b\xc3\xa9rth\xf0\x9f\x90\xb3\n", "t.yaml", c).ok());
+  EXPECT_EQ(c.root, "/var/lib/b\xc3\xa9rth\xf0\x9f\x90\xb3");
+}
+
+TEST(ApplyYamlTest, JsonOfStringsThatAreNotUtf8) {
+  // Found by test/fuzz/config_fuzz: nlohmann's dump threw on the byte 0xff (flags are bytes).
+  Config c;
+  c.root = "/var/lib/b\xff" "rth";
+  EXPECT_EQ(nlohmann::json::parse(ToJson(c))["root"], "/var/lib/b\uFFFDrth");
+}
+
 TEST(DurationTest, ParsesAndFormats) {
   EXPECT_EQ(*ParseDuration("4h"), std::chrono::hours(4));
   EXPECT_EQ(*ParseDuration("1h30m"), std::chrono::minutes(90));
