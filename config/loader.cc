@@ -26,6 +26,39 @@ namespace {
 
 bool IsAbsolute(absl::string_view path) { return !path.empty() && path.front() == '/'; }
 
+// The offset of the first byte of `text` that is not part of well-formed UTF-8 (no overlong
+// forms, no surrogates, at most U+10FFFF), or npos.
+size_t InvalidUtf8At(absl::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c == 0xe0) lo = 0xa0;
+      if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;
+    } else {
+      return i;
+    }
+    if (text.size() - i <= n) return i;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto b = static_cast<unsigned char>(text[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return i;
+    }
+    i += n + 1;
+  }
+  return absl::string_view::npos;
+}
+
 bool IsHandlerName(absl::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
@@ -531,6 +564,16 @@ std::string FormatDuration(std::chrono::seconds duration) {
 
 absl::Status ApplyYaml(absl::string_view yaml, absl::string_view source, Config& config,
                        Origins* origins) {
+  // YAML is Unicode text; yaml-cpp would take other bytes as they are, and print them back
+  // (ToYaml) as U+FFFD.
+  if (const size_t bad = InvalidUtf8At(yaml); bad != absl::string_view::npos) {
+    const absl::string_view before = yaml.substr(0, bad);
+    const size_t line_start = before.rfind('\n');
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ":", std::count(before.begin(), before.end(), '\n') + 1, ":",
+        bad - (line_start == absl::string_view::npos ? 0 : line_start + 1) + 1,
+        ": not UTF-8 text"));
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -653,6 +696,10 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "cgroup_manager" << YAML::Value << c.cgroup_manager;
   out << YAML::Key << "default_runtime" << YAML::Value << c.default_runtime;
   out << YAML::Key << "runtimes" << YAML::Value << YAML::BeginMap;
+  // Handlers merge into the defaults: a default one that was removed is printed removed.
+  for (const auto& [name, handler] : Config().runtimes) {
+    if (!c.runtimes.contains(name)) out << YAML::Key << name << YAML::Value << YAML::Null;
+  }
   for (const auto& [name, handler] : c.runtimes) {
     out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "path" << YAML::Value << handler.path;
@@ -784,7 +831,8 @@ std::string ToJson(const Config& c) {
         {"tls_key", c.streaming.tls_key}}},
       {"metrics", {{"enabled", c.metrics.enabled}, {"address", c.metrics.address}}},
   };
-  return j.dump();
+  // YAML strings need not be UTF-8 (paths are bytes); JSON's must: print U+FFFD, never throw.
+  return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
 }  // namespace berth::config

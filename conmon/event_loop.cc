@@ -15,8 +15,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+
+#include "conmon/ctl.h"
 
 namespace berth::conmon {
 namespace {
@@ -178,25 +179,20 @@ void EventLoop::OnClient(int fd) {
 
 void EventLoop::OnCtl() {
   char buf[512];
-  std::string& pending = ctl_pending_;
   ssize_t n;
-  while ((n = ::read(ctl_fd_, buf, sizeof buf)) > 0) pending.append(buf, static_cast<size_t>(n));
-  size_t nl;
-  while ((nl = pending.find('\n')) != std::string::npos) {
-    int type = 0, height = 0, width = 0;
-    if (std::sscanf(pending.substr(0, nl).c_str(), "%d %d %d", &type, &height, &width) == 3) {
-      if (type == 1 && o_.terminal && stdio_.out >= 0) {
-        winsize ws{};
-        ws.ws_row = static_cast<unsigned short>(height);
-        ws.ws_col = static_cast<unsigned short>(width);
-        ::ioctl(stdio_.out, TIOCSWINSZ, &ws);
-      } else if (type == 2) {
-        log_->Reopen();
-      }
-    }
-    pending.erase(0, nl + 1);
+  while ((n = ::read(ctl_fd_, buf, sizeof buf)) > 0) {
+    ctl_pending_.append(buf, static_cast<size_t>(n));
   }
-  if (pending.size() > 4096) pending.clear();
+  for (const CtlMessage& m : TakeCtlMessages(&ctl_pending_)) {
+    if (m.type == kCtlResize && o_.terminal && stdio_.out >= 0) {
+      winsize ws{};
+      ws.ws_row = static_cast<unsigned short>(m.height);
+      ws.ws_col = static_cast<unsigned short>(m.width);
+      ::ioctl(stdio_.out, TIOCSWINSZ, &ws);
+    } else if (m.type == kCtlReopenLog) {
+      log_->Reopen();
+    }
+  }
 }
 
 void EventLoop::MarkOom() {

@@ -83,7 +83,9 @@ bool ParseInt(const char* text, long long min, long long max, long long* out) {
 }  // namespace
 
 std::string ParseOptions(int argc, char** argv, Options* o) {
-  optind = 1;
+  // 0, not 1: glibc then forgets where an earlier scan stopped inside a group of short options
+  // ("-tZq" stops at Z), which would otherwise be read on as this argv's next option.
+  optind = 0;
   opterr = 0;
   long long number = 0;
   for (;;) {

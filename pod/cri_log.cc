@@ -77,7 +77,12 @@ absl::StatusOr<CriLogStreams> ReadCriLog(const std::string& path, size_t max_per
       skipping = false;
       chunk.remove_prefix(nl + 1);
     }
-    if (out.stdout_data.size() >= max_per_stream && out.stderr_data.size() >= max_per_stream) break;
+    // Both full: nothing more can be kept. Only once a record was cut, though: streams filled
+    // exactly are not truncated unless more follows.
+    if (out.truncated && out.stdout_data.size() >= max_per_stream &&
+        out.stderr_data.size() >= max_per_stream) {
+      break;
+    }
   }
   if (!skipping && !carry.empty()) AddRecord(carry, max_per_stream, out);
   return out;

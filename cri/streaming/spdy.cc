@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace berth::cri::spdy {
 namespace {
@@ -59,7 +60,6 @@ std::string HeaderValue(const Headers& headers, std::string_view name) {
 
 Session::Session(int fd) : fd_(fd) {
   Touch();
-  inflateInit(&inflate_);
   absl::MutexLock lock(&write_mu_);
   deflateInit(&deflate_, Z_DEFAULT_COMPRESSION);
   const std::string& dict = HeaderDictionary();
@@ -68,7 +68,6 @@ Session::Session(int fd) : fd_(fd) {
 }
 
 Session::~Session() {
-  inflateEnd(&inflate_);
   {
     absl::MutexLock lock(&write_mu_);
     deflateEnd(&deflate_);
@@ -148,7 +147,11 @@ std::string Session::EncodeHeaders(const Headers& headers) {
   return out;
 }
 
-absl::Status Session::DecodeHeaders(std::string_view block, Headers* out) {
+HeaderDecoder::HeaderDecoder() { inflateInit(&inflate_); }
+
+HeaderDecoder::~HeaderDecoder() { inflateEnd(&inflate_); }
+
+absl::Status HeaderDecoder::Decode(std::string_view block, Headers* out) {
   std::string raw;
   inflate_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(block.data()));
   inflate_.avail_in = static_cast<uInt>(block.size());
@@ -247,7 +250,8 @@ absl::Status Session::ReadFrames(const Handlers& handlers) {
         if (length < 10) return absl::InvalidArgumentError("spdy: short SYN_STREAM");
         const uint32_t stream = Get32(payload.data()) & 0x7fffffff;
         Headers headers;
-        if (absl::Status d = DecodeHeaders(std::string_view(payload).substr(10), &headers); !d.ok()) {
+        absl::Status d = decoder_.Decode(std::string_view(payload).substr(10), &headers);
+        if (!d.ok()) {
           (void)Reset(stream, kProtocolError);
           return d;
         }
@@ -266,9 +270,7 @@ absl::Status Session::ReadFrames(const Handlers& handlers) {
       case kHeaders:
         if (length >= 4) {
           Headers ignored;  // keep the shared zlib context in step
-          if (absl::Status d = DecodeHeaders(std::string_view(payload).substr(4), &ignored); !d.ok()) {
-            return d;
-          }
+          RETURN_IF_ERROR(decoder_.Decode(std::string_view(payload).substr(4), &ignored));
         }
         break;
       case kSettings:

@@ -31,6 +31,24 @@ const std::string& HeaderDictionary();
 inline constexpr uint32_t kProtocolError = 1;  // RST_STREAM status
 inline constexpr uint32_t kGoAwayProtocolError = 1;  // GOAWAY status
 
+// The header blocks one side of a session receives: one zlib stream (with the SPDY dictionary)
+// across all of them, so blocks must be decoded in the order they came. A block decompresses to
+// at most 64 KiB and 256 headers. Not thread-safe; owns its zlib context.
+class HeaderDecoder {
+ public:
+  HeaderDecoder();
+  ~HeaderDecoder();
+  HeaderDecoder(const HeaderDecoder&) = delete;
+  HeaderDecoder& operator=(const HeaderDecoder&) = delete;
+
+  // Appends the block's headers to `out`. InvalidArgument if it does not decompress, the zlib
+  // stream ended, it is over a bound, or it is truncated; the decoder is then unusable.
+  absl::Status Decode(std::string_view block, Headers* out);
+
+ private:
+  z_stream inflate_{};
+};
+
 // One SPDY connection over a connected socket. Run() reads frames on the caller's thread and
 // calls the handlers there; the send functions may be called from any thread (writes are
 // serialised). The socket is owned and closed by the session.
@@ -66,14 +84,13 @@ class Session {
   absl::Status ReadFull(char* buf, size_t n);
   absl::Status WriteLocked(const std::string& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   absl::Status Control(uint16_t type, uint8_t flags, const std::string& payload);
-  absl::Status DecodeHeaders(std::string_view block, Headers* out);
   std::string EncodeHeaders(const Headers& headers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
 
   void Touch();
   int fd_;
   int64_t idle_timeout_ms_ = 0;
   std::atomic<int64_t> last_activity_ms_{0};
-  z_stream inflate_{};
+  HeaderDecoder decoder_;
   absl::Mutex write_mu_;
   z_stream deflate_ ABSL_GUARDED_BY(write_mu_){};
   bool closed_ ABSL_GUARDED_BY(write_mu_) = false;

@@ -46,6 +46,7 @@ struct WebSocket::Impl {
   bool writing = false;
   bool closed = false;
   bool closing = false;
+  bool stopped = false;  // the I/O thread has run out of work
 
   void Touch() { last_activity = std::chrono::steady_clock::now(); }
 
@@ -168,7 +169,14 @@ void WebSocket::Start(std::function<void(std::string_view)> on_message,
     impl_->Read();
     impl_->CheckIdle();
   });
-  impl_->thread = std::thread([this] { impl_->io.run(); });
+  impl_->thread = std::thread([this] {
+    impl_->io.run();
+    {
+      std::lock_guard<std::mutex> guard(impl_->mu);
+      impl_->stopped = true;
+    }
+    impl_->cv.notify_all();
+  });
 }
 
 bool WebSocket::Send(std::string message) {
@@ -189,21 +197,18 @@ void WebSocket::Close() {
     impl_->closing = true;
   }
   net::post(impl_->io, [this] { impl_->WriteNext(); });
-  // A peer that never answers the close: give up after a while.
-  std::thread watchdog([this] {
-    for (int i = 0; i < 50 && !impl_->io.stopped(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!impl_->io.stopped()) {
+  {
+    // A peer that never answers the close: give up after a while.
+    std::unique_lock<std::mutex> lock(impl_->mu);
+    if (!impl_->cv.wait_for(lock, std::chrono::seconds(5), [this] { return impl_->stopped; })) {
       net::post(impl_->io, [this] {
         beast::error_code ignored;
         impl_->ws.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
         impl_->ws.next_layer().close(ignored);
       });
     }
-  });
+  }
   impl_->thread.join();
-  watchdog.join();
 }
 
 }  // namespace berth::cri::streaming

@@ -21,8 +21,6 @@
 namespace berth::cri::streaming {
 namespace {
 
-constexpr unsigned char kCloseChannel = 255;
-
 // A message of the channel protocol: its channel byte, then the data.
 std::string ChannelMessage(size_t channel, std::string_view data) {
   std::string message(1, static_cast<char>(channel));
@@ -34,20 +32,8 @@ class WebSocketTransport final : public Transport {
  public:
   WebSocketTransport(std::unique_ptr<WebSocket> ws, bool v5, Inbound* in)
       : ws_(std::move(ws)), v5_(v5), in_(in) {
-    ws_->Start(
-        [this](std::string_view m) {
-          if (m.empty()) return;
-          const auto channel = static_cast<unsigned char>(m[0]);
-          m.remove_prefix(1);
-          if (channel == kCloseChannel && v5_) {
-            if (!m.empty() && m[0] == static_cast<char>(Channel::kStdin)) in_->StdinClosed();
-          } else if (channel == static_cast<unsigned char>(Channel::kStdin)) {
-            in_->Stdin(m);
-          } else if (channel == static_cast<unsigned char>(Channel::kResize)) {
-            in_->ResizeJson(m);
-          }
-        },
-        [this] { in_->Gone(); });
+    ws_->Start([this](std::string_view m) { DeliverChannelMessage(m, v5_, *in_); },
+               [this] { in_->Gone(); });
   }
 
   // The channels exist as soon as the connection does.

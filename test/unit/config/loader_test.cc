@@ -158,6 +158,15 @@ monitor: {path: ""}
   EXPECT_EQ(Applied(ToYaml(Config{})), Config{});
 }
 
+TEST(ApplyYamlTest, YamlRoundTripKeepsARemovedDefaultHandlerRemoved) {
+  // Found by test/fuzz/config_fuzz: the printed runtimes merged back into the defaults.
+  Config c = Applied("runtimes: {crun: ~}\n");
+  Config back;
+  ASSERT_TRUE(ApplyYaml(ToYaml(c), "printed", back).ok()) << ToYaml(c);
+  EXPECT_FALSE(back.runtimes.contains("crun")) << ToYaml(c);
+  EXPECT_EQ(back, c) << ToYaml(c);
+}
+
 TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   nlohmann::json j = nlohmann::json::parse(ToJson(Config{}));
   for (const char* key : {"root", "run_root", "listen", "log_level", "cgroup_manager",
@@ -167,6 +176,26 @@ TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   }
   EXPECT_EQ(j["streaming"]["idle_timeout"], "4h");
   EXPECT_EQ(j["runtimes"]["runc"]["path"], "/usr/sbin/runc");
+}
+
+TEST(ApplyYamlTest, TextThatIsNotUtf8IsRefused) {
+  // Found by test/fuzz/config_fuzz: such bytes were kept, and printed back (ToYaml) as U+FFFD.
+  Config c;
+  absl::Status s = ApplyYaml("log_level: info\nroot: /var/lib/b\xff" "rth\n", "t.yaml", c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "t.yaml:2:17: not UTF-8 text");
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"}) {
+    EXPECT_FALSE(ApplyYaml(absl::StrCat("root: /x", bad, "\n"), "t.yaml", c).ok()) << bad;
+  }
+  EXPECT_TRUE(ApplyYaml("root: /var/lib/b\xc3\xa9rth\xf0\x9f\x90\xb3\n", "t.yaml", c).ok());
+  EXPECT_EQ(c.root, "/var/lib/b\xc3\xa9rth\xf0\x9f\x90\xb3");
+}
+
+TEST(ApplyYamlTest, JsonOfStringsThatAreNotUtf8) {
+  // Found by test/fuzz/config_fuzz: nlohmann's dump threw on the byte 0xff (flags are bytes).
+  Config c;
+  c.root = "/var/lib/b\xff" "rth";
+  EXPECT_EQ(nlohmann::json::parse(ToJson(c))["root"], "/var/lib/b\uFFFDrth");
 }
 
 TEST(DurationTest, ParsesAndFormats) {

@@ -56,6 +56,21 @@ TEST_F(ReadCriLogTest, StreamsAreCutAtTheBound) {
   EXPECT_TRUE(s->truncated);
 }
 
+TEST_F(ReadCriLogTest, StreamsFilledExactlyAreTruncatedByARecordInALaterChunk) {
+  // Seen writing test/fuzz/cri_log_fuzz's oracle (ParseCriLog of the whole text): reading stopped
+  // after the 64 KiB chunk that filled both streams and missed that more followed.
+  std::string log = "t stdout F ab\nt stderr F ab\n";
+  log += std::string((64 << 10) - log.size() - 1, 'x') + "\n";
+  log += "t stdout F more\n";
+  Write(log);
+  absl::StatusOr<CriLogStreams> s = ReadCriLog(path_, 3);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->stdout_data, "ab\n");
+  EXPECT_EQ(s->stderr_data, "ab\n");
+  EXPECT_TRUE(s->truncated);
+  EXPECT_TRUE(ParseCriLog(log, 3).truncated);
+}
+
 TEST_F(ReadCriLogTest, AnEndlessRecordIsSkippedNotHeld) {
   Write(absl::StrCat("t stdout F before\n", "t stdout F ", std::string(3 << 20, 'x'),
                      "\nt stdout F after\n"));
