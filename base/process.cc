@@ -92,6 +92,7 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec) {
   // Nothing else: a library's descriptor without O_CLOEXEC (or berthd's sockets, for a monitor
   // that outlives it) must not reach the child.
   posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
+  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;

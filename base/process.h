@@ -41,6 +41,7 @@ struct SpawnSpec {
                          // controlling terminal (implies new_session)
   std::vector<std::pair<int, int>> extra_fds;  // dup2(first, second), e.g. a sync pipe to fd 3
   bool new_session = false;  // setsid; otherwise its own process group
+  std::string cwd;           // its working directory ("" = berthd's)
 };
 
 // posix_spawn with only the given descriptors open and default signal handling. Returns the

@@ -59,13 +59,17 @@ std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime&
   return args;
 }
 
-absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync_fd) {
+// In `dir`, the container's (or the exec's) own directory: upstream conmon writes files such as
+// its "oom" marker relative to its working directory, which must not be berthd's.
+absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync_fd,
+                                  const std::string& dir) {
   // The monitor outlives berthd: it must not keep any of berthd's sockets or files open.
   return SpawnProcess({.argv = args,
                        .env = {absl::StrCat("_OCI_SYNCPIPE=", kSyncFd),
                                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                        .extra_fds = {{sync_fd, kSyncFd}},
-                       .new_session = true});
+                       .new_session = true,
+                       .cwd = dir});
 }
 
 // Reads the sync pipe until a JSON line with `key` (or "data") arrives.
@@ -146,7 +150,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
   if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
-  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get()));
+  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get(), spec.work_dir));
   write_end.Reset();
   Reap(pid);
   // The timeout is the monitor's to enforce; allow it time to report.
@@ -182,7 +186,7 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
   UniqueFd write_end(fds[1]);
   ASSIGN_OR_RETURN(pid_t pid,
                    SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec),
-                               write_end.get()));
+                               write_end.get(), spec.bundle));
   write_end.Reset();  // EOF on the pipe once every monitor process is gone
   Reap(pid);  // the first conmon process forks the monitor and exits
   const std::string what = absl::StrCat("create container ", spec.id);

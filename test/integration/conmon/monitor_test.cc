@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -278,8 +279,21 @@ TEST_P(MonitorTest, OomKillIsRecorded) {
       {{"resources", {{"memory", {{"limit", 8 << 20}, {"swap", 8 << 20}}}}},
        {"cgroupsPath", absl::StrCat("/berth-monitor-test-", ::getpid())}});
   ASSERT_TRUE(pid.ok()) << pid.status();
+  // The monitor runs in the container's directory: upstream conmon writes files relative to its
+  // working directory, which used to be berthd's (an "oom" file appeared in it).
+  const std::string bundle = absl::StrCat(dir_, "/", Id("oom"));
+  absl::StatusOr<std::string> monitor_pid = ReadFile(bundle + "/conmon-pidfile");
+  ASSERT_TRUE(monitor_pid.ok()) << monitor_pid.status();
+  std::error_code ec;
+  EXPECT_EQ(std::filesystem::read_symlink(absl::StrCat("/proc/", absl::StripAsciiWhitespace(
+                                                                     *monitor_pid),
+                                                       "/cwd"),
+                                          ec),
+            bundle);
+  const bool had_oom_here = std::filesystem::exists("oom");
   ASSERT_TRUE(runtime_->Start(Id("oom")).ok());
   EXPECT_EQ(AwaitExit(Id("oom")), "137");
+  EXPECT_EQ(std::filesystem::exists("oom"), had_oom_here);
   EXPECT_TRUE(Eventually([&] { return ::access((dir_ + "/persist/" + Id("oom") + "/oom").c_str(), F_OK) == 0; }));
 }
 

@@ -1,6 +1,9 @@
 #include "base/process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -51,6 +54,21 @@ TEST(RunProcessTest, OnlyStdioIsInherited) {
   absl::StatusOr<ProcessResult> r = RunProcess(Sh("ls /proc/self/fd | wc -l"));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->stdout_data, "4\n");  // 0, 1, 2 and the one ls opens
+}
+
+TEST(SpawnProcessTest, RunsInTheGivenDirectory) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  absl::StatusOr<pid_t> pid =
+      SpawnProcess({.argv = {"/bin/sh", "-c", "pwd"}, .stdout_fd = fds[1], .cwd = "/usr/share"});
+  ::close(fds[1]);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  char buf[64] = {};
+  const ssize_t n = ::read(fds[0], buf, sizeof buf - 1);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(*pid, &status, 0);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "/usr/share\n");
 }
 
 TEST(RunProcessTest, OutputIsCapped) {
