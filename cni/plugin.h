@@ -77,7 +77,7 @@ class CniExecPlugin final : public NetworkPlugin {
  public:
   struct Options {
     std::vector<std::string> bin_dirs;
-    std::string cache_dir;  // e.g. <run_root>/cni-cache
+    std::string cache_dir;  // e.g. <root>/cni-cache: it must outlive a reboot
     std::chrono::milliseconds timeout{std::chrono::seconds(60)};
   };
   explicit CniExecPlugin(Options options) : options_(std::move(options)) {}

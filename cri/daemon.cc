@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
@@ -58,6 +59,23 @@ absl::Status MakeStateDirs(const config::Config& config) {
         config.run_root + "/pods"}) {
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
     if (::chmod(dir.c_str(), 0700) != 0) return ErrnoToStatus(errno, absl::StrCat("chmod ", dir));
+  }
+  // The CNI results that DEL needs are kept on root: after a reboot (run_root is a tmpfs) a pod's
+  // IP and port mappings are still released when kubelet stops it. An older berth kept them in
+  // run_root: they move over.
+  const std::string cache = config.root + "/cni-cache";
+  const std::string old_cache = config.run_root + "/cni-cache";
+  RETURN_IF_ERROR(MakeDirs(cache, 0700));
+  std::error_code ec;
+  if (std::filesystem::is_directory(old_cache, ec)) {
+    for (const auto& entry : std::filesystem::directory_iterator(old_cache, ec)) {
+      const std::string to = cache + "/" + entry.path().filename().string();
+      if (!std::filesystem::exists(to, ec)) {
+        absl::StatusOr<std::string> text = ReadFile(entry.path().string());
+        if (text.ok()) RETURN_IF_ERROR(WriteFileAtomic(to, *text, 0600));
+      }
+    }
+    std::filesystem::remove_all(old_cache, ec);
   }
   return absl::OkStatus();
 }
@@ -116,7 +134,7 @@ absl::Status Daemon::Run() {
     spdlog::warn("pods cannot start: {}", s.message());
   }
   cni::CniExecPlugin network({.bin_dirs = config->network.bin_dirs,
-                              .cache_dir = config->run_root + "/cni-cache"});
+                              .cache_dir = config->root + "/cni-cache"});
   InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
   const pod::CgroupSupport cgroups = pod::ProbeCgroupSupport();
   spdlog::info("cgroups: {}", cgroups.Describe());

@@ -217,6 +217,17 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
       }
       EXPECT_THAT(left, ::testing::IsEmpty()) << dir;
     }
+    // Every pod IP host-local reserved is released (its files are named by the address).
+    std::vector<std::string> reserved;
+    std::error_code ec;
+    for (const auto& e :
+         std::filesystem::recursive_directory_iterator(daemon_->dir() + "/ipam", ec)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_regular_file() && name != "lock" && !absl::StartsWith(name, "last_reserved_ip")) {
+        reserved.push_back(name);
+      }
+    }
+    EXPECT_THAT(reserved, ::testing::IsEmpty());
   }
 
   std::unique_ptr<TestRegistry> registry_;
