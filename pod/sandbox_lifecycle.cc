@@ -1,7 +1,11 @@
 // Stop, remove and look up pod sandboxes.
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <thread>
 
@@ -12,6 +16,7 @@
 #include "base/logging.h"
 #include "base/mount.h"
 #include "base/status_macros.h"
+#include "base/unique_fd.h"
 #include "cni/netns.h"
 #include "pod/lookup.h"
 #include "image/rootfs.h"
@@ -21,9 +26,16 @@
 namespace berth::pod {
 namespace {
 
-// Polls until the container is stopped or gone.
-bool WaitStopped(OciRuntime& runtime, const std::string& id, std::chrono::milliseconds timeout) {
+// Waits until the container is stopped or gone: for its process's pidfd to say it exited (no
+// polling), then for the runtime to agree. Without a pidfd (kernels before 5.3), by polling.
+bool WaitStopped(OciRuntime& runtime, const std::string& id, int pidfd,
+                 std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (pidfd >= 0) {
+    pollfd p{pidfd, POLLIN, 0};
+    while (::poll(&p, 1, static_cast<int>(timeout.count())) < 0 && errno == EINTR) {
+    }
+  }
   for (;;) {
     absl::StatusOr<ContainerState> state = runtime.State(id);
     if (!state.ok() || state->status == "stopped") return true;
@@ -54,11 +66,13 @@ absl::Status SandboxManager::StopPause(const Sandbox& s) {
   }
   absl::StatusOr<ContainerState> state = runtime->State(s.id);
   if (!state.ok() || state->status == "stopped") return absl::OkStatus();
+  // The pause's pid is the runtime's word for it just now; its pidfd tells us when it is gone.
+  UniqueFd pidfd(state->pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, state->pid, 0)) : -1);
   (void)runtime->Kill(s.id, SIGTERM, false);
-  if (WaitStopped(*runtime, s.id, options_.stop_timeout)) return absl::OkStatus();
+  if (WaitStopped(*runtime, s.id, pidfd.get(), options_.stop_timeout)) return absl::OkStatus();
   spdlog::warn("sandbox {}: pause did not stop on SIGTERM, killing it", s.id);
   (void)runtime->Kill(s.id, SIGKILL, true);
-  if (!WaitStopped(*runtime, s.id, std::chrono::seconds(10))) {
+  if (!WaitStopped(*runtime, s.id, pidfd.get(), std::chrono::seconds(10))) {
     return absl::InternalError(absl::StrCat("sandbox ", s.id, ": pause survived SIGKILL"));
   }
   return absl::OkStatus();
