@@ -167,7 +167,8 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   std::error_code ec;
   for (const std::string& path :
        {PodDir(full_id), BundleDir(full_id), absl::StrCat(config->run_root, "/monitor/", full_id),
-        absl::StrCat(config->run_root, "/exits/", full_id)}) {
+        absl::StrCat(config->run_root, "/exits/", full_id),
+        absl::StrCat(config->run_root, "/socks/", full_id)}) {
     std::filesystem::remove_all(path, ec);
   }
   RETURN_IF_ERROR(Forget(full_id));

@@ -322,7 +322,10 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
   }
   bool attached = false;
   absl::Cleanup detach = [&] {
-    if (attached) (void)network_->Detach(attach);
+    if (!attached) return;
+    if (absl::Status detached = network_->Detach(attach); !detached.ok()) {
+      spdlog::warn("sandbox {}: undoing a failed start: {}", s.id, detached.message());
+    }
   };
   if (network) {
     absl::StatusOr<cni::NetNs> created = cni::NetNs::Create(NetNsPath(s.id));
@@ -338,19 +341,34 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request) {
           WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
     }
   }
-  absl::Cleanup remove_bundle = [&] { (void)image::RemoveRootfs(BundleDir(s.id)); };
+  absl::Cleanup remove_bundle = [&] {
+    if (absl::Status removed = image::RemoveRootfs(BundleDir(s.id)); !removed.ok()) {
+      spdlog::warn("sandbox {}: undoing a failed start: {}", s.id, removed.message());
+    }
+  };
+  // The pause container and what its monitor leaves (its files, exit file and attach socket
+  // directory) go too if the start fails from here on.
+  absl::Cleanup remove_pause = [&] {
+    absl::Status deleted = RuntimeFor(*config, handler)->Delete(s.id, /*force=*/true);
+    if (!deleted.ok() && !absl::IsNotFound(deleted)) {
+      spdlog::warn("sandbox {}: undoing a failed start: {}", s.id, deleted.message());
+    }
+    std::error_code ec;
+    for (const char* dir : {"/monitor/", "/exits/", "/socks/"}) {
+      std::filesystem::remove_all(absl::StrCat(config->run_root, dir, s.id), ec);
+      if (ec) spdlog::warn("sandbox {}: undoing a failed start: {}", s.id, ec.message());
+    }
+  };
   ASSIGN_OR_RETURN(s.oci_spec, StartPause(s, *config));
   absl::StatusOr<ContainerState> state = RuntimeFor(*config, handler)->State(s.id);
   if (state.ok()) s.pid = state->pid;
-  if (absl::Status persisted = Persist(s); !persisted.ok()) {
-    (void)RuntimeFor(*config, handler)->Delete(s.id, /*force=*/true);
-    return persisted;
-  }
+  RETURN_IF_ERROR(Persist(s));
   // From here on the store owns it all.
   std::move(release_name).Cancel();
   std::move(remove_pod_dir).Cancel();
   std::move(detach).Cancel();
   std::move(remove_bundle).Cancel();
+  std::move(remove_pause).Cancel();
   if (shm) shm->Release();
   if (netns) netns->Release();
   const std::string id = s.id;
