@@ -120,7 +120,8 @@ class SandboxTest : public ::testing::Test {
   // Nothing of ours is left: namespaces, mounts, monitors, runtime state, IPs.
   void ExpectNoLeaks() {
     EXPECT_EQ(IpReservations(), 0u);
-    for (const char* dir : {"/run/netns", "/run/pods"}) {
+    // Nor what a pause's monitor leaves: its files, its exit file, its attach socket directory.
+    for (const char* dir : {"/netns", "/pods", "/monitor", "/exits", "/socks"}) {
       const std::string path = daemon_->run_root() + dir;
       EXPECT_TRUE(!std::filesystem::exists(path) || std::filesystem::is_empty(path)) << path;
     }
@@ -159,6 +160,12 @@ for a in "$@"; do
 done
 exec /usr/sbin/runc "$@"
 )", 0755).ok());
+    ASSERT_TRUE(WriteFileAtomic(bin_ + "/unstartable-runtime", R"(#!/bin/sh
+for a in "$@"; do
+  if [ "$a" = start ]; then echo "injected start failure" >&2; exit 1; fi
+done
+exec /usr/sbin/runc "$@"
+)", 0755).ok());
     SandboxTest::SetUp();
   }
   void TearDown() override {
@@ -168,7 +175,9 @@ exec /usr/sbin/runc "$@"
   BerthDaemon::Options DaemonOptions() override {
     return {.cni_bin_dirs = {bin_, "/usr/lib/cni"},
             .extra_runtimes = absl::StrCat("  broken: {path: ", bin_, "/broken-runtime, root: ",
-                                           bin_, "/runc-state}\n")};
+                                           bin_, "/runc-state}\n", "  unstartable: {path: ", bin_,
+                                           "/unstartable-runtime, root: ", bin_,
+                                           "/runc-state-2}\n")};
   }
   std::string ExtraPlugins() override { return failing_plugin_ ? R"(, {"type": "failer"})" : ""; }
 
@@ -212,6 +221,19 @@ TEST_F(FailureTest, RuntimeErrorIsReportedAndNothingIsLeft) {
               HasSubstr(R"(berth_cni_operation_duration_seconds_count{operation="ADD"} 2)"));
   ASSERT_TRUE(Remove(*id).ok());
   ExpectNoLeaks();
+}
+
+// The pause container is created (its monitor runs) but does not start: the container, the
+// monitor's files and the network all go.
+TEST_F(FailureTest, PauseThatDoesNotStartLeavesNothing) {
+  runtime::v1::RunPodSandboxRequest request = Request("victim");
+  request.set_runtime_handler("unstartable");
+  absl::StatusOr<std::string> r = Run(request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("injected start failure"));
+  ExpectNoLeaks();
+  const std::string state = bin_ + "/runc-state-2";
+  EXPECT_TRUE(!std::filesystem::exists(state) || std::filesystem::is_empty(state)) << state;
 }
 
 TEST_F(FailureTest, BrokenNetworkConfigIsFailedPrecondition) {
