@@ -3,8 +3,6 @@
 // is what the client sends after its upgrade request. It is written to one end of a socket pair,
 // shut for writing, and the connection reads it all; what it sends back is drained by a thread.
 
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -13,10 +11,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "cri/streaming/inbound.h"
 #include "cri/streaming/websocket.h"
+#include "fed_socket.h"
 #include "fuzz_check.h"
 
 using berth::cri::streaming::DeliverChannelMessage;
@@ -24,25 +22,11 @@ using berth::cri::streaming::Inbound;
 using berth::cri::streaming::WebSocket;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // A unix socket buffers this much at once whatever the system's settings.
+  // FedSocket buffers at most 64 KiB.
   if (size < 1 || size > (64 << 10)) return 0;
   const bool v5 = (data[0] & 1) != 0;
   const std::string protocol = v5 ? "v5.channel.k8s.io" : "v4.channel.k8s.io";
-  int pair[2];
-  FUZZ_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-  const int client = pair[1];
-  for (size_t done = 1; done < size;) {
-    const ssize_t n = ::write(client, data + done, size - done);
-    FUZZ_CHECK(n > 0);
-    done += static_cast<size_t>(n);
-  }
-  ::shutdown(client, SHUT_WR);
-  std::thread drain([client] {
-    char buf[4096];
-    while (::read(client, buf, sizeof buf) > 0) {
-    }
-  });
-
+  FedSocket socket(data + 1, size - 1);
   const WebSocket::HttpHead head{
       "GET",
       "/exec/fuzz",
@@ -53,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
        {"Sec-WebSocket-Version", "13"},
        {"Sec-WebSocket-Protocol", protocol}}};
   absl::StatusOr<std::unique_ptr<WebSocket>> ws =
-      WebSocket::Accept(pair[0], head, protocol, std::chrono::milliseconds(0));
+      WebSocket::Accept(socket.server(), head, protocol, std::chrono::milliseconds(0));
   FUZZ_CHECK(ws.ok());
   Inbound in;
   size_t stdin_bytes = 0;
@@ -77,8 +61,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ws->reset();  // closes the socket
   in.Clear();
-  drain.join();
-  ::close(client);
   FUZZ_CHECK(stdin_bytes <= size);
   return 0;
 }
