@@ -312,6 +312,11 @@ struct CurlRegistryClient::Impl {
   std::string Context(const Source& source) const {
     return absl::StrCat(source.host, "/", source.repository);
   }
+  // A transfer of `what` that went stall_timeout without a byte.
+  absl::Status Stalled(const std::string& what) const {
+    return absl::UnavailableError(absl::StrCat(what, ": no data for ", options.stall_timeout.count(),
+                                               " s (images.stall_timeout)"));
+  }
 
   Options options;
   CURLSH* share;
@@ -432,11 +437,7 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
   }
   if (!r.stopped.ok()) return r.stopped;
   const std::string service = absl::StrCat(Context(source), ": token service ", realm);
-  if (r.stalled) {
-    return absl::UnavailableError(absl::StrCat(service, ": no data for ",
-                                               options.stall_timeout.count(),
-                                               " s (images.stall_timeout)"));
-  }
+  if (r.stalled) return Stalled(service);
   if (r.curl != CURLE_OK && !sink.status().ok()) return Annotate(sink.status(), service);
   if (r.curl != CURLE_OK) return absl::UnavailableError(absl::StrCat(service, ": ", r.curl_error));
   if (r.status == 401 || r.status == 403) {
@@ -490,11 +491,7 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
       RETURN_IF_ERROR(sink.Reset());
       r = Perform(url, all, sink, source.insecure, stop);
       if (!r.stopped.ok()) return Annotate(r.stopped, absl::StrCat(context, path));
-      if (r.stalled) {
-        return absl::UnavailableError(absl::StrCat(context, path, ": no data for ",
-                                                   options.stall_timeout.count(),
-                                                   " s (images.stall_timeout)"));
-      }
+      if (r.stalled) return Stalled(absl::StrCat(context, path));
       if (r.curl != CURLE_OK && source.insecure && scheme == "https" && hop == 0 &&
           LooksLikePlainHttp(r.curl)) {
         spdlog::debug("registry {}: no TLS ({}), using plain HTTP", source.host, r.curl_error);
