@@ -46,4 +46,31 @@ bool IsMountPoint(const std::string& path) {
   return false;
 }
 
+std::vector<std::string> MountPointsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  const std::string prefix = dir.ends_with('/') ? dir : dir + "/";
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, escaped;
+    fields >> id >> parent >> dev >> root >> escaped;
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    std::string mount_point;
+    for (size_t i = 0; i < escaped.size(); ++i) {
+      auto octal = [&](size_t at) { return escaped[at] >= '0' && escaped[at] <= '7'; };
+      if (escaped[i] == '\\' && i + 3 < escaped.size() && octal(i + 1) && octal(i + 2) &&
+          octal(i + 3)) {
+        mount_point += static_cast<char>((escaped[i + 1] - '0') * 64 + (escaped[i + 2] - '0') * 8 +
+                                         (escaped[i + 3] - '0'));
+        i += 3;
+      } else {
+        mount_point += escaped[i];
+      }
+    }
+    if (mount_point.starts_with(prefix)) out.push_back(mount_point);
+  }
+  return out;
+}
+
 }  // namespace berth

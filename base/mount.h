@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -37,5 +38,7 @@ absl::Status Unmount(const std::string& target);
 
 // Whether something is mounted exactly at `path` (per /proc/self/mountinfo).
 bool IsMountPoint(const std::string& path);
+// The mount points strictly below directory `dir` (per /proc/self/mountinfo), deepest last.
+std::vector<std::string> MountPointsUnder(const std::string& dir);
 
 }  // namespace berth

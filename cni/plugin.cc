@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +57,24 @@ json RuntimeConfig(const json& plugin, const AttachSpec& spec) {
                  {"options", spec.dns->options}};
   }
   return rc;
+}
+
+// What DEL needs to undo an ADD: the config list, the result (null while the ADD is under way)
+// and the arguments it was called with.
+json CacheEntry(const AttachSpec& spec, const std::string& network, const json& list,
+                const json& result) {
+  json args = json::array();
+  for (const auto& [k, v] : spec.args) args.push_back({k, v});
+  json mappings = json::array();
+  for (const PortMapping& m : spec.port_mappings) {
+    mappings.push_back({{"hostPort", m.host_port}, {"containerPort", m.container_port},
+                        {"protocol", m.protocol}, {"hostIP", m.host_ip}});
+  }
+  return {{"kind", "cniCacheV1"},   {"containerId", spec.container_id},
+          {"ifName", spec.ifname},   {"networkName", network},
+          {"netns", spec.netns_path}, {"config", list},
+          {"result", result},        {"cniArgs", args},
+          {"portMappings", mappings}};
 }
 
 bool AtLeast040(const std::string& version) {
@@ -145,6 +164,12 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
     return absl::InvalidArgumentError(absl::StrCat("CNI config ", network.path, " is not a list"));
   }
   Call call{"ADD", &list, nullptr};
+  // Cached before the first plugin runs: a berthd killed in the middle of the chain finds what
+  // to DEL at its next start.
+  const std::string cache_path = CachePath(spec.container_id, spec.ifname);
+  RETURN_IF_ERROR(MakeDirs(options_.cache_dir, 0700));
+  RETURN_IF_ERROR(
+      WriteFileAtomic(cache_path, CacheEntry(spec, network.name, list, nullptr).dump(), 0600));
   std::string result;
   for (const json& plugin : list["plugins"]) {
     absl::StatusOr<std::string> out = Invoke(options_, call, plugin, spec);
@@ -155,6 +180,7 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
         absl::StatusOr<std::string> undone = Invoke(options_, del, *it, spec);
         if (!undone.ok()) spdlog::warn("undo of a failed CNI ADD: {}", undone.status().message());
       }
+      ::unlink(cache_path.c_str());
       return Annotate(out.status(), absl::StrCat("network ", network.name));
     }
     json parsed = json::parse(*out, nullptr, false);
@@ -169,14 +195,8 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
   attachment.network = network.name;
   attachment.result_json = result;
   ASSIGN_OR_RETURN(attachment.ips, ParseResultIps(result));
-  json args = json::array();
-  for (const auto& [k, v] : spec.args) args.push_back({k, v});
-  json cache = {{"kind", "cniCacheV1"},       {"containerId", spec.container_id},
-                {"ifName", spec.ifname},       {"networkName", network.name},
-                {"netns", spec.netns_path},    {"config", list},
-                {"result", call.prev_result},  {"cniArgs", args}};
-  RETURN_IF_ERROR(MakeDirs(options_.cache_dir, 0700));
-  RETURN_IF_ERROR(WriteFileAtomic(CachePath(spec.container_id, spec.ifname), cache.dump(), 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(
+      cache_path, CacheEntry(spec, network.name, list, call.prev_result).dump(), 0600));
   return attachment;
 }
 
@@ -225,6 +245,39 @@ absl::StatusOr<Attachment> CniExecPlugin::Cached(const std::string& container_id
   attachment.result_json = cache["result"].dump();
   ASSIGN_OR_RETURN(attachment.ips, ParseResultIps(attachment.result_json));
   return attachment;
+}
+
+std::vector<AttachSpec> CniExecPlugin::CachedAttachments() {
+  std::vector<AttachSpec> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.cache_dir, ec)) {
+    if (entry.path().extension() != ".json") continue;
+    absl::StatusOr<std::string> text = ReadFile(entry.path().string());
+    json cache = text.ok() ? json::parse(*text, nullptr, false) : json();
+    if (!cache.is_object() || !cache.value("containerId", json()).is_string() ||
+        !cache.value("ifName", json()).is_string()) {
+      spdlog::warn("CNI cache {} is unreadable, skipped", entry.path().string());
+      continue;
+    }
+    AttachSpec spec;
+    spec.container_id = cache["containerId"].get<std::string>();
+    spec.ifname = cache["ifName"].get<std::string>();
+    if (cache.value("netns", json()).is_string()) spec.netns_path = cache["netns"].get<std::string>();
+    for (const json& arg : cache.value("cniArgs", json::array())) {
+      if (arg.is_array() && arg.size() == 2 && arg[0].is_string() && arg[1].is_string()) {
+        spec.args.emplace_back(arg[0].get<std::string>(), arg[1].get<std::string>());
+      }
+    }
+    for (const json& m : cache.value("portMappings", json::array())) {
+      if (!m.is_object()) continue;
+      spec.port_mappings.push_back({.protocol = m.value("protocol", "tcp"),
+                                    .container_port = m.value("containerPort", 0),
+                                    .host_port = m.value("hostPort", 0),
+                                    .host_ip = m.value("hostIP", "")});
+    }
+    out.push_back(std::move(spec));
+  }
+  return out;
 }
 
 }  // namespace berth::cni

@@ -66,6 +66,9 @@ class NetworkPlugin {
   // The cached result of an ADD, if any.
   virtual absl::StatusOr<Attachment> Cached(const std::string& container_id,
                                             const std::string& ifname) = 0;
+  // Every attachment with a cache entry (an ADD done or under way), as Detach takes it: the
+  // orphan sweep at start DELs those of sandboxes nobody knows.
+  virtual std::vector<AttachSpec> CachedAttachments() = 0;
 };
 using NetworkPluginPtr = std::unique_ptr<NetworkPlugin>;
 
@@ -87,6 +90,7 @@ class CniExecPlugin final : public NetworkPlugin {
   absl::Status Check(const AttachSpec& spec) override;
   absl::StatusOr<Attachment> Cached(const std::string& container_id,
                                     const std::string& ifname) override;
+  std::vector<AttachSpec> CachedAttachments() override;
 
  private:
   std::string CachePath(const std::string& container_id, const std::string& ifname) const;

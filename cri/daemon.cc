@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
@@ -17,6 +18,7 @@
 #include "image/registry.h"
 #include "pod/apparmor.h"
 #include "pod/cgroup_support.h"
+#include "pod/orphans.h"
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
 #include "cni/plugin.h"
@@ -165,6 +167,17 @@ absl::Status Daemon::Run() {
       {.stop_all = [&](const std::string& id) { return containers.StopAllIn(id); },
        .remove_all = [&](const std::string& id) { return containers.RemoveAllIn(id); }});
   RETURN_IF_ERROR(containers.Recover());
+  {
+    // What no record explains: left by a berthd killed before it recorded its intent (older
+    // versions) or by a reboot (CNI attachments whose IPs are still reserved).
+    std::set<std::string> known;
+    for (const std::string& id : sandboxes.Ids()) known.insert(id);
+    for (const std::string& id : containers.Ids()) known.insert(id);
+    const pod::SweepReport swept = pod::SweepOrphans(*config, known, &measured_network);
+    spdlog::info("orphan sweep: {} runtime container(s), {} CNI attachment(s), {} mount(s), {} "
+                 "path(s) removed", swept.runtime_containers, swept.network_attachments,
+                 swept.mounts, swept.paths);
+  }
 
   streaming::Server streaming(config->streaming, &containers, &sandboxes);
   RETURN_IF_ERROR(streaming.Start());

@@ -21,6 +21,7 @@ class InstrumentedNetworkPlugin final : public cni::NetworkPlugin {
                                          const std::string& ifname) override {
     return inner_->Cached(container_id, ifname);
   }
+  std::vector<cni::AttachSpec> CachedAttachments() override { return inner_->CachedAttachments(); }
 
  private:
   cni::NetworkPlugin* inner_;  // not owned

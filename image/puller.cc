@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "base/errno_status.h"
+#include "base/failpoint.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "image/manifest.h"
@@ -182,6 +183,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
     }
   }
   ASSIGN_OR_RETURN(ImageManifest parsed, ParseManifest(manifest.body));
+  RETURN_IF_ERROR(Failpoint("image.pull.manifest_fetched"));
   if (parsed.layers.size() > kMaxLayers) {
     return absl::InvalidArgumentError(absl::StrCat("image manifest lists ", parsed.layers.size(),
                                                    " layers: more than the ", kMaxLayers,
@@ -200,6 +202,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
                                        tmp + "/config", credentials, {}, stop));
   ASSIGN_OR_RETURN(std::string config_json, ReadFile(tmp + "/config"));
   ASSIGN_OR_RETURN(ImageConfig config, ParseImageConfig(config_json));
+  RETURN_IF_ERROR(Failpoint("image.pull.config_fetched"));
   if (config.diff_ids.size() != parsed.layers.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("image config lists ", config.diff_ids.size(), " layers, the manifest ",
@@ -226,6 +229,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   job->limits.stop = stop;  // a long unpack stops too
   ImageStore::Lease lease(store_, job->chain_ids);
   RETURN_IF_ERROR(FetchLayers(*job));
+  RETURN_IF_ERROR(Failpoint("image.pull.layers_ready"));
 
   ImageRecord image;
   image.id = parsed.config.digest;
@@ -320,6 +324,7 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
   RETURN_IF_ERROR(registry_->FetchBlob(job.source, blob.digest, blob.size, blob_path,
                                        job.credentials, progress, job.stop));
   job.downloaded += blob.size;
+  RETURN_IF_ERROR(Failpoint("image.pull.layer_fetched"));
   if (job.stop) RETURN_IF_ERROR(job.stop());
   const std::string layer_dir = tmp + "/layer";
   RETURN_IF_ERROR(MakeDirs(layer_dir + "/diff", 0755));
@@ -332,6 +337,7 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
   }
   LayerRecord record{chain_id, unpacked.diff_id, unpacked.size_bytes, unpacked.inodes};
   RETURN_IF_ERROR(ImageStore::WriteLayerJson(layer_dir, record));
+  RETURN_IF_ERROR(Failpoint("image.pull.layer_unpacked"));
   if (::chmod(layer_dir.c_str(), 0700) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("chmod ", layer_dir));
   }

@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "base/errno_status.h"
+#include "base/failpoint.h"
 #include "base/file_util.h"
 #include "base/logging.h"
 #include "base/process.h"
@@ -51,7 +52,7 @@ int SignalNumber(const std::string& name) {
 
 absl::Status ContainerManager::Start(const std::string& id) {
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
-  std::shared_ptr<absl::Mutex> op = OpLock(found->id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get(found->id);
   absl::MutexLock op_lock(op.get());
   ASSIGN_OR_RETURN(ContainerPtr c, Get(found->id));
   if (c->state != Container::State::kCreated) {
@@ -63,13 +64,22 @@ absl::Status ContainerManager::Start(const std::string& id) {
     return absl::FailedPreconditionError(
         absl::StrCat("runtime handler \"", c->runtime_handler, "\" is no longer configured"));
   }
-  std::shared_ptr<absl::Mutex> start = StartLock(c->id);
-  absl::MutexLock start_lock(start.get());
-  absl::Status started = runtime->Start(c->id);
+  {
+    absl::MutexLock lock(&mu_);
+    starting_[c->id] = std::nullopt;
+  }
+  absl::Status started = Failpoint("container.start.begin");
+  if (started.ok()) started = runtime->Start(c->id);
+  if (started.ok()) {
+    started = Failpoint("container.start.runtime_started");
+    // The process runs but the start failed: it must not go on unaccounted for.
+    if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
+  }
   const int64_t now = absl::ToUnixNanos(absl::Now());
+  absl::Status recorded;
   if (!started.ok()) {
     const std::string message(started.message());
-    (void)UpdateStatus(c->id, [&](Container& next) {
+    recorded = UpdateStatus(c->id, [&](Container& next) {
       if (next.state == Container::State::kExited) return false;
       next.state = Container::State::kExited;
       next.finished_at_ns = now;
@@ -78,21 +88,31 @@ absl::Status ContainerManager::Start(const std::string& id) {
       next.message = message;
       return true;
     });
-    return Annotate(started, absl::StrCat("start container ", c->id));
+  } else {
+    recorded = UpdateStatus(c->id, [&](Container& next) {
+      if (next.state != Container::State::kCreated) return false;  // it exited already
+      next.state = Container::State::kRunning;
+      next.started_at_ns = now;
+      return true;
+    });
   }
-  return UpdateStatus(c->id, [&](Container& next) {
-    if (next.state != Container::State::kCreated) return false;  // it exited already
-    next.state = Container::State::kRunning;
-    next.started_at_ns = now;
-    return true;
-  });
+  // An exit the watcher noticed meanwhile is recorded now, after RUNNING.
+  std::optional<bool> exited;
+  {
+    absl::MutexLock lock(&mu_);
+    exited = starting_[c->id];
+    starting_.erase(c->id);
+  }
+  if (exited) RecordExit(c->id, *exited);
+  if (!started.ok()) return Annotate(started, absl::StrCat("start container ", c->id));
+  return recorded;
 }
 
 absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds timeout) {
   absl::StatusOr<ContainerPtr> found = Get(id);
   if (absl::IsNotFound(found.status())) return absl::OkStatus();
   RETURN_IF_ERROR(found.status());
-  std::shared_ptr<absl::Mutex> op = OpLock((*found)->id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get((*found)->id);
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<ContainerPtr> c = Get((*found)->id);
   if (!c.ok() || (*c)->state == Container::State::kExited) return absl::OkStatus();
@@ -108,27 +128,21 @@ absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds 
     if (!sent.ok() && !absl::IsNotFound(sent)) {
       spdlog::warn("container {}: signal {}: {}", full_id, signal, sent.message());
     }
-    if (WaitForExitFile(full_id, timeout)) {
-      RecordExit(full_id, false);
-      return absl::OkStatus();
-    }
+    if (WaitExited(full_id, timeout)) return absl::OkStatus();
     spdlog::info("container {} did not stop within {}s, killing it", full_id, timeout.count());
   }
   absl::Status killed = runtime->Kill(full_id, SIGKILL, /*all=*/true);
   if (!killed.ok() && !absl::IsNotFound(killed)) {
     spdlog::warn("container {}: SIGKILL: {}", full_id, killed.message());
   }
-  if (!WaitForExitFile(full_id, std::chrono::seconds(30))) {
-    // The monitor is gone or stuck: record what we know rather than hang kubelet.
-    if (!(*c)->monitor_pid || ::kill((*c)->monitor_pid, 0) != 0) {
-      RecordExit(full_id, /*monitor_gone=*/true);
-      return absl::OkStatus();
-    }
-    return absl::DeadlineExceededError(
-        absl::StrCat("stop container ", full_id, ": no exit after SIGKILL"));
+  if (WaitExited(full_id, std::chrono::seconds(30))) return absl::OkStatus();
+  // The monitor is gone or stuck: record what we know rather than hang kubelet.
+  if (!MonitorAlive((*c)->monitor_pid, full_id)) {
+    RecordExit(full_id, /*monitor_gone=*/true);
+    return absl::OkStatus();
   }
-  RecordExit(full_id, false);
-  return absl::OkStatus();
+  return absl::DeadlineExceededError(
+      absl::StrCat("stop container ", full_id, ": no exit after SIGKILL"));
 }
 
 absl::Status ContainerManager::Remove(const std::string& id) {
@@ -139,34 +153,25 @@ absl::Status ContainerManager::Remove(const std::string& id) {
   if ((*found)->state != Container::State::kExited) {
     RETURN_IF_ERROR(Stop(full_id, std::chrono::seconds(0)));
   }
-  std::shared_ptr<absl::Mutex> op = OpLock(full_id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get(full_id);
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<ContainerPtr> c = Get(full_id);
   if (!c.ok()) return absl::OkStatus();  // removed meanwhile
-  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler)) {
-    RETURN_IF_ERROR(Annotate(runtime->Delete(full_id, /*force=*/true),
-                             absl::StrCat("remove container ", full_id)));
-  }
-  RETURN_IF_ERROR(Annotate(image::RemoveRootfs(ContainerDir(full_id)),
-                           absl::StrCat("remove container ", full_id)));
-  std::error_code ec;
-  std::filesystem::remove_all(MonitorDir(full_id), ec);
-  std::filesystem::remove(ExitFile(full_id), ec);
-  std::filesystem::remove(absl::StrCat(config_()->run_root, "/socks/", full_id), ec);
+  const std::string what = absl::StrCat("remove container ", full_id);
+  RETURN_IF_ERROR(Annotate(Teardown(**c), what));
   const std::string key = KeyOf(**c);
-  RETURN_IF_ERROR(Forget(full_id));
+  RETURN_IF_ERROR(Annotate(store_.Delete(full_id), what));
   std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
     absl::MutexLock lock(&mu_);
-    names_.erase(key);
     containers_.erase(full_id);
-    op_locks_.erase(full_id);
-    start_locks_.erase(full_id);
     if (auto it = leases_.find(full_id); it != leases_.end()) {
       lease = std::move(it->second);
       leases_.erase(it);
     }
   }
+  names_.Erase(key, full_id);
+  op_locks_.Erase(full_id);
   lease.reset();
   Publish(**c, ContainerEventType::kDeleted);
   spdlog::info("container {} removed", full_id);
@@ -205,7 +210,7 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
                                                const ResourcesSpec& resources) {
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
   // Not while a stop, start or removal of the container is under way.
-  std::shared_ptr<absl::Mutex> op = OpLock(found->id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get(found->id);
   absl::MutexLock op_lock(op.get());
   ASSIGN_OR_RETURN(ContainerPtr c, Get(found->id));
   if (c->state != Container::State::kRunning && c->state != Container::State::kCreated) {

@@ -37,28 +37,9 @@
 namespace berth::pod {
 namespace {
 
-constexpr char kSchema[] = R"sql(
-CREATE TABLE IF NOT EXISTS containers(
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  sandbox_id TEXT NOT NULL,
-  record TEXT NOT NULL);
-)sql";
-
-// Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid
-// may belong to another process, so its command line must name the container.
-bool MonitorAlive(pid_t pid, const std::string& id) {
-  if (pid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find(id) != std::string::npos;
-}
-
-pid_t ReadPid(const std::string& path) {
-  std::ifstream in(path);
-  long pid = 0;
-  return (in >> pid) ? static_cast<pid_t>(pid) : 0;
-}
+// How often the watcher looks at monitors that may have died without an exit file, and at
+// results kept for retries that may have expired.
+constexpr auto kCheckEvery = std::chrono::seconds(2);
 
 }  // namespace
 
@@ -69,7 +50,9 @@ ContainerManager::ContainerManager(SqliteDb* db, ConfigSource config, SandboxMan
       sandboxes_(sandboxes),
       images_(images),
       events_(events),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      store_(db, "containers", "sandbox_id"),
+      names_("container", options_.keep_abandoned) {}
 
 ContainerManager::~ContainerManager() { Shutdown(); }
 
@@ -94,20 +77,6 @@ std::unique_ptr<OciRuntime> ContainerManager::RuntimeFor(const std::string& hand
   return pod::RuntimeFor(*config_(), handler);
 }
 
-std::shared_ptr<absl::Mutex> ContainerManager::OpLock(const std::string& id) {
-  absl::MutexLock lock(&mu_);
-  auto& m = op_locks_[id];
-  if (!m) m = std::make_shared<absl::Mutex>();
-  return m;
-}
-
-std::shared_ptr<absl::Mutex> ContainerManager::StartLock(const std::string& id) {
-  absl::MutexLock lock(&mu_);
-  auto& m = start_locks_[id];
-  if (!m) m = std::make_shared<absl::Mutex>();
-  return m;
-}
-
 std::string ContainerManager::KeyOf(const Container& c) const {
   absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
   if (!sandbox.ok()) return absl::StrCat(c.spec.name, "_", c.sandbox_id, "_", c.spec.attempt);
@@ -115,19 +84,8 @@ std::string ContainerManager::KeyOf(const Container& c) const {
 }
 
 absl::Status ContainerManager::Persist(const Container& c) {
-  absl::MutexLock lock(&db_->mu());
-  ASSIGN_OR_RETURN(SqliteStatement upsert, db_->Prepare(
-      "INSERT INTO containers(id, name, sandbox_id, record) VALUES(?,?,?,?) "
-      "ON CONFLICT(id) DO UPDATE SET record=excluded.record"));
-  return Annotate(
-      upsert.Bind(1, c.id).Bind(2, KeyOf(c)).Bind(3, c.sandbox_id).Bind(4, ContainerToJson(c)).Run(),
-      absl::StrCat("persist container ", c.id));
-}
-
-absl::Status ContainerManager::Forget(const std::string& id) {
-  absl::MutexLock lock(&db_->mu());
-  ASSIGN_OR_RETURN(SqliteStatement del, db_->Prepare("DELETE FROM containers WHERE id = ?"));
-  return del.Bind(1, id).Run();
+  return Annotate(store_.Put(c.id, KeyOf(c), c.sandbox_id, ContainerToJson(c)),
+                  absl::StrCat("persist container ", c.id));
 }
 
 void ContainerManager::Publish(const Container& c, ContainerEventType type) {
@@ -171,8 +129,15 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
       text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &code);
   if (!have_code && !monitor_gone) return;  // not (completely) written yet
   const bool oom = ::access((MonitorDir(id) + "/oom").c_str(), F_OK) == 0;
-  std::shared_ptr<absl::Mutex> start = StartLock(id);
-  absl::MutexLock start_lock(start.get());  // a Start in flight records RUNNING first
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = starting_.find(id); it != starting_.end()) {
+      // A Start in flight records RUNNING first, then this exit: not waited for here, so that
+      // the watcher never blocks behind a runtime call.
+      it->second = it->second.value_or(false) || monitor_gone;
+      return;
+    }
+  }
   int64_t finished = absl::ToUnixNanos(absl::Now());
   struct stat st;
   if (have_code && ::stat(exit_file.c_str(), &st) == 0) {
@@ -195,14 +160,26 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
   if (!s.ok() && !absl::IsNotFound(s)) spdlog::error("container {}: record exit: {}", id, s.message());
 }
 
-bool ContainerManager::WaitForExitFile(const std::string& id,
-                                       std::chrono::milliseconds timeout) const {
-  const std::string path = ExitFile(id);
+bool ContainerManager::WaitExited(const std::string& id, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto exited = [this, &id]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    auto it = containers_.find(id);
+    return it == containers_.end() || it->second->state == Container::State::kExited;
+  };
   for (;;) {
-    if (::access(path.c_str(), F_OK) == 0) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const auto left = deadline - std::chrono::steady_clock::now();
+    // The watcher records the exit the moment inotify reports the exit file; the slices are
+    // for a host where inotify could not be set up.
+    const auto slice = std::min<std::chrono::nanoseconds>(left, std::chrono::seconds(1));
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&exited), absl::FromChrono(slice))) return true;
+    }
+    if (::access(ExitFile(id).c_str(), F_OK) == 0) RecordExit(id, false);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      absl::ReaderMutexLock lock(&mu_);
+      return exited();
+    }
   }
 }
 
@@ -259,16 +236,38 @@ void ContainerManager::WatchExits(std::stop_token stop) {
         }
       }
     }
-    if (std::chrono::steady_clock::now() - last_check > std::chrono::seconds(2)) {
+    if (std::chrono::steady_clock::now() - last_check > kCheckEvery) {
       CheckMonitors();
+      for (const std::string& id : names_.Expired()) {
+        spdlog::info("container {}: no retry claimed it, removing it", id);
+        if (absl::Status removed = Remove(id); !removed.ok()) {
+          spdlog::warn("container {}: {}", id, removed.message());
+        }
+      }
+      sandboxes_->RemoveExpired();
       last_check = std::chrono::steady_clock::now();
     }
   }
 }
 
 absl::Status ContainerManager::Recover() {
-  ASSIGN_OR_RETURN(std::vector<std::string> records,
-                   db_->LoadTexts(kSchema, "SELECT record FROM containers"));
+  ASSIGN_OR_RETURN(std::vector<std::string> records, store_.Load());
+  // Creates that were under way when berthd stopped: undone before anything else looks.
+  ASSIGN_OR_RETURN(std::vector<std::string> intents, store_.LoadIntents());
+  for (const std::string& intent : intents) {
+    absl::StatusOr<Container> c = ContainerFromJson(intent);
+    if (!c.ok()) {
+      spdlog::error("an unreadable container intent stays: {}", c.status().message());
+      continue;
+    }
+    if (absl::Status undone = Teardown(*c); !undone.ok()) {
+      spdlog::error("container {}: undoing an interrupted create failed, tried again at the "
+                    "next start: {}", c->id, undone.message());
+      continue;
+    }
+    RETURN_IF_ERROR(store_.DropIntent(c->id));
+    spdlog::info("container {}: undid a create that berthd did not finish", c->id);
+  }
   std::vector<Container> loaded;
   for (const std::string& record : records) {
     absl::StatusOr<Container> c = ContainerFromJson(record);
@@ -281,15 +280,15 @@ absl::Status ContainerManager::Recover() {
   for (Container& c : loaded) {
     const std::string id = c.id;
     absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
+    names_.Hold(sandbox.ok() ? c.Key(**sandbox) : absl::StrCat(c.spec.name, "_", c.sandbox_id), id);
     // Leases take the image store's lock: never while holding ours.
     auto lease = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
     absl::MutexLock lock(&mu_);
-    names_[sandbox.ok() ? c.Key(**sandbox) : absl::StrCat(c.spec.name, "_", c.sandbox_id)] = id;
     leases_[id] = std::move(lease);
     containers_[id] = std::make_shared<const Container>(std::move(c));
   }
   // Exits that happened while berthd was down, and monitors that are gone (a reboot empties
-  // run_root: no exit files, no monitors).
+  // run_root: no exit files, no monitors); starts that berthd did not see through.
   int settled = 0;
   for (const ContainerPtr& c : List()) {
     if (c->state == Container::State::kExited) continue;
@@ -299,10 +298,22 @@ absl::Status ContainerManager::Recover() {
     } else if (!MonitorAlive(c->monitor_pid, c->id)) {
       RecordExit(c->id, true);
       ++settled;
+    } else if (c->state == Container::State::kCreated) {
+      std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
+      absl::StatusOr<ContainerState> state =
+          runtime ? runtime->State(c->id) : absl::NotFoundError("no runtime");
+      if (state.ok() && state->status == "running") {
+        RETURN_IF_ERROR(UpdateStatus(c->id, [&](Container& next) {
+          next.state = Container::State::kRunning;
+          next.started_at_ns = absl::ToUnixNanos(absl::Now());
+          return true;
+        }));
+        spdlog::info("container {}: started while berthd was going down, now RUNNING", c->id);
+        ++settled;
+      }
     }
   }
-  spdlog::info("recovered {} container(s), {} of them exited while berthd was down",
-               loaded.size(), settled);
+  spdlog::info("recovered {} container(s), {} of them settled", loaded.size(), settled);
   watcher_ = std::jthread([this](std::stop_token stop) { WatchExits(stop); });
   return absl::OkStatus();
 }
@@ -313,174 +324,21 @@ absl::StatusOr<ContainerPtr> ContainerManager::Get(const std::string& id) const 
 }
 
 std::vector<ContainerPtr> ContainerManager::List() const {
-  absl::ReaderMutexLock lock(&mu_);
   std::vector<ContainerPtr> out;
-  out.reserve(containers_.size());
-  for (const auto& [id, c] : containers_) out.push_back(c);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    out.reserve(containers_.size());
+    for (const auto& [id, c] : containers_) out.push_back(c);
+  }
+  std::erase_if(out, [&](const ContainerPtr& c) { return names_.IsKept(c->id); });
   return out;
 }
 
-absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_id,
-                                                     const ContainerSpec& spec) {
-  if (spec.name.empty()) return absl::InvalidArgumentError("config.metadata.name is empty");
-  if (spec.image.empty()) return absl::InvalidArgumentError("config.image.image is empty");
-  RETURN_IF_ERROR(CheckLength("config.metadata.name", spec.name, kMaxNameLength));
-  RETURN_IF_ERROR(CheckMetadata("config.labels", spec.labels));
-  RETURN_IF_ERROR(CheckMetadata("config.annotations", spec.annotations));
-  // kubelet's "<container name>/<restart count>.log": it must stay in the pod's log directory.
-  RETURN_IF_ERROR(CheckConfinedPath("config.log_path", spec.log_path));
-  ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(sandbox_id));
-  if (sandbox->state != Sandbox::State::kReady) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("pod sandbox ", sandbox->id, " is not ready"));
-  }
-  for (const MountSpec& m : spec.mounts) {
-    // The CRI: a runtime that cannot make a mount recursively read-only must refuse it.
-    if (m.recursive_readonly &&
-        !sandboxes_->FeaturesOf(sandbox->runtime_handler).recursive_read_only_mounts) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "mounts ", m.container_path, ": recursive_read_only: runtime handler \"",
-          sandbox->runtime_handler, "\" does not support recursive read-only mounts"));
-    }
-  }
-  // Checked before anything is made: a refused request leaves nothing to undo.
-  pid_t target_pid = 0;
-  if (spec.security.pid_mode == NamespaceMode::kTarget) {
-    // Only a container of the same pod: another pod's processes are not this one's to see.
-    absl::StatusOr<ContainerPtr> target = Get(spec.security.target_id);
-    if (target.ok() && (*target)->sandbox_id != sandbox->id) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "namespace_options.target_id: container \"", spec.security.target_id,
-          "\" is not in pod sandbox ", sandbox->id));
-    }
-    if (target.ok() && (*target)->state == Container::State::kRunning) target_pid = (*target)->pid;
-  }
-  absl::StatusOr<image::ImagePtr> image = images_->Resolve(spec.image);
-  if (!image.ok()) {
-    return absl::NotFoundError(absl::StrCat("image \"", spec.image, "\": ", image.status().message()));
-  }
-  auto config = config_();
-  Container c;
-  c.id = NewRandomId();
-  c.sandbox_id = sandbox->id;
-  c.spec = spec;
-  c.created_at_ns = absl::ToUnixNanos(absl::Now());
-  c.image_id = (*image)->id;
-  c.image_ref = (*image)->repo_digests.empty() ? (*image)->id : (*image)->repo_digests[0];
-  // The name as asked for when it is one of the image's tags (normalised), else its first tag.
-  c.image_name = (*image)->repo_tags.empty() ? (*image)->id : (*image)->repo_tags[0];
-  if (absl::StatusOr<image::Reference> ref = image::ParseReference(spec.image);
-      ref.ok() && ref->digest.empty() &&
-      absl::c_linear_search((*image)->repo_tags, ref->TagRef())) {
-    c.image_name = ref->TagRef();
-  }
-  c.chain_ids = (*image)->chain_ids;
-  c.stop_signal = (*image)->config.stop_signal;
-  c.runtime_handler = sandbox->runtime_handler;
-  const std::string log_dir = sandbox->spec.log_directory.empty()
-                                  ? absl::StrCat(config->root, "/logs/", sandbox->id)
-                                  : sandbox->spec.log_directory;
-  c.log_path = absl::StrCat(log_dir, "/", spec.log_path.empty() ? c.id + ".log" : spec.log_path);
-
-  const std::string key = c.Key(*sandbox);
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto holder = names_.find(key); holder != names_.end()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("container name \"", key, "\" is reserved by container ", holder->second));
-    }
-    names_[key] = c.id;
-  }
-  absl::Cleanup release_name = [&] {
-    absl::MutexLock lock(&mu_);
-    names_.erase(key);
-  };
-  auto lease = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
-
-  // Root filesystem, then the spec (users resolve in it), then the monitor creates it.
-  const std::string dir = ContainerDir(c.id);
-  absl::Cleanup remove_dir = [&] { (void)image::RemoveRootfs(dir); };
-  std::vector<std::string> layer_dirs;
-  for (const std::string& chain : c.chain_ids) layer_dirs.push_back(images_->LayerDir(chain) + "/diff");
-  ASSIGN_OR_RETURN(ScopedMount rootfs, image::MountRootfs(dir, layer_dirs));
-
-  ContainerSpecInput input{.container = &c,
-                           .sandbox = sandbox.get(),
-                           .image = &(*image)->config,
-                           .rootfs = rootfs.target(),
-                           .pod_dir = sandboxes_->PodDir(sandbox->id),
-                           .sandbox_pid = sandbox->pid,
-                           .target_pid = target_pid,
-                           .cgroups_path = sandboxes_->CgroupsPathFor(*sandbox, c.id),
-                           .cgroups = sandboxes_->CgroupsFor(*sandbox)};
-  if (auto handler = config->runtimes.find(sandbox->runtime_handler);
-      handler != config->runtimes.end()) {
-    input.allowed_annotations = handler->second.allowed_annotations;
-  }
-  if (const SecuritySpec& sec = c.spec.security;
-      options_.apparmor != nullptr && options_.apparmor->enabled() && !sec.privileged &&
-      (sec.apparmor.empty() || sec.apparmor == "runtime/default")) {
-    absl::StatusOr<std::string> profile = options_.apparmor->DefaultProfile();
-    if (!profile.ok()) return Annotate(profile.status(), absl::StrCat("create container ", spec.name));
-    input.apparmor_default = *profile;
-  }
-  absl::StatusOr<std::string> oci = ContainerOciSpec(input);
-  if (!oci.ok()) return Annotate(oci.status(), absl::StrCat("create container ", spec.name));
-  c.oci_spec = *oci;
-  const nlohmann::json user = nlohmann::json::parse(c.oci_spec)["process"]["user"];
-  c.uid = user.value("uid", 0);
-  c.gid = user.value("gid", 0);
-  c.supplemental_groups = user.value("additionalGids", std::vector<int64_t>());
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600));
-  RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
-
-  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler);
-  if (runtime == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("runtime handler \"", c.runtime_handler, "\" is no longer configured"));
-  }
-  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
-  absl::Cleanup remove_monitor_files = [&] {
-    std::error_code ec;
-    std::filesystem::remove_all(MonitorDir(c.id), ec);
-    std::filesystem::remove(ExitFile(c.id), ec);
-  };
-  absl::StatusOr<pid_t> pid = monitor.Create({.id = c.id,
-                                              .name = key,
-                                              .bundle = dir,
-                                              .log_path = c.log_path,
-                                              .exit_dir = config->run_root + "/exits",
-                                              .persist_dir = MonitorDir(c.id),
-                                              .socket_dir = config->run_root + "/socks",
-                                              .log_size_max = config->monitor.log_size_max,
-                                              .tty = spec.tty,
-                                              .stdin = spec.stdin,
-                                              .stdin_once = spec.stdin_once});
-  if (!pid.ok()) {
-    (void)runtime->Delete(c.id, /*force=*/true);
-    return Annotate(pid.status(), absl::StrCat("create container ", spec.name));
-  }
-  c.pid = *pid;
-  c.monitor_pid = ReadPid(dir + "/conmon-pidfile");
-  if (absl::Status persisted = Persist(c); !persisted.ok()) {
-    (void)runtime->Delete(c.id, /*force=*/true);
-    return persisted;
-  }
-  // From here on the store owns it all.
-  std::move(release_name).Cancel();
-  std::move(remove_dir).Cancel();
-  std::move(remove_monitor_files).Cancel();
-  rootfs.Release();
-  const std::string id = c.id;
-  auto published = std::make_shared<const Container>(std::move(c));
-  {
-    absl::MutexLock lock(&mu_);
-    containers_[id] = published;
-    leases_[id] = std::move(lease);
-  }
-  Publish(*published, ContainerEventType::kCreated);
-  spdlog::info("container {} ({}) created", id, key);
-  return id;
+std::vector<std::string> ContainerManager::Ids() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, c] : containers_) out.push_back(id);
+  return out;
 }
 
 }  // namespace berth::pod

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,9 @@
 #include "pod/events.h"
 #include "pod/exec_process.h"
 #include "pod/monitor.h"
+#include "pod/name_registrar.h"
+#include "pod/op_locks.h"
+#include "pod/record_store.h"
 #include "pod/sandbox_manager.h"
 
 namespace berth::pod {
@@ -30,7 +34,9 @@ class AppArmor;
 // state; notices exits (inotify on run_root/exits, and monitors that died without an exit file)
 // and recovers everything from berth.db and the monitors' files at start.
 // Every container is in berth.db (table containers) before it is reported; lookups come from
-// memory. Thread-safe: the store lock is held briefly and never across runtime, monitor or disk
+// memory. A create records its intent before it makes anything, so that a failure, or a berthd
+// killed in the middle, is undone by Teardown (at once, or at the next start).
+// Thread-safe: the store lock is held briefly and never across runtime, monitor or disk
 // work; a per-container lock serialises lifecycle operations; status changes go through
 // UpdateStatus (apply to a copy, persist, publish).
 class ContainerManager {
@@ -39,6 +45,8 @@ class ContainerManager {
   struct Options {
     std::string monitor_path;
     AppArmor* apparmor = nullptr;  // RuntimeDefault confinement where the host has AppArmor
+    // How long a container made for a caller that gave up waits for the caller's retry.
+    std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
   };
 
   ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,
@@ -48,17 +56,20 @@ class ContainerManager {
   ContainerManager& operator=(const ContainerManager&) = delete;
 
   // Creates the schema, loads every container and settles what happened while berthd was down:
-  // exits get their codes from the exit files; a container whose monitor and process are gone
-  // without one is exited with an error; after a reboot (empty run_root) everything is exited
-  // and its mounts are gone. Then starts watching for exits.
+  // creates that were under way are undone; a start that was under way is RUNNING if the runtime
+  // says so; exits get their codes from the exit files; a container whose monitor and process are
+  // gone without one is exited with an error; after a reboot (empty run_root) everything is
+  // exited and its mounts are gone. Then starts watching for exits.
   absl::Status Recover();
   // Stops the exit watcher (also done by the destructor).
   void Shutdown();
 
   // CreateContainer. NotFound for an unknown sandbox or image; FailedPrecondition when the
   // sandbox is not ready; AlreadyExists naming the holder of the name; InvalidArgument for a bad
-  // request; Internal with the runtime's message. Leaves nothing behind on failure.
-  absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerSpec& spec);
+  // request; Internal with the runtime's message. Leaves nothing behind on failure. A container
+  // finished after `origin` has gone is kept for the retry of the same request.
+  absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerSpec& spec,
+                                     const RequestOrigin& origin = {});
   // StartContainer: FailedPrecondition unless CREATED; if the runtime cannot start the process
   // the container is EXITED (ContainerCannotRun) and the error returned.
   absl::Status Start(const std::string& id);
@@ -71,7 +82,10 @@ class ContainerManager {
   absl::Status RemoveAllIn(const std::string& sandbox_id);
 
   absl::StatusOr<ContainerPtr> Get(const std::string& id) const;
+  // Every container but those kept for a retry.
   std::vector<ContainerPtr> List() const;
+  // Every container id this manager knows, kept ones too (the orphan sweep spares them).
+  std::vector<std::string> Ids() const;
 
   // UpdateContainerResources: applies what this host can enforce of them through the runtime
   // (OciResources) and merges them into the recorded request (MergeResourceUpdate).
@@ -98,18 +112,23 @@ class ContainerManager {
 
  private:
   absl::Status Persist(const Container& c);
-  absl::Status Forget(const std::string& id);
   // Applies `fn` to a copy of the container, persists and publishes it; `fn` returns false to
   // leave the container unchanged. NotFound if it is gone.
   absl::Status UpdateStatus(const std::string& id, const std::function<bool(Container&)>& fn);
   // Records the exit from the monitor's exit file (or, if `monitor_gone`, an error exit).
-  // Idempotent.
+  // Idempotent. While a Start is between `runtime start` and recording RUNNING, the exit is
+  // recorded by that Start right after (kubelet expects STARTED before STOPPED).
   void RecordExit(const std::string& id, bool monitor_gone);
-  bool WaitForExitFile(const std::string& id, std::chrono::milliseconds timeout) const;
-  std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
-  // Held by Start from `runtime start` until RUNNING is recorded, so that an exit noticed in
-  // between is recorded after it (kubelet expects STARTED before STOPPED).
-  std::shared_ptr<absl::Mutex> StartLock(const std::string& id);
+  // Waits until the container is EXITED (the exit watcher records it) or `timeout` passes.
+  bool WaitExited(const std::string& id, std::chrono::milliseconds timeout);
+  // Frees everything a container has or may have (runtime state, monitor, root filesystem,
+  // bundle, monitor files): idempotent, goes on past a failing step, returns the first error.
+  // Undoes a failed or interrupted create; the end of RemoveContainer.
+  absl::Status Teardown(const Container& c);
+  // The steps of Create after its intent is recorded.
+  absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
+                    const ContainerSpec& spec, pid_t target_pid, const std::string& key);
+  void UndoCreate(const Container& c);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
   void WatchExits(std::stop_token stop);
   void CheckMonitors();
@@ -122,13 +141,16 @@ class ContainerManager {
   image::ImageStore* const images_;
   EventBus* const events_;  // may be null
   const Options options_;
+  RecordStore store_;
+  NameRegistrar names_;
+  OpLocks op_locks_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, ContainerPtr> containers_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // key -> id (reserved too)
-  std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<absl::Mutex>> start_locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<image::ImageStore::Lease>> leases_ ABSL_GUARDED_BY(mu_);
+  // Containers between `runtime start` and RUNNING recorded, and whether an exit (true: with the
+  // monitor gone) was noticed meanwhile.
+  std::map<std::string, std::optional<bool>> starting_ ABSL_GUARDED_BY(mu_);
   absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one status update at a time
   std::jthread watcher_;
 };

@@ -6,7 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -19,6 +23,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
+#include "base/logging.h"
 #include "pod/cri_log.h"
 
 namespace berth::pod {
@@ -198,6 +203,32 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
     return absl::InternalError(absl::StrCat(what, ": ", sync->value("message", "runtime failed")));
   }
   return static_cast<pid_t>(container_pid);
+}
+
+bool MonitorAlive(pid_t pid, const std::string& id) {
+  if (pid <= 0) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return cmdline.find(id) != std::string::npos;
+}
+
+pid_t ReadPidFile(const std::string& path) {
+  std::ifstream in(path);
+  long pid = 0;
+  return (in >> pid) && pid > 0 ? static_cast<pid_t>(pid) : 0;
+}
+
+void EndMonitor(const std::string& pidfile, const std::string& id,
+                std::chrono::milliseconds grace) {
+  const pid_t pid = ReadPidFile(pidfile);
+  if (!MonitorAlive(pid, id)) return;
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid() || !MonitorAlive(pid, id)) return;  // gone, or no longer ours
+  pollfd p{pidfd.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(grace.count())) > 0) return;
+  spdlog::warn("container {}: its monitor {} did not exit, killing it", id, pid);
+  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  (void)::poll(&p, 1, 5000);
 }
 
 }  // namespace berth::pod

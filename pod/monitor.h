@@ -27,6 +27,16 @@ struct MonitorSpec {
   bool stdin_once = false;
 };
 
+// Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid may
+// belong to another process, so its command line must name the container.
+bool MonitorAlive(pid_t pid, const std::string& id);
+// The pid in a pid file; 0 when it is missing or unreadable.
+pid_t ReadPidFile(const std::string& path);
+// Makes sure the monitor of container `id` whose pid file is `pidfile` has exited: waits up to
+// `grace` for it (its container was just deleted, so it is on its way out), then kills it.
+void EndMonitor(const std::string& pidfile, const std::string& id,
+                std::chrono::milliseconds grace = std::chrono::seconds(5));
+
 // A process to run in a running container and wait for (ExecSync).
 struct ExecSpec {
   std::string container_id;

@@ -74,7 +74,7 @@ absl::StatusOr<ContainerState> RuncRuntime::State(const std::string& id) {
   ASSIGN_OR_RETURN(std::string out, Run({"state", id}));
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   if (!j.is_object()) return absl::InternalError(absl::StrCat(path_, " state ", id, ": bad JSON"));
-  return ContainerState{j.value("status", ""), j.value("pid", 0)};
+  return ContainerState{j.value("status", ""), j.value("pid", 0), j.value("bundle", "")};
 }
 
 }  // namespace berth::pod

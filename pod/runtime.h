@@ -14,6 +14,7 @@ namespace berth::pod {
 struct ContainerState {
   std::string status;  // "creating", "created", "running", "paused", "stopped"
   pid_t pid = 0;
+  std::string bundle;
 };
 
 // The calls berthd makes to an OCI runtime itself (create goes through the monitor). Errors are

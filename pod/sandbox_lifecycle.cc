@@ -13,13 +13,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
+#include "base/failpoint.h"
 #include "base/logging.h"
 #include "base/mount.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "cni/netns.h"
-#include "pod/lookup.h"
 #include "image/rootfs.h"
+#include "pod/lookup.h"
+#include "pod/monitor.h"
 #include "pod/runtime.h"
 #include "pod/sandbox_manager.h"
 
@@ -52,10 +54,29 @@ absl::StatusOr<SandboxPtr> SandboxManager::Get(const std::string& id) const {
 }
 
 std::vector<SandboxPtr> SandboxManager::List() const {
-  absl::ReaderMutexLock lock(&mu_);
   std::vector<SandboxPtr> out;
-  for (const auto& [id, s] : sandboxes_) out.push_back(s);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, s] : sandboxes_) out.push_back(s);
+  }
+  std::erase_if(out, [&](const SandboxPtr& s) { return names_.IsKept(s->id); });
   return out;
+}
+
+std::vector<std::string> SandboxManager::Ids() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, s] : sandboxes_) out.push_back(id);
+  return out;
+}
+
+void SandboxManager::RemoveExpired() {
+  for (const std::string& id : names_.Expired()) {
+    spdlog::info("pod sandbox {}: no retry claimed it, removing it", id);
+    if (absl::Status removed = Remove(id); !removed.ok()) {
+      spdlog::warn("pod sandbox {}: {}", id, removed.message());
+    }
+  }
 }
 
 absl::Status SandboxManager::StopPause(const Sandbox& s) {
@@ -82,24 +103,17 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   absl::StatusOr<SandboxPtr> found = Get(id);
   if (absl::IsNotFound(found.status())) return absl::OkStatus();
   RETURN_IF_ERROR(found.status());
-  std::shared_ptr<absl::Mutex> op = OpLock((*found)->id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get((*found)->id);
   absl::MutexLock op_lock(op.get());
   SandboxPtr current = *Get((*found)->id);
-  if (hooks_.stop_all) {
-    RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id),
-                             absl::StrCat("stop pod sandbox ", current->id)));
-  }
-  RETURN_IF_ERROR(Annotate(StopPause(*current), absl::StrCat("stop pod sandbox ", current->id)));
+  const std::string what = absl::StrCat("stop pod sandbox ", current->id);
+  if (hooks_.stop_all) RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id), what));
+  RETURN_IF_ERROR(Failpoint("sandbox.stop.containers_stopped"));
+  RETURN_IF_ERROR(Annotate(StopPause(*current), what));
+  RETURN_IF_ERROR(Failpoint("sandbox.stop.pause_stopped"));
   if (!current->spec.host_network) {
-    cni::AttachSpec attach{.container_id = current->id,
-                           .netns_path = current->netns_path,
-                           .args = {{"K8S_POD_NAMESPACE", current->spec.namespace_name},
-                                    {"K8S_POD_NAME", current->spec.name},
-                                    {"K8S_POD_INFRA_CONTAINER_ID", current->id},
-                                    {"K8S_POD_UID", current->spec.uid}},
-                           .port_mappings = current->spec.port_mappings};
-    RETURN_IF_ERROR(Annotate(network_->Detach(attach),
-                             absl::StrCat("stop pod sandbox ", current->id)));
+    RETURN_IF_ERROR(Annotate(network_->Detach(AttachSpecOf(*current)), what));
+    RETURN_IF_ERROR(Failpoint("sandbox.stop.network_detached"));
   }
   RETURN_IF_ERROR(Unmount(PodDir(current->id) + "/shm"));
   if (current->state == Sandbox::State::kNotReady) return absl::OkStatus();
@@ -123,7 +137,7 @@ void SandboxManager::OnPauseExit(const std::string& id) {
     if (it == sandboxes_.end() || it->second->state != Sandbox::State::kReady) return;
   }
   // Under the operation lock: a Stop in progress settles the state itself.
-  std::shared_ptr<absl::Mutex> op = OpLock(id);
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get(id);
   if (!op->TryLock()) return;
   absl::Cleanup unlock = [&] { op->Unlock(); };
   found = Get(id);
@@ -148,45 +162,67 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   RETURN_IF_ERROR(found.status());
   const std::string full_id = (*found)->id;
   RETURN_IF_ERROR(Stop(full_id));
-  if (hooks_.remove_all) {
-    RETURN_IF_ERROR(Annotate(hooks_.remove_all(full_id),
-                             absl::StrCat("remove pod sandbox ", full_id)));
-  }
-  std::shared_ptr<absl::Mutex> op = OpLock(full_id);
+  const std::string what = absl::StrCat("remove pod sandbox ", full_id);
+  if (hooks_.remove_all) RETURN_IF_ERROR(Annotate(hooks_.remove_all(full_id), what));
+  RETURN_IF_ERROR(Failpoint("sandbox.remove.containers_removed"));
+  std::shared_ptr<absl::Mutex> op = op_locks_.Get(full_id);
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<SandboxPtr> current = Get(full_id);
   if (!current.ok()) return absl::OkStatus();  // removed meanwhile
-  auto config = config_();
-  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config, (*current)->runtime_handler)) {
-    RETURN_IF_ERROR(Annotate(runtime->Delete(full_id, /*force=*/true),
-                             absl::StrCat("remove pod sandbox ", full_id)));
-  }
-  if (!(*current)->netns_path.empty()) RETURN_IF_ERROR(cni::RemoveNetNs((*current)->netns_path));
-  // A pause run from pause.image has its root filesystem mounted in the bundle.
-  RETURN_IF_ERROR(image::RemoveRootfs(BundleDir(full_id)));
-  std::error_code ec;
-  for (const std::string& path :
-       {PodDir(full_id), BundleDir(full_id), absl::StrCat(config->run_root, "/monitor/", full_id),
-        absl::StrCat(config->run_root, "/exits/", full_id),
-        absl::StrCat(config->run_root, "/socks/", full_id)}) {
-    std::filesystem::remove_all(path, ec);
-  }
-  RETURN_IF_ERROR(Forget(full_id));
+  RETURN_IF_ERROR(Annotate(Teardown(**current), what));
+  RETURN_IF_ERROR(Annotate(store_.Delete(full_id), what));
   std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
     absl::MutexLock lock(&mu_);
-    names_.erase((*current)->Key());
     sandboxes_.erase(full_id);
-    op_locks_.erase(full_id);
     if (auto it = leases_.find(full_id); it != leases_.end()) {
       lease = std::move(it->second);
       leases_.erase(it);
     }
   }
+  names_.Erase((*current)->Key(), full_id);
+  op_locks_.Erase(full_id);
   lease.reset();
   Publish(full_id, ContainerEventType::kDeleted);
   spdlog::info("pod sandbox {} removed", full_id);
   return absl::OkStatus();
+}
+
+absl::Status SandboxManager::Teardown(const Sandbox& s) {
+  absl::Status first;
+  auto step = [&](absl::Status status) {
+    if (!status.ok()) {
+      spdlog::warn("sandbox {}: {}", s.id, status.message());
+      if (first.ok()) first = status;
+    }
+  };
+  auto config = config_();
+  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config, s.runtime_handler)) {
+    step(runtime->Delete(s.id, /*force=*/true));
+  } else {
+    step(absl::FailedPreconditionError(absl::StrCat(
+        "runtime handler \"", s.runtime_handler, "\" is no longer configured: its pause container "
+        "cannot be deleted")));
+  }
+  // The monitor ends with its container; its exit file must land before the files go.
+  EndMonitor(BundleDir(s.id) + "/conmon-pidfile", s.id);
+  step(Failpoint("sandbox.remove.runtime_deleted"));
+  if (!s.spec.host_network) step(network_->Detach(AttachSpecOf(s)));
+  step(Unmount(PodDir(s.id) + "/shm"));
+  if (!s.netns_path.empty()) step(cni::RemoveNetNs(s.netns_path));
+  step(Failpoint("sandbox.remove.netns_removed"));
+  // A pause run from pause.image has its root filesystem mounted in the bundle.
+  step(image::RemoveRootfs(BundleDir(s.id)));
+  for (const std::string& path :
+       {PodDir(s.id), BundleDir(s.id), absl::StrCat(config->run_root, "/monitor/", s.id),
+        absl::StrCat(config->run_root, "/exits/", s.id),
+        absl::StrCat(config->run_root, "/socks/", s.id)}) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec) step(absl::InternalError(absl::StrCat("remove ", path, ": ", ec.message())));
+  }
+  step(Failpoint("sandbox.remove.files_removed"));
+  return first;
 }
 
 }  // namespace berth::pod

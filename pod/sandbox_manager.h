@@ -1,8 +1,10 @@
 #pragma once
 
 #include <functional>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,14 +18,22 @@
 #include "image/store.h"
 #include "pod/cgroup_support.h"
 #include "pod/events.h"
+#include "pod/name_registrar.h"
+#include "pod/op_locks.h"
+#include "pod/record_store.h"
 #include "pod/runtime_features.h"
 #include "pod/sandbox.h"
 
 namespace berth::pod {
 
+// The CNI attachment of a sandbox: its namespace, interface and the pod's CNI_ARGS.
+cni::AttachSpec AttachSpecOf(const Sandbox& sandbox);
+
 // Runs, stops, removes and knows pod sandboxes: the pod's files and /dev/shm, its network
 // namespace and CNI attachment, and its pause container (monitor + OCI runtime). Every sandbox is
-// in berth.db (table sandboxes) before it is reported; lookups are answered from memory.
+// in berth.db (table sandboxes) before it is reported; lookups are answered from memory. A
+// RunPodSandbox records its intent before it makes anything: a start that fails, or a berthd
+// killed in the middle of one, is undone by Teardown (at once, or at the next start).
 // Thread-safe: the store lock is held only briefly, never across runtime, CNI or disk work;
 // a per-sandbox lock serialises lifecycle operations on one sandbox.
 class SandboxManager {
@@ -38,6 +48,8 @@ class SandboxManager {
     image::ImageStore* images = nullptr;
     // What the host's cgroups can enforce (ProbeCgroupSupport at start).
     CgroupSupport cgroups;
+    // How long a sandbox made for a caller that gave up waits for the caller's retry.
+    std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
   };
 
   SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network, Options options);
@@ -45,13 +57,18 @@ class SandboxManager {
   SandboxManager& operator=(const SandboxManager&) = delete;
 
   // Creates the schema and loads every sandbox; a READY sandbox whose pause process is gone (a
-  // reboot, or it died while berthd was down) becomes NOTREADY.
+  // reboot, or it died while berthd was down) becomes NOTREADY. Undoes the starts that were under
+  // way when berthd stopped (an intent that cannot be undone now stays for the next start).
   absl::Status Recover();
 
   // RunPodSandbox. InvalidArgument for a bad request (naming the field) or an unknown runtime
   // handler; AlreadyExists naming the sandbox that holds the name; FailedPrecondition when no CNI
   // network is configured; otherwise the failing step's error. Leaves nothing behind on failure.
-  absl::StatusOr<std::string> Run(const SandboxSpec& spec);
+  // A sandbox finished after `origin` has gone is kept for the retry of the same request.
+  absl::StatusOr<std::string> Run(const SandboxSpec& spec, const RequestOrigin& origin = {});
+  // Removes kept sandboxes that no retry claimed in time (the container manager's watcher calls
+  // this now and then).
+  void RemoveExpired();
   // StopPodSandbox / RemovePodSandbox: idempotent, OK for unknown ids.
   absl::Status Stop(const std::string& id);
   absl::Status Remove(const std::string& id);
@@ -80,7 +97,13 @@ class SandboxManager {
 
   // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
   absl::StatusOr<SandboxPtr> Get(const std::string& id) const;
+  // Every sandbox but those kept for a retry.
   std::vector<SandboxPtr> List() const;
+  // Every sandbox id this manager knows, kept ones too (the orphan sweep spares them).
+  std::vector<std::string> Ids() const;
+  // The lifecycle lock of a sandbox: CreateContainer holds it shared while it checks that the
+  // sandbox is ready and creates in it; StopPodSandbox holds it exclusively.
+  std::shared_ptr<absl::Mutex> OperationLock(const std::string& id) { return op_locks_.Get(id); }
 
   // Where a sandbox's things are.
   std::string PodDir(const std::string& id) const;
@@ -89,12 +112,17 @@ class SandboxManager {
 
  private:
   absl::Status Persist(const Sandbox& sandbox);
-  absl::Status Forget(const std::string& id);
   absl::Status StopPause(const Sandbox& sandbox);
+  // Frees everything a sandbox has or may have (pause container and monitor, CNI attachment,
+  // /dev/shm, network namespace, bundle and files): idempotent, goes on past a failing step and
+  // returns the first error. Undoes a failed or interrupted start; the end of RemovePodSandbox.
+  absl::Status Teardown(const Sandbox& sandbox);
+  // The steps of Run after the intent is recorded; `s` collects what they made.
+  absl::Status Make(Sandbox& s, const config::Config& config,
+                    const std::optional<cni::NetworkConf>& network);
   // Writes the bundle and starts the pause container; records the pause image's layers in
   // `sandbox` when pause.image is used.
   absl::StatusOr<std::string> StartPause(Sandbox& sandbox, const config::Config& config);
-  std::shared_ptr<absl::Mutex> OpLock(const std::string& id);
 
   SqliteDb* const db_;
   const ConfigSource config_;
@@ -105,10 +133,11 @@ class SandboxManager {
   mutable RuntimeFeatureCache features_;
   void Publish(const std::string& id, ContainerEventType type);
 
+  RecordStore store_;
+  NameRegistrar names_;
+  OpLocks op_locks_;
   mutable absl::Mutex mu_;
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // Key() -> id (reserved too)
-  std::map<std::string, std::shared_ptr<absl::Mutex>> op_locks_ ABSL_GUARDED_BY(mu_);
   // The pause image's layers, while a sandbox's pause runs from them.
   std::map<std::string, std::unique_ptr<image::ImageStore::Lease>> leases_ ABSL_GUARDED_BY(mu_);
 };
