@@ -173,6 +173,28 @@ exit 1)");
   EXPECT_EQ(plugin_->Cached("pod-fail", "eth0").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(CniTest, AnAddCutShortIsUndoneFromTheCacheWrittenBeforeIt) {
+  // The last plugin of the chain takes a copy of the cache as it is while the chain runs: what a
+  // berthd killed at that moment leaves (the bridge has reserved an IP by then).
+  Script("snapshot", absl::StrCat("cp ", dir_, "/cache/pod-cut-eth0.json ", dir_,
+                                  "/snapshot.json || exit 1\necho '{\"cniVersion\":\"1.0.0\"}'"));
+  NetworkConf network = Network(R"(, {"type": "snapshot"})");
+  AttachSpec pod = Pod("pod-cut");
+  ASSERT_TRUE(plugin_->Attach(network, pod).ok());
+  ASSERT_EQ(Reservations(), 1u);
+  std::filesystem::rename(dir_ + "/snapshot.json", dir_ + "/cache/pod-cut-eth0.json");
+
+  // The next start finds it in the cache, with what DEL needs, and releases the IP.
+  std::vector<AttachSpec> cached = plugin_->CachedAttachments();
+  ASSERT_EQ(cached.size(), 1u);
+  EXPECT_EQ(cached[0].container_id, "pod-cut");
+  EXPECT_EQ(cached[0].netns_path, pod.netns_path);
+  EXPECT_EQ(cached[0].args, pod.args);
+  ASSERT_TRUE(plugin_->Detach(cached[0]).ok());
+  EXPECT_EQ(Reservations(), 0u);
+  EXPECT_TRUE(plugin_->CachedAttachments().empty());
+}
+
 TEST_F(CniTest, HangingPluginTimesOut) {
   Script("hanger", "sleep 30");
   NetworkConf network = Network(R"(, {"type": "hanger"})");
