@@ -188,8 +188,8 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
     return absl::FailedPreconditionError(
         absl::StrCat("runtime handler \"", c.runtime_handler, "\" is no longer configured"));
   }
-  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
-  ASSIGN_OR_RETURN(c.pid, monitor.Create({.id = c.id,
+  MonitorPtr monitor = monitors_(runtime.get(), *config);
+  ASSIGN_OR_RETURN(c.pid, monitor->Create({.id = c.id,
                                           .name = key,
                                           .bundle = dir,
                                           .log_path = c.log_path,

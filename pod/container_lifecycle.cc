@@ -271,8 +271,8 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
     std::error_code ec;
     std::filesystem::remove_all(work, ec);
   };
-  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config->cgroup_manager == "systemd");
-  absl::StatusOr<ExecResult> result = monitor.Exec(
+  MonitorPtr monitor = monitors_(runtime.get(), *config);
+  absl::StatusOr<ExecResult> result = monitor->Exec(
       {.container_id = c->id,
        .process_json = process,
        .work_dir = work,

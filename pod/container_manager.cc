@@ -51,6 +51,8 @@ ContainerManager::ContainerManager(SqliteDb* db, ConfigSource config, SandboxMan
       images_(images),
       events_(events),
       options_(std::move(options)),
+      runtimes_(options_.runtimes ? options_.runtimes : RuntimeFactory(pod::RuntimeFor)),
+      monitors_(options_.monitors ? options_.monitors : ConmonMonitors(options_.monitor_path)),
       store_(db, "containers", "sandbox_id"),
       names_("container", options_.keep_abandoned) {}
 
@@ -74,7 +76,7 @@ std::string ContainerManager::ExitFile(const std::string& id) const {
 }
 
 std::unique_ptr<OciRuntime> ContainerManager::RuntimeFor(const std::string& handler) const {
-  return pod::RuntimeFor(*config_(), handler);
+  return runtimes_(*config_(), handler);
 }
 
 std::string ContainerManager::KeyOf(const Container& c) const {

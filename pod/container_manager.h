@@ -45,6 +45,9 @@ class ContainerManager {
   struct Options {
     std::string monitor_path;
     AppArmor* apparmor = nullptr;  // RuntimeDefault confinement where the host has AppArmor
+    // The OCI runtimes and monitors; unset: RuntimeFor and ConmonMonitors(monitor_path).
+    RuntimeFactory runtimes;
+    MonitorFactory monitors;
     // How long a container made for a caller that gave up waits for the caller's retry.
     std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
   };
@@ -141,6 +144,8 @@ class ContainerManager {
   image::ImageStore* const images_;
   EventBus* const events_;  // may be null
   const Options options_;
+  const RuntimeFactory runtimes_;
+  const MonitorFactory monitors_;
   RecordStore store_;
   NameRegistrar names_;
   OpLocks op_locks_;

@@ -231,4 +231,10 @@ void EndMonitor(const std::string& pidfile, const std::string& id,
   (void)::poll(&p, 1, 5000);
 }
 
+MonitorFactory ConmonMonitors(std::string monitor_path) {
+  return [path = std::move(monitor_path)](const OciRuntime* runtime, const config::Config& config) {
+    return std::make_unique<ConmonMonitor>(path, runtime, config.cgroup_manager == "systemd");
+  };
+}
+
 }  // namespace berth::pod

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -67,6 +68,8 @@ class Monitor {
   virtual absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) = 0;
 };
 using MonitorPtr = std::unique_ptr<Monitor>;
+// How the managers get a monitor for a runtime (ConmonMonitors, or a fake in tests).
+using MonitorFactory = std::function<MonitorPtr(const OciRuntime* runtime, const config::Config&)>;
 
 // The conmon protocol (upstream conmon, and berth-conmon): the command line cri-o uses, the sync
 // pipe on fd 3 (_OCI_SYNCPIPE) answering {"pid": N} or {"data": N} (negative with "message" on
@@ -89,5 +92,8 @@ class ConmonMonitor final : public Monitor {
   bool systemd_cgroup_;
   std::chrono::seconds timeout_;
 };
+
+// ConmonMonitor at `monitor_path` (berth-conmon or conmon) for each runtime.
+MonitorFactory ConmonMonitors(std::string monitor_path);
 
 }  // namespace berth::pod

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -60,5 +61,8 @@ class RuncRuntime final : public OciRuntime {
 // The runtime of a configured handler (runc and crun share RuncRuntime), or nullptr if the
 // configuration has no such handler.
 std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config, const std::string& handler);
+// How the managers get a handler's runtime (RuntimeFor, or a fake in tests).
+using RuntimeFactory =
+    std::function<std::unique_ptr<OciRuntime>(const config::Config&, const std::string& handler)>;
 
 }  // namespace berth::pod

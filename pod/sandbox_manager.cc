@@ -50,6 +50,8 @@ SandboxManager::SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPl
       config_(std::move(config)),
       network_(network),
       options_(std::move(options)),
+      runtimes_(options_.runtimes ? options_.runtimes : RuntimeFactory(pod::RuntimeFor)),
+      monitors_(options_.monitors ? options_.monitors : ConmonMonitors(options_.monitor_path)),
       store_(db, "sandboxes"),
       names_("pod sandbox", options_.keep_abandoned) {}
 

@@ -18,6 +18,7 @@
 #include "image/store.h"
 #include "pod/cgroup_support.h"
 #include "pod/events.h"
+#include "pod/monitor.h"
 #include "pod/name_registrar.h"
 #include "pod/op_locks.h"
 #include "pod/record_store.h"
@@ -48,6 +49,9 @@ class SandboxManager {
     image::ImageStore* images = nullptr;
     // What the host's cgroups can enforce (ProbeCgroupSupport at start).
     CgroupSupport cgroups;
+    // The OCI runtimes and monitors; unset: RuntimeFor and ConmonMonitors(monitor_path).
+    RuntimeFactory runtimes;
+    MonitorFactory monitors;
     // How long a sandbox made for a caller that gave up waits for the caller's retry.
     std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
   };
@@ -104,6 +108,14 @@ class SandboxManager {
   // The lifecycle lock of a sandbox: CreateContainer holds it shared while it checks that the
   // sandbox is ready and creates in it; StopPodSandbox holds it exclusively.
   std::shared_ptr<absl::Mutex> OperationLock(const std::string& id) { return op_locks_.Get(id); }
+  // The runtime of a handler (nullptr if it is not configured) and a monitor for it.
+  std::unique_ptr<OciRuntime> RuntimeFor(const config::Config& config,
+                                         const std::string& handler) const {
+    return runtimes_(config, handler);
+  }
+  MonitorPtr MonitorFor(const OciRuntime* runtime, const config::Config& config) const {
+    return monitors_(runtime, config);
+  }
 
   // Where a sandbox's things are.
   std::string PodDir(const std::string& id) const;
@@ -128,6 +140,8 @@ class SandboxManager {
   const ConfigSource config_;
   cni::NetworkPlugin* const network_;
   const Options options_;
+  const RuntimeFactory runtimes_;
+  const MonitorFactory monitors_;
   ContainerHooks hooks_;
   EventBus* events_ = nullptr;
   mutable RuntimeFeatureCache features_;

@@ -141,9 +141,9 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));
   RETURN_IF_ERROR(MakeDirs(bundle, 0700));
   RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600));
-  ConmonMonitor monitor(options_.monitor_path, runtime.get(), config.cgroup_manager == "systemd");
+  MonitorPtr monitor = MonitorFor(runtime.get(), config);
   const std::string monitor_dir = absl::StrCat(config.run_root, "/monitor/", s.id);
-  absl::StatusOr<pid_t> pid = monitor.Create({.id = s.id,
+  absl::StatusOr<pid_t> pid = monitor->Create({.id = s.id,
                                               .name = s.Key(),
                                               .bundle = bundle,
                                               .log_path = monitor_dir + "/pause.log",

@@ -1,0 +1,294 @@
+// SandboxManager and ContainerManager with a fake OCI runtime, monitor and network: the intent,
+// undo, recovery and retry paths, which real parts make hard to reach.
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pod/container_manager.h"
+#include "pod/record_store.h"
+#include "pod/sandbox_manager.h"
+#include "test/fakes/fake_runtime.h"
+#include "test/lib/eventually.h"
+
+namespace berth::pod {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+namespace fs = std::filesystem;
+using testing::Eventually;
+
+class ManagersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/berth-managers-test.XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto config = std::make_shared<config::Config>();
+    config->root = dir_ + "/root";
+    config->run_root = dir_ + "/run";
+    config->runtimes = {{"runc", {"/usr/sbin/runc", dir_ + "/run/runc"}}};
+    config->default_runtime = "runc";
+    config_ = config;
+    ASSERT_TRUE(MakeDirs(dir_ + "/pause").ok());
+    ASSERT_TRUE(WriteFileAtomic(dir_ + "/pause/pause", "#!/bin/true\n", 0755).ok());
+    ASSERT_TRUE(MakeDirs(config->root).ok());
+    ASSERT_TRUE(MakeDirs(config->run_root + "/exits").ok());
+    Open();
+  }
+
+  void TearDown() override {
+    Close();
+    for (pid_t pid : monitors_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+  }
+
+  // A berthd start: fresh managers on the same database and directories.
+  void Open(std::chrono::seconds keep_abandoned = std::chrono::minutes(5)) {
+    Close();
+    auto db = SqliteDb::Open(dir_ + "/root/berth.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    auto images = image::ImageStore::Open(db_.get(), dir_ + "/root", {});
+    ASSERT_TRUE(images.ok()) << images.status();
+    images_ = *std::move(images);
+    auto source = [this] { return config_; };
+    sandboxes_ = std::make_unique<SandboxManager>(
+        db_.get(), source, &network_,
+        SandboxManager::Options{.pause_rootfs = dir_ + "/pause",
+                                .runtimes = fake_.Runtimes(),
+                                .monitors = fake_.Monitors(),
+                                .keep_abandoned = keep_abandoned});
+    ASSERT_TRUE(sandboxes_->Recover().ok());
+    containers_ = std::make_unique<ContainerManager>(
+        db_.get(), source, sandboxes_.get(), images_.get(), nullptr,
+        ContainerManager::Options{.runtimes = fake_.Runtimes(),
+                                  .monitors = fake_.Monitors(),
+                                  .keep_abandoned = keep_abandoned});
+    sandboxes_->SetContainerHooks(
+        {.stop_all = [this](const std::string& id) { return containers_->StopAllIn(id); },
+         .remove_all = [this](const std::string& id) { return containers_->RemoveAllIn(id); }});
+    ASSERT_TRUE(containers_->Recover().ok());
+  }
+
+  void Close() {
+    containers_.reset();
+    sandboxes_.reset();
+    images_.reset();
+    db_.reset();
+  }
+
+  static SandboxSpec Pod(const std::string& name) {
+    return {.name = name, .uid = name + "-uid", .namespace_name = "default", .hostname = name,
+            .host_network = true, .host_ipc = true};
+  }
+
+  std::vector<std::string> Intents() {
+    RecordStore sandboxes(db_.get(), "sandboxes");
+    RecordStore containers(db_.get(), "containers", "sandbox_id");
+    std::vector<std::string> out = *sandboxes.LoadIntents();
+    const std::vector<std::string> more = *containers.LoadIntents();
+    out.insert(out.end(), more.begin(), more.end());
+    return out;
+  }
+
+  // Entries under root and run_root that belong to `id`.
+  std::vector<std::string> FilesOf(const std::string& id) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+      if (e.path().string().find(id) != std::string::npos) out.push_back(e.path().string());
+    }
+    return out;
+  }
+
+  // A process standing in for container `id`'s monitor: its command line names the container.
+  // Killed at the end of the test.
+  pid_t LiveMonitor(const std::string& id) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sleep", id.c_str(), "60", nullptr);
+      ::_exit(127);
+    }
+    monitors_.push_back(pid);
+    return pid;
+  }
+
+  // A container record as a create that finished would have left it.
+  Container PutContainer(const std::string& sandbox_id, const std::string& id,
+                         Container::State state, pid_t monitor_pid) {
+    Container c;
+    c.id = id;
+    c.sandbox_id = sandbox_id;
+    c.spec.name = id;
+    c.state = state;
+    c.runtime_handler = "runc";
+    c.monitor_pid = monitor_pid;
+    RecordStore store(db_.get(), "containers", "sandbox_id");
+    EXPECT_TRUE(store.Load().ok());
+    EXPECT_TRUE(store.Put(id, id + "_key", sandbox_id, ContainerToJson(c)).ok());
+    return c;
+  }
+
+  std::string dir_;
+  std::shared_ptr<const config::Config> config_;
+  testing::FakeRuntime fake_;
+  testing::FakeNetwork network_;
+  std::unique_ptr<SqliteDb> db_;
+  std::unique_ptr<image::ImageStore> images_;
+  std::unique_ptr<SandboxManager> sandboxes_;
+  std::unique_ptr<ContainerManager> containers_;
+  std::vector<pid_t> monitors_;
+};
+
+TEST_F(ManagersTest, ASandboxIsRecordedOnceItsPauseRuns) {
+  absl::StatusOr<std::string> id = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE(fake_.Called("create " + *id));
+  EXPECT_TRUE(fake_.Called("start " + *id));
+  EXPECT_THAT(Intents(), IsEmpty());
+  Open();
+  ASSERT_THAT(sandboxes_->List(), SizeIs(1));
+  EXPECT_EQ(sandboxes_->List()[0]->state, Sandbox::State::kReady);
+}
+
+TEST_F(ManagersTest, AFailedStartUndoesItselfAndDropsItsIntent) {
+  fake_.FailNext("start", absl::InternalError("runc says no"));
+  absl::StatusOr<std::string> id = sandboxes_->Run(Pod("web"));
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(id.status().message(), HasSubstr("runc says no"));
+  const std::vector<std::string> calls = fake_.Calls();
+  ASSERT_FALSE(calls.empty());
+  const std::string created = calls[0].substr(std::string("create ").size());
+  EXPECT_TRUE(fake_.Called("delete " + created));
+  EXPECT_THAT(Intents(), IsEmpty());
+  EXPECT_THAT(FilesOf(created), IsEmpty());
+  EXPECT_THAT(sandboxes_->List(), IsEmpty());
+  // The name is free again.
+  EXPECT_TRUE(sandboxes_->Run(Pod("web")).ok());
+}
+
+TEST_F(ManagersTest, AStartCutShortIsUndoneAtTheNextStartAndAFailedUndoIsTriedAgain) {
+  // What a berthd killed after the pause was created leaves: the intent, the pod's files, the
+  // runtime's container.
+  Sandbox s{.id = "cut1", .spec = Pod("web"), .runtime_handler = "runc"};
+  RecordStore store(db_.get(), "sandboxes");
+  ASSERT_TRUE(store.Intend(s.id, SandboxToJson(s)).ok());
+  ASSERT_TRUE(MakeDirs(sandboxes_->PodDir("cut1")).ok());
+  ASSERT_TRUE(WriteFileAtomic(sandboxes_->PodDir("cut1") + "/hostname", "web").ok());
+  ASSERT_TRUE(MakeDirs(sandboxes_->BundleDir("cut1")).ok());
+  ASSERT_TRUE(WriteFileAtomic(sandboxes_->BundleDir("cut1") + "/config.json", "{}").ok());
+  fake_.SetStatus("cut1", "created");
+  fake_.FailNext("delete", absl::InternalError("runtime is wedged"));
+  Open();
+  EXPECT_THAT(Intents(), SizeIs(1));  // kept: the undo failed
+  EXPECT_EQ(fake_.StatusOf("cut1"), "created");
+  Open();
+  EXPECT_THAT(Intents(), IsEmpty());
+  EXPECT_EQ(fake_.StatusOf("cut1"), "");
+  EXPECT_THAT(FilesOf("cut1"), IsEmpty());
+  EXPECT_THAT(sandboxes_->List(), IsEmpty());
+}
+
+TEST_F(ManagersTest, AResultWhoseCallerLeftIsKeptForTheSameRequestOnly) {
+  absl::StatusOr<std::string> first =
+      sandboxes_->Run(Pod("web"), {.gone = [] { return true; }});
+  EXPECT_TRUE(absl::IsDeadlineExceeded(first.status())) << first.status();
+  EXPECT_THAT(sandboxes_->List(), IsEmpty());  // kubelet has not seen it yet
+
+  SandboxSpec other = Pod("web");
+  other.labels["changed"] = "yes";
+  absl::StatusOr<std::string> refused = sandboxes_->Run(other);
+  EXPECT_TRUE(absl::IsAlreadyExists(refused.status()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("different config"));
+
+  absl::StatusOr<std::string> retry = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  ASSERT_THAT(sandboxes_->List(), SizeIs(1));
+  EXPECT_EQ(sandboxes_->List()[0]->id, *retry);
+  const std::vector<std::string> calls = fake_.Calls();
+  EXPECT_EQ(std::count_if(calls.begin(), calls.end(),
+                          [](const std::string& c) { return c.rfind("create ", 0) == 0; }),
+            1);
+}
+
+TEST_F(ManagersTest, AKeptResultNobodyClaimsIsRemoved) {
+  Open(/*keep_abandoned=*/std::chrono::seconds(0));
+  ASSERT_FALSE(sandboxes_->Run(Pod("web"), {.gone = [] { return true; }}).ok());
+  // The container manager's watcher removes it at its next round.
+  EXPECT_TRUE(Eventually([&] { return sandboxes_->Ids().empty(); }, std::chrono::seconds(10)));
+  EXPECT_TRUE(sandboxes_->Run(Pod("web")).ok());
+}
+
+TEST_F(ManagersTest, ACreateCutShortIsUndoneAtTheNextStart) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  Container c{.id = "ctr1", .sandbox_id = *pod, .runtime_handler = "runc"};
+  RecordStore store(db_.get(), "containers", "sandbox_id");
+  ASSERT_TRUE(store.Intend(c.id, ContainerToJson(c)).ok());
+  ASSERT_TRUE(MakeDirs(containers_->ContainerDir("ctr1")).ok());
+  ASSERT_TRUE(WriteFileAtomic(containers_->ContainerDir("ctr1") + "/config.json", "{}").ok());
+  ASSERT_TRUE(MakeDirs(containers_->MonitorDir("ctr1")).ok());
+  ASSERT_TRUE(WriteFileAtomic(containers_->MonitorDir("ctr1") + "/oom", "").ok());
+  fake_.SetStatus("ctr1", "created");
+  Open();
+  EXPECT_TRUE(fake_.Called("delete ctr1"));
+  EXPECT_THAT(Intents(), IsEmpty());
+  EXPECT_THAT(FilesOf("ctr1"), IsEmpty());
+  EXPECT_THAT(containers_->List(), IsEmpty());
+}
+
+TEST_F(ManagersTest, AStartCutShortIsRunningAfterTheRestart) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PutContainer(*pod, "ctr2", Container::State::kCreated, LiveMonitor("ctr2"));
+  fake_.SetStatus("ctr2", "running");  // runc start went through, RUNNING was not recorded
+  Open();
+  absl::StatusOr<ContainerPtr> c = containers_->Get("ctr2");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->state, Container::State::kRunning);
+}
+
+TEST_F(ManagersTest, ExitsAreRecordedWhileAStartIsInTheRuntime) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PutContainer(*pod, "slow", Container::State::kCreated, LiveMonitor("slow"));
+  PutContainer(*pod, "other", Container::State::kRunning, LiveMonitor("other"));
+  fake_.SetStatus("slow", "created");
+  Open();
+  fake_.HoldStarts();
+  absl::Status started;
+  std::thread starting([&] { started = containers_->Start("slow"); });
+  ASSERT_TRUE(Eventually([&] { return fake_.Called("held start slow"); }));
+  // The starting container's exit first: the watcher must not wait for the start with it.
+  ASSERT_TRUE(WriteFileAtomic(containers_->ExitFile("slow"), "1").ok());
+  ASSERT_TRUE(WriteFileAtomic(containers_->ExitFile("other"), "0").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return (*containers_->Get("other"))->state == Container::State::kExited;
+  }));
+  EXPECT_EQ((*containers_->Get("slow"))->state, Container::State::kCreated);
+  fake_.OpenStarts();
+  starting.join();
+  EXPECT_TRUE(started.ok()) << started;
+  // RUNNING was recorded, then the exit it held back.
+  ContainerPtr slow = *containers_->Get("slow");
+  EXPECT_EQ(slow->state, Container::State::kExited);
+  EXPECT_EQ(slow->exit_code, 1);
+  EXPECT_GT(slow->started_at_ns, 0);
+}
+
+}  // namespace
+}  // namespace berth::pod
