@@ -116,44 +116,38 @@ absl::Status SandboxManager::Stop(const std::string& id) {
     RETURN_IF_ERROR(Failpoint("sandbox.stop.network_detached"));
   }
   RETURN_IF_ERROR(Unmount(PodDir(current->id) + "/shm"));
-  if (current->state == Sandbox::State::kNotReady) return absl::OkStatus();
-  Sandbox next = *current;
-  next.state = Sandbox::State::kNotReady;
-  RETURN_IF_ERROR(Persist(next));
-  const std::string id_copy = next.id;  // the right side is evaluated first
-  {
-    absl::MutexLock lock(&mu_);
-    sandboxes_[id_copy] = std::make_shared<const Sandbox>(std::move(next));
-  }
-  Publish(id_copy, ContainerEventType::kStopped);
-  return absl::OkStatus();
+  return MarkNotReady(current->id).status();
 }
 
 void SandboxManager::OnPauseExit(const std::string& id) {
-  absl::StatusOr<SandboxPtr> found;
+  // Not under the operation lock: creates of containers hold it (shared) for a while, and this
+  // must not be dropped. MarkNotReady is safe against a Stop or Remove in progress.
+  absl::StatusOr<bool> changed = MarkNotReady(id);
+  if (!changed.ok()) {
+    spdlog::error("sandbox {}: {}", id, changed.status().message());
+  } else if (*changed) {
+    spdlog::info("pod sandbox {}: the pause process exited, now NOTREADY", id);
+  }
+}
+
+absl::StatusOr<bool> SandboxManager::MarkNotReady(const std::string& id) {
+  absl::MutexLock update(&update_mu_);
+  SandboxPtr current;
   {
     absl::ReaderMutexLock lock(&mu_);
     auto it = sandboxes_.find(id);
-    if (it == sandboxes_.end() || it->second->state != Sandbox::State::kReady) return;
+    if (it == sandboxes_.end() || it->second->state == Sandbox::State::kNotReady) return false;
+    current = it->second;
   }
-  // Under the operation lock: a Stop in progress settles the state itself.
-  std::shared_ptr<absl::Mutex> op = op_locks_.Get(id);
-  if (!op->TryLock()) return;
-  absl::Cleanup unlock = [&] { op->Unlock(); };
-  found = Get(id);
-  if (!found.ok() || (*found)->state != Sandbox::State::kReady) return;
-  Sandbox next = **found;
+  Sandbox next = *current;
   next.state = Sandbox::State::kNotReady;
-  if (absl::Status s = Persist(next); !s.ok()) {
-    spdlog::error("sandbox {}: {}", id, s.message());
-    return;
-  }
-  spdlog::info("pod sandbox {}: the pause process exited, now NOTREADY", id);
+  RETURN_IF_ERROR(Persist(next));
   {
     absl::MutexLock lock(&mu_);
     sandboxes_[id] = std::make_shared<const Sandbox>(std::move(next));
   }
   Publish(id, ContainerEventType::kStopped);
+  return true;
 }
 
 absl::Status SandboxManager::Remove(const std::string& id) {
@@ -170,9 +164,10 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   absl::StatusOr<SandboxPtr> current = Get(full_id);
   if (!current.ok()) return absl::OkStatus();  // removed meanwhile
   RETURN_IF_ERROR(Annotate(Teardown(**current), what));
-  RETURN_IF_ERROR(Annotate(store_.Delete(full_id), what));
   std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
+    absl::MutexLock update(&update_mu_);  // no status update may write it back
+    RETURN_IF_ERROR(Annotate(store_.Delete(full_id), what));
     absl::MutexLock lock(&mu_);
     sandboxes_.erase(full_id);
     if (auto it = leases_.find(full_id); it != leases_.end()) {

@@ -125,6 +125,8 @@ class SandboxManager {
  private:
   absl::Status Persist(const Sandbox& sandbox);
   absl::Status StopPause(const Sandbox& sandbox);
+  // READY -> NOTREADY, persisted and published; false if it was not READY (or is gone).
+  absl::StatusOr<bool> MarkNotReady(const std::string& id);
   // Frees everything a sandbox has or may have (pause container and monitor, CNI attachment,
   // /dev/shm, network namespace, bundle and files): idempotent, goes on past a failing step and
   // returns the first error. Undoes a failed or interrupted start; the end of RemovePodSandbox.
@@ -150,6 +152,7 @@ class SandboxManager {
   RecordStore store_;
   NameRegistrar names_;
   OpLocks op_locks_;
+  absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one state change or removal at a time
   mutable absl::Mutex mu_;
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
   // The pause image's layers, while a sandbox's pause runs from them.
