@@ -26,6 +26,7 @@
 #include "cri/network_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
+#include "cri/work_pool.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/resource_quota.h"
 #include "spdlog/spdlog.h"
@@ -35,7 +36,11 @@ namespace {
 
 // kubelet sends and accepts CRI messages up to 16 MiB (e.g. ListContainers on a busy node).
 constexpr int kMaxMessageBytes = 16 << 20;
+// gRPC's synchronous threads serve only the calls answered from memory (lists, statuses,
+// version, stats); the long calls wait on the WorkPool, which grows as far as a node drain needs.
 constexpr int kMaxServerThreads = 64;
+constexpr size_t kMaxLongCallThreads = 256;
+constexpr absl::Duration kLongCallThreadIdle = absl::Seconds(30);
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 
 sigset_t DaemonSignals() {
@@ -168,8 +173,10 @@ absl::Status Daemon::Run() {
 
   streaming::Server streaming(config->streaming, &containers, &sandboxes);
   RETURN_IF_ERROR(streaming.Start());
-  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming);
-  ImageService image_service(images.get(), &puller, &metrics_);
+  WorkPool long_calls({.max_threads = kMaxLongCallThreads, .idle_timeout = kLongCallThreadIdle});
+  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming,
+                                 &long_calls);
+  ImageService image_service(images.get(), &puller, &metrics_, &long_calls);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
   builder.RegisterService(&runtime_service);
@@ -209,6 +216,7 @@ absl::Status Daemon::Run() {
   }
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  long_calls.Shutdown();
   streaming.Stop();
   containers.Shutdown();
   spdlog::info("berthd stopped");

@@ -169,6 +169,26 @@ TEST(DaemonTest, MetricsCountTheCalls) {
               HasSubstr(R"(berth_operations_latency_seconds_bucket{operation="Version",le="0.001"})"));
 }
 
+TEST(DaemonTest, LongCallsAreMeasuredAndLoggedLikeTheOthers) {
+  // Long calls are served by callback handlers on berthd's work pool, not on gRPC's synchronous
+  // threads: the instrumentation must see them all the same.
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  runtime::v1::StopContainerRequest stop;
+  stop.set_container_id("0123456789ab");
+  EXPECT_TRUE(daemon->client().Call(&runtime::v1::RuntimeService::Stub::StopContainer, stop).ok());
+  absl::StatusOr<std::string> pulled = daemon->client().PullImage("");
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_operations_total{operation="StopContainer"} 1)"));
+  EXPECT_THAT(
+      metrics->body,
+      HasSubstr(
+          R"(berth_operations_errors_total{code="INVALID_ARGUMENT",operation="PullImage"} 1)"));
+  EXPECT_THAT(daemon->Log(), HasSubstr("PullImage failed"));
+}
+
 TEST(DaemonTest, SecondDaemonOnTheSameSocketIsRefused) {
   auto first = Started();
   ASSERT_NE(first, nullptr);
