@@ -214,6 +214,8 @@ absl::Status Daemon::Run() {
     spdlog::info("signal {}: shutting down", sig);
     break;
   }
+  // Open event streams would hold the shutdown for its whole grace period.
+  runtime_service.EndEventStreams();
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
   long_calls.Shutdown();

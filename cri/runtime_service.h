@@ -2,6 +2,7 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "cri/event_streams.h"
 #include "cri/long_call.h"
 #include "cri/streaming/server.h"
 #include "pod/cgroup_stats.h"
@@ -13,7 +14,7 @@ namespace berth::cri {
 namespace internal {
 using Runtime = runtime::v1::RuntimeService;
 // The calls that can wait (on runc, the monitor, CNI, a container's grace period, a process) are
-// callback methods, finished on the WorkPool. The rest
+// callback methods, finished on the WorkPool; GetContainerEvents is a callback stream. The rest
 // answer from memory (or a few small files) and stay on gRPC's bounded pool of synchronous
 // threads: so kubelet's once-a-second lists and statuses always find a free one.
 using RuntimeServiceBase = Runtime::WithCallbackMethod_RunPodSandbox<
@@ -22,13 +23,15 @@ using RuntimeServiceBase = Runtime::WithCallbackMethod_RunPodSandbox<
             Runtime::WithCallbackMethod_StopContainer<Runtime::WithCallbackMethod_RemoveContainer<
                 Runtime::WithCallbackMethod_UpdateContainerResources<
                     Runtime::WithCallbackMethod_ReopenContainerLog<
-                        Runtime::WithCallbackMethod_ExecSync<Runtime::Service>>>>>>>>>>;
+                        Runtime::WithCallbackMethod_ExecSync<
+                            Runtime::WithCallbackMethod_GetContainerEvents<
+                                Runtime::Service>>>>>>>>>>>;
 }  // namespace internal
 
 // runtime.v1.RuntimeService. Handlers are thin: validate, make one call, build the reply. Each CRI
 // area has its own handler file (status_handlers.cc, ...). An RPC not overridden here answers
 // UNIMPLEMENTED (the instrumentation names it). Thread-safe: synchronous handlers run on gRPC's
-// thread pool, long ones on `pool`.
+// thread pool, long ones on `pool`. Destroy it only once the gRPC server has shut down.
 class RuntimeService final : public internal::RuntimeServiceBase {
  public:
   RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes,
@@ -37,9 +40,12 @@ class RuntimeService final : public internal::RuntimeServiceBase {
       : config_(config),
         sandboxes_(sandboxes),
         containers_(containers),
-        events_(events),
         streaming_(streaming),
-        pool_(pool) {}
+        pool_(pool),
+        event_streams_(events, [this](const pod::ContainerEvent& e) { return EventResponse(e); }) {}
+
+  // Ends every GetContainerEvents stream: call it before the server shuts down.
+  void EndEventStreams() { event_streams_.End(); }
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -128,9 +134,8 @@ class RuntimeService final : public internal::RuntimeServiceBase {
                            runtime::v1::PortForwardResponse* response) override;
 
   // event_handlers.cc
-  grpc::Status GetContainerEvents(
-      grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,
-      grpc::ServerWriter<runtime::v1::ContainerEventResponse>* writer) override;
+  grpc::ServerWriteReactor<runtime::v1::ContainerEventResponse>* GetContainerEvents(
+      grpc::CallbackServerContext* context, const runtime::v1::GetEventsRequest* request) override;
 
  private:
   void FillContainerStats(const pod::Container& c, runtime::v1::ContainerStats* out);
@@ -141,6 +146,7 @@ class RuntimeService final : public internal::RuntimeServiceBase {
                                  runtime::v1::PodSandboxMetrics* out);
   static void FillSandboxStatus(const pod::Sandbox& s, runtime::v1::PodSandboxStatus* status);
   static void FillContainerStatus(const pod::Container& c, runtime::v1::ContainerStatus* status);
+  EventStreams::ResponsePtr EventResponse(const pod::ContainerEvent& event);
   // A long call: `call` runs on pool_ and finishes the call's reactor.
   grpc::ServerUnaryReactor* OnPool(grpc::CallbackServerContext* context,
                                    absl::AnyInvocable<grpc::Status() &&> call) {
@@ -150,10 +156,10 @@ class RuntimeService final : public internal::RuntimeServiceBase {
   const config::ConfigStore* config_;  // not owned
   pod::SandboxManager* sandboxes_;     // not owned
   pod::ContainerManager* containers_;  // not owned
-  pod::EventBus* events_;              // not owned
   streaming::Server* streaming_;       // not owned
   WorkPool* pool_;                     // not owned
   pod::CpuRates cpu_rates_;
+  EventStreams event_streams_;  // last: its pump calls EventResponse
 };
 
 }  // namespace berth::cri

@@ -769,8 +769,8 @@ TEST_P(ContainerTest, ContainerEventsAreStreamed) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   std::unique_ptr<grpc::ClientReader<runtime::v1::ContainerEventResponse>> reader =
       cri().runtime().GetContainerEvents(&context, runtime::v1::GetEventsRequest());
-  // The subscription exists once the server has the call: give it a moment, then act.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // berthd sends the headers once it has subscribed the stream.
+  reader->WaitForInitialMetadata();
   absl::StatusOr<std::string> id = CreateAndStart(Config("evented", {"sh", "-c", "exit 0"}));
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_TRUE(AwaitExit(*id));
