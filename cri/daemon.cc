@@ -20,6 +20,7 @@
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
 #include "cni/plugin.h"
+#include "cri/grpc_poller.h"
 #include "cri/helpers.h"
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
@@ -189,6 +190,7 @@ absl::Status Daemon::Run() {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   creators.push_back(std::make_unique<InstrumentationFactory>(&metrics_));
   builder.experimental().SetInterceptorCreators(std::move(creators));
+  GrpcPoller poller(&builder);
 
   // The socket must never be reachable with a wider mode than 0660, not even for a moment.
   mode_t old_umask = ::umask(0117);
@@ -197,6 +199,7 @@ absl::Status Daemon::Run() {
   if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve the CRI on ", socket.path()));
   }
+  poller.Start();
   RETURN_IF_ERROR(socket.Secure());
   spdlog::info("berthd {} serving the CRI on {}{}", kVersion, socket.path(),
                config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
@@ -218,6 +221,7 @@ absl::Status Daemon::Run() {
   runtime_service.EndEventStreams();
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  poller.Stop();
   long_calls.Shutdown();
   streaming.Stop();
   containers.Shutdown();
