@@ -145,36 +145,44 @@ void RuntimeService::FillContainerStatus(const pod::Container& c,
   for (int64_t g : c.supplemental_groups) user->add_supplemental_groups(g);
 }
 
-grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
-                                             const runtime::v1::CreateContainerRequest* request,
-                                             runtime::v1::CreateContainerResponse* response) {
-  if (request->pod_sandbox_id().empty()) {
-    return ToGrpcStatus(absl::InvalidArgumentError("pod_sandbox_id is empty"));
-  }
-  absl::StatusOr<std::string> id =
-      containers_->Create(request->pod_sandbox_id(), ToSpec(request->config()));
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  response->set_container_id(*id);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* RuntimeService::CreateContainer(
+    grpc::CallbackServerContext* context, const runtime::v1::CreateContainerRequest* request,
+    runtime::v1::CreateContainerResponse* response) {
+  return OnPool(context, [this, request, response] {
+    if (request->pod_sandbox_id().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("pod_sandbox_id is empty"));
+    }
+    absl::StatusOr<std::string> id =
+        containers_->Create(request->pod_sandbox_id(), ToSpec(request->config()));
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    response->set_container_id(*id);
+    return grpc::Status::OK;
+  });
 }
 
-grpc::Status RuntimeService::StartContainer(grpc::ServerContext*,
-                                            const runtime::v1::StartContainerRequest* request,
-                                            runtime::v1::StartContainerResponse*) {
-  return ToGrpcStatus(containers_->Start(request->container_id()));
+grpc::ServerUnaryReactor* RuntimeService::StartContainer(
+    grpc::CallbackServerContext* context, const runtime::v1::StartContainerRequest* request,
+    runtime::v1::StartContainerResponse*) {
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(containers_->Start(request->container_id()));
+  });
 }
 
-grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
-                                           const runtime::v1::StopContainerRequest* request,
-                                           runtime::v1::StopContainerResponse*) {
-  return ToGrpcStatus(containers_->Stop(request->container_id(),
-                                        std::chrono::seconds(std::max<int64_t>(0, request->timeout()))));
+grpc::ServerUnaryReactor* RuntimeService::StopContainer(
+    grpc::CallbackServerContext* context, const runtime::v1::StopContainerRequest* request,
+    runtime::v1::StopContainerResponse*) {
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(containers_->Stop(
+        request->container_id(), std::chrono::seconds(std::max<int64_t>(0, request->timeout()))));
+  });
 }
 
-grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*,
-                                             const runtime::v1::RemoveContainerRequest* request,
-                                             runtime::v1::RemoveContainerResponse*) {
-  return ToGrpcStatus(containers_->Remove(request->container_id()));
+grpc::ServerUnaryReactor* RuntimeService::RemoveContainer(
+    grpc::CallbackServerContext* context, const runtime::v1::RemoveContainerRequest* request,
+    runtime::v1::RemoveContainerResponse*) {
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(containers_->Remove(request->container_id()));
+  });
 }
 
 grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,
@@ -229,31 +237,38 @@ grpc::Status RuntimeService::ListContainers(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status RuntimeService::UpdateContainerResources(
-    grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest* request,
+grpc::ServerUnaryReactor* RuntimeService::UpdateContainerResources(
+    grpc::CallbackServerContext* context,
+    const runtime::v1::UpdateContainerResourcesRequest* request,
     runtime::v1::UpdateContainerResourcesResponse*) {
-  return ToGrpcStatus(
-      containers_->UpdateResources(request->container_id(), ToResources(request->linux())));
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(
+        containers_->UpdateResources(request->container_id(), ToResources(request->linux())));
+  });
 }
 
-grpc::Status RuntimeService::ReopenContainerLog(
-    grpc::ServerContext*, const runtime::v1::ReopenContainerLogRequest* request,
+grpc::ServerUnaryReactor* RuntimeService::ReopenContainerLog(
+    grpc::CallbackServerContext* context, const runtime::v1::ReopenContainerLogRequest* request,
     runtime::v1::ReopenContainerLogResponse*) {
-  return ToGrpcStatus(containers_->ReopenLog(request->container_id()));
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(containers_->ReopenLog(request->container_id()));
+  });
 }
 
-grpc::Status RuntimeService::ExecSync(grpc::ServerContext*,
-                                      const runtime::v1::ExecSyncRequest* request,
-                                      runtime::v1::ExecSyncResponse* response) {
-  if (request->cmd().empty()) return ToGrpcStatus(absl::InvalidArgumentError("cmd is empty"));
-  absl::StatusOr<pod::ExecResult> r = containers_->ExecSync(
-      request->container_id(), {request->cmd().begin(), request->cmd().end()},
-      std::chrono::seconds(std::max<int64_t>(0, request->timeout())));
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  response->set_exit_code(r->exit_code);
-  response->set_stdout(std::move(r->stdout_data));
-  response->set_stderr(std::move(r->stderr_data));
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* RuntimeService::ExecSync(grpc::CallbackServerContext* context,
+                                                   const runtime::v1::ExecSyncRequest* request,
+                                                   runtime::v1::ExecSyncResponse* response) {
+  return OnPool(context, [this, request, response] {
+    if (request->cmd().empty()) return ToGrpcStatus(absl::InvalidArgumentError("cmd is empty"));
+    absl::StatusOr<pod::ExecResult> r = containers_->ExecSync(
+        request->container_id(), {request->cmd().begin(), request->cmd().end()},
+        std::chrono::seconds(std::max<int64_t>(0, request->timeout())));
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    response->set_exit_code(r->exit_code);
+    response->set_stdout(std::move(r->stdout_data));
+    response->set_stderr(std::move(r->stderr_data));
+    return grpc::Status::OK;
+  });
 }
 
 }  // namespace berth::cri

@@ -22,12 +22,14 @@
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
 #include "cni/plugin.h"
+#include "cri/grpc_poller.h"
 #include "cri/helpers.h"
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
 #include "cri/network_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
+#include "cri/work_pool.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/resource_quota.h"
 #include "spdlog/spdlog.h"
@@ -37,7 +39,11 @@ namespace {
 
 // kubelet sends and accepts CRI messages up to 16 MiB (e.g. ListContainers on a busy node).
 constexpr int kMaxMessageBytes = 16 << 20;
+// gRPC's synchronous threads serve only the calls answered from memory (lists, statuses,
+// version, stats); the long calls wait on the WorkPool, which grows as far as a node drain needs.
 constexpr int kMaxServerThreads = 64;
+constexpr size_t kMaxLongCallThreads = 256;
+constexpr absl::Duration kLongCallThreadIdle = absl::Seconds(30);
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 
 sigset_t DaemonSignals() {
@@ -181,8 +187,10 @@ absl::Status Daemon::Run() {
 
   streaming::Server streaming(config->streaming, &containers, &sandboxes);
   RETURN_IF_ERROR(streaming.Start());
-  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming);
-  ImageService image_service(images.get(), &puller, &metrics_);
+  WorkPool long_calls({.max_threads = kMaxLongCallThreads, .idle_timeout = kLongCallThreadIdle});
+  RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming,
+                                 &long_calls);
+  ImageService image_service(images.get(), &puller, &metrics_, &long_calls);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
   builder.RegisterService(&runtime_service);
@@ -195,6 +203,7 @@ absl::Status Daemon::Run() {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   creators.push_back(std::make_unique<InstrumentationFactory>(&metrics_));
   builder.experimental().SetInterceptorCreators(std::move(creators));
+  GrpcPoller poller(&builder);
 
   // The socket must never be reachable with a wider mode than 0660, not even for a moment.
   mode_t old_umask = ::umask(0117);
@@ -203,6 +212,7 @@ absl::Status Daemon::Run() {
   if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot serve the CRI on ", socket.path()));
   }
+  poller.Start();
   RETURN_IF_ERROR(socket.Secure());
   spdlog::info("berthd {} serving the CRI on {}{}", kVersion, socket.path(),
                config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
@@ -220,8 +230,12 @@ absl::Status Daemon::Run() {
     spdlog::info("signal {}: shutting down", sig);
     break;
   }
+  // Open event streams would hold the shutdown for its whole grace period.
+  runtime_service.EndEventStreams();
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  poller.Stop();
+  long_calls.Shutdown();
   streaming.Stop();
   containers.Shutdown();
   spdlog::info("berthd stopped");

@@ -86,30 +86,34 @@ grpc::Status ImageService::ImageStatus(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ImageService::PullImage(grpc::ServerContext* context,
-                                     const runtime::v1::PullImageRequest* request,
-                                     runtime::v1::PullImageResponse* response) {
-  const std::string& name = request->image().image();
-  if (name.empty()) return ToGrpcStatus(absl::InvalidArgumentError("image.image is empty"));
-  absl::StatusOr<std::optional<image::Credentials>> creds = RequestCredentials(*request);
-  if (!creds.ok()) return ToGrpcStatus(creds.status());
-  const absl::Time start = absl::Now();
-  // kubelet gives up on a pull after its runtime request timeout: the pull stops with it.
-  absl::StatusOr<image::PullResult> result =
-      puller_->Pull(name, *creds, [context] { return context->IsCancelled(); });
-  metrics_->RecordPull(result.ok(), result.ok() ? result->bytes_downloaded : 0,
-                       absl::ToDoubleSeconds(absl::Now() - start));
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  response->set_image_ref(result->image->id);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* ImageService::PullImage(grpc::CallbackServerContext* context,
+                                                  const runtime::v1::PullImageRequest* request,
+                                                  runtime::v1::PullImageResponse* response) {
+  return FinishOnPool(pool_, context, [this, context, request, response] {
+    const std::string& name = request->image().image();
+    if (name.empty()) return ToGrpcStatus(absl::InvalidArgumentError("image.image is empty"));
+    absl::StatusOr<std::optional<image::Credentials>> creds = RequestCredentials(*request);
+    if (!creds.ok()) return ToGrpcStatus(creds.status());
+    const absl::Time start = absl::Now();
+    // kubelet gives up on a pull after its runtime request timeout: the pull stops with it.
+    absl::StatusOr<image::PullResult> result =
+        puller_->Pull(name, *creds, [context] { return context->IsCancelled(); });
+    metrics_->RecordPull(result.ok(), result.ok() ? result->bytes_downloaded : 0,
+                         absl::ToDoubleSeconds(absl::Now() - start));
+    if (!result.ok()) return ToGrpcStatus(result.status());
+    response->set_image_ref(result->image->id);
+    return grpc::Status::OK;
+  });
 }
 
-grpc::Status ImageService::RemoveImage(grpc::ServerContext*,
-                                       const runtime::v1::RemoveImageRequest* request,
-                                       runtime::v1::RemoveImageResponse*) {
-  const std::string& name = request->image().image();
-  if (name.empty()) return ToGrpcStatus(absl::InvalidArgumentError("image.image is empty"));
-  return ToGrpcStatus(store_->RemoveByName(name));
+grpc::ServerUnaryReactor* ImageService::RemoveImage(grpc::CallbackServerContext* context,
+                                                    const runtime::v1::RemoveImageRequest* request,
+                                                    runtime::v1::RemoveImageResponse*) {
+  return FinishOnPool(pool_, context, [this, request] {
+    const std::string& name = request->image().image();
+    if (name.empty()) return ToGrpcStatus(absl::InvalidArgumentError("image.image is empty"));
+    return ToGrpcStatus(store_->RemoveByName(name));
+  });
 }
 
 grpc::Status ImageService::ImageFsInfo(grpc::ServerContext*, const runtime::v1::ImageFsInfoRequest*,

@@ -2,6 +2,8 @@
 
 #include "api.grpc.pb.h"
 #include "config/store.h"
+#include "cri/event_streams.h"
+#include "cri/long_call.h"
 #include "cri/streaming/server.h"
 #include "pod/cgroup_stats.h"
 #include "pod/container_manager.h"
@@ -9,19 +11,41 @@
 
 namespace berth::cri {
 
+namespace internal {
+using Runtime = runtime::v1::RuntimeService;
+// The calls that can wait (on runc, the monitor, CNI, a container's grace period, a process) are
+// callback methods, finished on the WorkPool; GetContainerEvents is a callback stream. The rest
+// answer from memory (or a few small files) and stay on gRPC's bounded pool of synchronous
+// threads: so kubelet's once-a-second lists and statuses always find a free one.
+using RuntimeServiceBase = Runtime::WithCallbackMethod_RunPodSandbox<
+    Runtime::WithCallbackMethod_StopPodSandbox<Runtime::WithCallbackMethod_RemovePodSandbox<
+        Runtime::WithCallbackMethod_CreateContainer<Runtime::WithCallbackMethod_StartContainer<
+            Runtime::WithCallbackMethod_StopContainer<Runtime::WithCallbackMethod_RemoveContainer<
+                Runtime::WithCallbackMethod_UpdateContainerResources<
+                    Runtime::WithCallbackMethod_ReopenContainerLog<
+                        Runtime::WithCallbackMethod_ExecSync<
+                            Runtime::WithCallbackMethod_GetContainerEvents<
+                                Runtime::Service>>>>>>>>>>>;
+}  // namespace internal
+
 // runtime.v1.RuntimeService. Handlers are thin: validate, make one call, build the reply. Each CRI
 // area has its own handler file (status_handlers.cc, ...). An RPC not overridden here answers
-// UNIMPLEMENTED (the instrumentation names it). Thread-safe: handlers run on gRPC's thread pool.
-class RuntimeService final : public runtime::v1::RuntimeService::Service {
+// UNIMPLEMENTED (the instrumentation names it). Thread-safe: synchronous handlers run on gRPC's
+// thread pool, long ones on `pool`. Destroy it only once the gRPC server has shut down.
+class RuntimeService final : public internal::RuntimeServiceBase {
  public:
   RuntimeService(const config::ConfigStore* config, pod::SandboxManager* sandboxes,
                  pod::ContainerManager* containers, pod::EventBus* events,
-                 streaming::Server* streaming)
+                 streaming::Server* streaming, WorkPool* pool)
       : config_(config),
         sandboxes_(sandboxes),
         containers_(containers),
-        events_(events),
-        streaming_(streaming) {}
+        streaming_(streaming),
+        pool_(pool),
+        event_streams_(events, [this](const pod::ContainerEvent& e) { return EventResponse(e); }) {}
+
+  // Ends every GetContainerEvents stream: call it before the server shuts down.
+  void EndEventStreams() { event_streams_.End(); }
 
   grpc::Status Version(grpc::ServerContext* context, const runtime::v1::VersionRequest* request,
                        runtime::v1::VersionResponse* response) override;
@@ -32,15 +56,15 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                              runtime::v1::RuntimeConfigResponse* response) override;
 
   // sandbox_handlers.cc
-  grpc::Status RunPodSandbox(grpc::ServerContext* context,
-                             const runtime::v1::RunPodSandboxRequest* request,
-                             runtime::v1::RunPodSandboxResponse* response) override;
-  grpc::Status StopPodSandbox(grpc::ServerContext* context,
-                              const runtime::v1::StopPodSandboxRequest* request,
-                              runtime::v1::StopPodSandboxResponse* response) override;
-  grpc::Status RemovePodSandbox(grpc::ServerContext* context,
-                                const runtime::v1::RemovePodSandboxRequest* request,
-                                runtime::v1::RemovePodSandboxResponse* response) override;
+  grpc::ServerUnaryReactor* RunPodSandbox(grpc::CallbackServerContext* context,
+                                          const runtime::v1::RunPodSandboxRequest* request,
+                                          runtime::v1::RunPodSandboxResponse* response) override;
+  grpc::ServerUnaryReactor* StopPodSandbox(grpc::CallbackServerContext* context,
+                                           const runtime::v1::StopPodSandboxRequest* request,
+                                           runtime::v1::StopPodSandboxResponse* response) override;
+  grpc::ServerUnaryReactor* RemovePodSandbox(
+      grpc::CallbackServerContext* context, const runtime::v1::RemovePodSandboxRequest* request,
+      runtime::v1::RemovePodSandboxResponse* response) override;
   grpc::Status PodSandboxStatus(grpc::ServerContext* context,
                                 const runtime::v1::PodSandboxStatusRequest* request,
                                 runtime::v1::PodSandboxStatusResponse* response) override;
@@ -49,32 +73,34 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                               runtime::v1::ListPodSandboxResponse* response) override;
 
   // container_handlers.cc
-  grpc::Status CreateContainer(grpc::ServerContext* context,
-                               const runtime::v1::CreateContainerRequest* request,
-                               runtime::v1::CreateContainerResponse* response) override;
-  grpc::Status StartContainer(grpc::ServerContext* context,
-                              const runtime::v1::StartContainerRequest* request,
-                              runtime::v1::StartContainerResponse* response) override;
-  grpc::Status StopContainer(grpc::ServerContext* context,
-                             const runtime::v1::StopContainerRequest* request,
-                             runtime::v1::StopContainerResponse* response) override;
-  grpc::Status RemoveContainer(grpc::ServerContext* context,
-                               const runtime::v1::RemoveContainerRequest* request,
-                               runtime::v1::RemoveContainerResponse* response) override;
+  grpc::ServerUnaryReactor* CreateContainer(
+      grpc::CallbackServerContext* context, const runtime::v1::CreateContainerRequest* request,
+      runtime::v1::CreateContainerResponse* response) override;
+  grpc::ServerUnaryReactor* StartContainer(grpc::CallbackServerContext* context,
+                                           const runtime::v1::StartContainerRequest* request,
+                                           runtime::v1::StartContainerResponse* response) override;
+  grpc::ServerUnaryReactor* StopContainer(grpc::CallbackServerContext* context,
+                                          const runtime::v1::StopContainerRequest* request,
+                                          runtime::v1::StopContainerResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveContainer(
+      grpc::CallbackServerContext* context, const runtime::v1::RemoveContainerRequest* request,
+      runtime::v1::RemoveContainerResponse* response) override;
   grpc::Status ContainerStatus(grpc::ServerContext* context,
                                const runtime::v1::ContainerStatusRequest* request,
                                runtime::v1::ContainerStatusResponse* response) override;
   grpc::Status ListContainers(grpc::ServerContext* context,
                               const runtime::v1::ListContainersRequest* request,
                               runtime::v1::ListContainersResponse* response) override;
-  grpc::Status UpdateContainerResources(
-      grpc::ServerContext* context, const runtime::v1::UpdateContainerResourcesRequest* request,
+  grpc::ServerUnaryReactor* UpdateContainerResources(
+      grpc::CallbackServerContext* context,
+      const runtime::v1::UpdateContainerResourcesRequest* request,
       runtime::v1::UpdateContainerResourcesResponse* response) override;
-  grpc::Status ReopenContainerLog(grpc::ServerContext* context,
-                                  const runtime::v1::ReopenContainerLogRequest* request,
-                                  runtime::v1::ReopenContainerLogResponse* response) override;
-  grpc::Status ExecSync(grpc::ServerContext* context, const runtime::v1::ExecSyncRequest* request,
-                        runtime::v1::ExecSyncResponse* response) override;
+  grpc::ServerUnaryReactor* ReopenContainerLog(
+      grpc::CallbackServerContext* context, const runtime::v1::ReopenContainerLogRequest* request,
+      runtime::v1::ReopenContainerLogResponse* response) override;
+  grpc::ServerUnaryReactor* ExecSync(grpc::CallbackServerContext* context,
+                                     const runtime::v1::ExecSyncRequest* request,
+                                     runtime::v1::ExecSyncResponse* response) override;
 
   // stats_handlers.cc
   grpc::Status ContainerStats(grpc::ServerContext* context,
@@ -108,9 +134,8 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                            runtime::v1::PortForwardResponse* response) override;
 
   // event_handlers.cc
-  grpc::Status GetContainerEvents(
-      grpc::ServerContext* context, const runtime::v1::GetEventsRequest* request,
-      grpc::ServerWriter<runtime::v1::ContainerEventResponse>* writer) override;
+  grpc::ServerWriteReactor<runtime::v1::ContainerEventResponse>* GetContainerEvents(
+      grpc::CallbackServerContext* context, const runtime::v1::GetEventsRequest* request) override;
 
  private:
   void FillContainerStats(const pod::Container& c, runtime::v1::ContainerStats* out);
@@ -121,13 +146,20 @@ class RuntimeService final : public runtime::v1::RuntimeService::Service {
                                  runtime::v1::PodSandboxMetrics* out);
   static void FillSandboxStatus(const pod::Sandbox& s, runtime::v1::PodSandboxStatus* status);
   static void FillContainerStatus(const pod::Container& c, runtime::v1::ContainerStatus* status);
+  EventStreams::ResponsePtr EventResponse(const pod::ContainerEvent& event);
+  // A long call: `call` runs on pool_ and finishes the call's reactor.
+  grpc::ServerUnaryReactor* OnPool(grpc::CallbackServerContext* context,
+                                   absl::AnyInvocable<grpc::Status() &&> call) {
+    return FinishOnPool(pool_, context, std::move(call));
+  }
 
   const config::ConfigStore* config_;  // not owned
   pod::SandboxManager* sandboxes_;     // not owned
   pod::ContainerManager* containers_;  // not owned
-  pod::EventBus* events_;              // not owned
   streaming::Server* streaming_;       // not owned
+  WorkPool* pool_;                     // not owned
   pod::CpuRates cpu_rates_;
+  EventStreams event_streams_;  // last: its pump calls EventResponse
 };
 
 }  // namespace berth::cri

@@ -75,34 +75,40 @@ std::string VerboseInfo(const pod::Sandbox& s) {
 
 }  // namespace
 
-grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*,
-                                           const runtime::v1::RunPodSandboxRequest* request,
-                                           runtime::v1::RunPodSandboxResponse* response) {
-  const runtime::v1::NamespaceOption& ns =
-      request->config().linux().security_context().namespace_options();
-  if (ns.has_userns_options() && ns.userns_options().mode() != runtime::v1::NODE) {
-    // Status advertises no user namespace support, so kubelet does not ask; anyone else gets a
-    // clear refusal rather than a pod that silently shares the host's user namespace.
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "linux.security_context.namespace_options.userns_options: user "
-                        "namespaces are not supported by berth (mode must be NODE)");
-  }
-  absl::StatusOr<std::string> id = sandboxes_->Run(ToSpec(*request));
-  if (!id.ok()) return ToGrpcStatus(id.status());
-  response->set_pod_sandbox_id(*id);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* RuntimeService::RunPodSandbox(
+    grpc::CallbackServerContext* context, const runtime::v1::RunPodSandboxRequest* request,
+    runtime::v1::RunPodSandboxResponse* response) {
+  return OnPool(context, [this, request, response] {
+    const runtime::v1::NamespaceOption& ns =
+        request->config().linux().security_context().namespace_options();
+    if (ns.has_userns_options() && ns.userns_options().mode() != runtime::v1::NODE) {
+      // Status advertises no user namespace support, so kubelet does not ask; anyone else gets a
+      // clear refusal rather than a pod that silently shares the host's user namespace.
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "linux.security_context.namespace_options.userns_options: user "
+                          "namespaces are not supported by berth (mode must be NODE)");
+    }
+    absl::StatusOr<std::string> id = sandboxes_->Run(ToSpec(*request));
+    if (!id.ok()) return ToGrpcStatus(id.status());
+    response->set_pod_sandbox_id(*id);
+    return grpc::Status::OK;
+  });
 }
 
-grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*,
-                                            const runtime::v1::StopPodSandboxRequest* request,
-                                            runtime::v1::StopPodSandboxResponse*) {
-  return ToGrpcStatus(sandboxes_->Stop(request->pod_sandbox_id()));
+grpc::ServerUnaryReactor* RuntimeService::StopPodSandbox(
+    grpc::CallbackServerContext* context, const runtime::v1::StopPodSandboxRequest* request,
+    runtime::v1::StopPodSandboxResponse*) {
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(sandboxes_->Stop(request->pod_sandbox_id()));
+  });
 }
 
-grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
-                                              const runtime::v1::RemovePodSandboxRequest* request,
-                                              runtime::v1::RemovePodSandboxResponse*) {
-  return ToGrpcStatus(sandboxes_->Remove(request->pod_sandbox_id()));
+grpc::ServerUnaryReactor* RuntimeService::RemovePodSandbox(
+    grpc::CallbackServerContext* context, const runtime::v1::RemovePodSandboxRequest* request,
+    runtime::v1::RemovePodSandboxResponse*) {
+  return OnPool(context, [this, request] {
+    return ToGrpcStatus(sandboxes_->Remove(request->pod_sandbox_id()));
+  });
 }
 
 void RuntimeService::FillSandboxStatus(const pod::Sandbox& s,

@@ -168,18 +168,7 @@ class Bench {
   std::exit(1);
 }
 
-long RssKb(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      long kb = 0;
-      in >> kb;
-      return kb;
-    }
-  }
-  return 0;
-}
+long RssKb(pid_t pid) { return berth::testing::ProcStatusField(pid, "VmRSS"); }
 
 // RSS of the monitor processes of this daemon's containers (their command lines name its dir).
 std::vector<long> MonitorRss(const std::string& dir) {

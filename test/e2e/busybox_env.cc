@@ -34,7 +34,8 @@ absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
   absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create(
       {.extra_yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", env.registry->host(),
                                   "\", insecure: true}\n", o.extra_yaml),
-       .extra_runtimes = o.extra_runtimes});
+       .extra_runtimes = o.extra_runtimes,
+       .log_level = o.log_level});
   if (!daemon.ok()) return daemon.status();
   env.daemon = *std::move(daemon);
   const std::string conflist = absl::StrCat(

@@ -21,6 +21,7 @@ struct BusyboxEnv {
     std::string stop_signal;       // the image's StopSignal, if any
     std::string extra_yaml;        // more berthd configuration (top-level keys)
     std::string extra_runtimes;    // more runtime handlers
+    std::string log_level = "debug";  // berthd's (benchmarks want less than every RPC logged)
   };
 
   std::unique_ptr<TestRegistry> registry;

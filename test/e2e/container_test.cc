@@ -6,11 +6,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -28,9 +29,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "test/e2e/busybox_env.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
-#include "test/e2e/busybox_env.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
 #include "test/lib/process.h"
@@ -768,8 +769,8 @@ TEST_P(ContainerTest, ContainerEventsAreStreamed) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   std::unique_ptr<grpc::ClientReader<runtime::v1::ContainerEventResponse>> reader =
       cri().runtime().GetContainerEvents(&context, runtime::v1::GetEventsRequest());
-  // The subscription exists once the server has the call: give it a moment, then act.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // berthd sends the headers once it has subscribed the stream.
+  reader->WaitForInitialMetadata();
   absl::StatusOr<std::string> id = CreateAndStart(Config("evented", {"sh", "-c", "exit 0"}));
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_TRUE(AwaitExit(*id));
@@ -786,6 +787,38 @@ TEST_P(ContainerTest, ContainerEventsAreStreamed) {
                                            runtime::v1::CONTAINER_STOPPED_EVENT,
                                            runtime::v1::CONTAINER_DELETED_EVENT));
   context.TryCancel();
+}
+
+TEST_P(ContainerTest, LongCallsHoldNoRequestThread) {
+  // As on a node drain: more stops waiting out a grace period than gRPC has synchronous threads
+  // (64). The stops and kubelet's reads meanwhile are all answered, none RESOURCE_EXHAUSTED.
+  constexpr int kStops = 80;
+  absl::StatusOr<std::string> id = CreateAndStart(
+      Config("stubborn", {"sh", "-c", "trap '' TERM; while true; do sleep 1; done"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::atomic<int> stopping = kStops;
+  std::vector<absl::Status> stopped(kStops);
+  std::vector<std::thread> stops;
+  for (int i = 0; i < kStops; ++i) {
+    stops.emplace_back([&, i] {
+      stopped[i] = Stop(*id, 3);
+      --stopping;
+    });
+  }
+  int reads = 0;
+  while (stopping > 0) {
+    absl::StatusOr<runtime::v1::ListContainersResponse> listed =
+        cri().Call(&RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest());
+    EXPECT_TRUE(listed.ok()) << listed.status();
+    absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*id);
+    EXPECT_TRUE(status.ok()) << status.status();
+    ++reads;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // kubelet's pace, roughly
+  }
+  for (std::thread& t : stops) t.join();
+  for (const absl::Status& s : stopped) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GT(reads, 0);
+  EXPECT_EQ(State(*id), runtime::v1::CONTAINER_EXITED);
 }
 
 TEST_P(ContainerTest, ConcurrentPodsAndContainersAreAllRecorded) {

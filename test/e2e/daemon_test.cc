@@ -8,6 +8,9 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
@@ -167,6 +170,77 @@ TEST(DaemonTest, MetricsCountTheCalls) {
       << after->body;
   EXPECT_THAT(after->body,
               HasSubstr(R"(berth_operations_latency_seconds_bucket{operation="Version",le="0.001"})"));
+}
+
+TEST(DaemonTest, LongCallsAreMeasuredAndLoggedLikeTheOthers) {
+  // Long calls are served by callback handlers on berthd's work pool, not on gRPC's synchronous
+  // threads: the instrumentation must see them all the same.
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  runtime::v1::StopContainerRequest stop;
+  stop.set_container_id("0123456789ab");
+  EXPECT_TRUE(daemon->client().Call(&runtime::v1::RuntimeService::Stub::StopContainer, stop).ok());
+  absl::StatusOr<std::string> pulled = daemon->client().PullImage("");
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_operations_total{operation="StopContainer"} 1)"));
+  EXPECT_THAT(
+      metrics->body,
+      HasSubstr(
+          R"(berth_operations_errors_total{code="INVALID_ARGUMENT",operation="PullImage"} 1)"));
+  EXPECT_THAT(daemon->Log(), HasSubstr("PullImage failed"));
+}
+
+TEST(DaemonTest, EventStreamsHoldNoRequestThread) {
+  // More GetContainerEvents streams than gRPC has synchronous threads (64): the lists and
+  // statuses kubelet sends every second must still be answered.
+  constexpr int kStreams = 100;
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<runtime::v1::ContainerEventResponse>>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    streams.push_back(daemon->client().runtime().GetContainerEvents(
+        contexts.back().get(), runtime::v1::GetEventsRequest()));
+    // The headers come once berthd has subscribed the stream.
+    streams.back()->WaitForInitialMetadata();
+  }
+  EXPECT_TRUE(daemon->client().Version().ok());
+  absl::StatusOr<runtime::v1::ListContainersResponse> listed = daemon->client().Call(
+      &runtime::v1::RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest());
+  EXPECT_TRUE(listed.ok()) << listed.status();
+  for (int i = 0; i < kStreams; ++i) {
+    contexts[i]->TryCancel();
+    EXPECT_EQ(streams[i]->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+}
+
+TEST(DaemonTest, SigtermEndsEventStreams) {
+  // An open stream would otherwise hold the shutdown for its whole grace period, and its
+  // client would see the call cut off rather than ended.
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  std::unique_ptr<grpc::ClientReader<runtime::v1::ContainerEventResponse>> stream =
+      daemon->client().runtime().GetContainerEvents(&context, runtime::v1::GetEventsRequest());
+  stream->WaitForInitialMetadata();
+  // As kubelet does: reading all along.
+  grpc::Status finished;
+  std::thread reader([&] {
+    runtime::v1::ContainerEventResponse event;
+    while (stream->Read(&event)) {
+    }
+    finished = stream->Finish();
+  });
+  absl::StatusOr<int> code = daemon->Stop(SIGTERM);
+  reader.join();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << daemon->Log();
+  EXPECT_TRUE(finished.ok()) << finished.error_code() << ": " << finished.error_message();
 }
 
 TEST(DaemonTest, SecondDaemonOnTheSameSocketIsRefused) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -143,6 +144,20 @@ int FreeTcpPort() {
   }
   ::close(fd);
   return port;
+}
+
+long ProcStatusField(pid_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  const std::string key = field + ":";
+  std::string word;
+  while (in >> word) {
+    if (word == key) {
+      long value = 0;
+      in >> value;
+      return value;
+    }
+  }
+  return 0;
 }
 
 }  // namespace berth::testing

@@ -32,4 +32,8 @@ absl::StatusOr<int> WaitFor(pid_t pid, std::chrono::milliseconds timeout);
 // A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 int FreeTcpPort();
 
+// A number of /proc/<pid>/status: `field` "VmRSS" (kB), "Threads", ...; 0 if the process or the
+// field is not there.
+long ProcStatusField(pid_t pid, const std::string& field);
+
 }  // namespace berth::testing

@@ -1,0 +1,16 @@
+#include "cri/long_call.h"
+
+#include "cri/grpc_status.h"
+
+namespace berth::cri {
+
+grpc::ServerUnaryReactor* FinishOnPool(WorkPool* pool, grpc::CallbackServerContext* context,
+                                       absl::AnyInvocable<grpc::Status() &&> call) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status queued = pool->Submit(
+      [reactor, call = std::move(call)]() mutable { reactor->Finish(std::move(call)()); });
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
+  return reactor;
+}
+
+}  // namespace berth::cri
