@@ -148,12 +148,13 @@ void RuntimeService::FillContainerStatus(const pod::Container& c,
 grpc::ServerUnaryReactor* RuntimeService::CreateContainer(
     grpc::CallbackServerContext* context, const runtime::v1::CreateContainerRequest* request,
     runtime::v1::CreateContainerResponse* response) {
-  return OnPool(context, [this, request, response] {
+  return OnPool(context, [this, context, request, response] {
     if (request->pod_sandbox_id().empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError("pod_sandbox_id is empty"));
     }
     absl::StatusOr<std::string> id =
-        containers_->Create(request->pod_sandbox_id(), ToSpec(request->config()));
+        containers_->Create(request->pod_sandbox_id(), ToSpec(request->config()),
+                            CallerOf(context));
     if (!id.ok()) return ToGrpcStatus(id.status());
     response->set_container_id(*id);
     return grpc::Status::OK;

@@ -13,4 +13,10 @@ grpc::ServerUnaryReactor* FinishOnPool(WorkPool* pool, grpc::CallbackServerConte
   return reactor;
 }
 
+pod::RequestOrigin CallerOf(grpc::CallbackServerContext* context) {
+  return {.gone = [context] {
+    return context->IsCancelled() || context->deadline() < std::chrono::system_clock::now();
+  }};
+}
+
 }  // namespace berth::cri

@@ -4,6 +4,7 @@
 #include "cri/work_pool.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
+#include "pod/name_registrar.h"
 
 namespace berth::cri {
 
@@ -15,5 +16,10 @@ namespace berth::cri {
 // the call is finished at once with that error (UNAVAILABLE).
 grpc::ServerUnaryReactor* FinishOnPool(WorkPool* pool, grpc::CallbackServerContext* context,
                                        absl::AnyInvocable<grpc::Status() &&> call);
+
+// The caller of a create, as the managers see it: gone once it cancelled or its deadline passed
+// (kubelet's runtime request timeout), so that a create finishing later is kept for its retry.
+// The fingerprint is left to the manager (it hashes the request it was given).
+pod::RequestOrigin CallerOf(grpc::CallbackServerContext* context);
 
 }  // namespace berth::cri

@@ -78,7 +78,7 @@ std::string VerboseInfo(const pod::Sandbox& s) {
 grpc::ServerUnaryReactor* RuntimeService::RunPodSandbox(
     grpc::CallbackServerContext* context, const runtime::v1::RunPodSandboxRequest* request,
     runtime::v1::RunPodSandboxResponse* response) {
-  return OnPool(context, [this, request, response] {
+  return OnPool(context, [this, context, request, response] {
     const runtime::v1::NamespaceOption& ns =
         request->config().linux().security_context().namespace_options();
     if (ns.has_userns_options() && ns.userns_options().mode() != runtime::v1::NODE) {
@@ -88,7 +88,7 @@ grpc::ServerUnaryReactor* RuntimeService::RunPodSandbox(
                           "linux.security_context.namespace_options.userns_options: user "
                           "namespaces are not supported by berth (mode must be NODE)");
     }
-    absl::StatusOr<std::string> id = sandboxes_->Run(ToSpec(*request));
+    absl::StatusOr<std::string> id = sandboxes_->Run(ToSpec(*request), CallerOf(context));
     if (!id.ok()) return ToGrpcStatus(id.status());
     response->set_pod_sandbox_id(*id);
     return grpc::Status::OK;
