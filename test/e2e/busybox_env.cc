@@ -18,35 +18,49 @@ std::string BusyboxEnv::Unavailable() {
   return "";
 }
 
-absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
-  BusyboxEnv env;
+absl::StatusOr<std::unique_ptr<TestRegistry>> BusyboxEnv::StartRegistry(
+    const std::string& stop_signal) {
   absl::StatusOr<std::unique_ptr<TestRegistry>> registry = TestRegistry::Start();
   if (!registry.ok()) return registry.status();
-  env.registry = *std::move(registry);
   ImageSpec spec;
   spec.cmd = {"sh"};
-  spec.stop_signal = o.stop_signal;
-  if (absl::Status s = env.registry->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec));
+  spec.stop_signal = stop_signal;
+  if (absl::Status s = (*registry)->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec));
       !s.ok()) {
     return s;
   }
-  env.image = env.registry->host() + "/busybox:1";
+  return registry;
+}
+
+absl::StatusOr<std::unique_ptr<BerthDaemon>> BusyboxEnv::CreateDaemon(const TestRegistry& registry,
+                                                                      const Options& o) {
   absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create(
-      {.extra_yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", env.registry->host(),
+      {.extra_yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry.host(),
                                   "\", insecure: true}\n", o.extra_yaml),
        .extra_runtimes = o.extra_runtimes});
   if (!daemon.ok()) return daemon.status();
-  env.daemon = *std::move(daemon);
   const std::string conflist = absl::StrCat(
       R"({"cniVersion": "1.0.0", "name": ")", o.network, R"(", "plugins": [
       {"type": "bridge", "bridge": ")", o.bridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", env.daemon->dir(), R"(/ipam",
+       "ipam": {"type": "host-local", "dataDir": ")", (*daemon)->dir(), R"(/ipam",
                 "ranges": [[{"subnet": ")", o.subnet, R"("}]]}},
       {"type": "loopback"}]})");
-  if (absl::Status s = WriteFileAtomic(env.daemon->cni_dir() + "/10-e2e.conflist", conflist);
+  if (absl::Status s = WriteFileAtomic((*daemon)->cni_dir() + "/10-e2e.conflist", conflist);
       !s.ok()) {
     return s;
   }
+  return daemon;
+}
+
+absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
+  BusyboxEnv env;
+  absl::StatusOr<std::unique_ptr<TestRegistry>> registry = StartRegistry(o.stop_signal);
+  if (!registry.ok()) return registry.status();
+  env.registry = *std::move(registry);
+  env.image = env.registry->host() + "/busybox:1";
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = CreateDaemon(*env.registry, o);
+  if (!daemon.ok()) return daemon.status();
+  env.daemon = *std::move(daemon);
   if (absl::Status s = env.daemon->Start(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(s.message(), "\n", env.daemon->Log()));
   }
