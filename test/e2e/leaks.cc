@@ -46,7 +46,9 @@ void PerIdEntries(const BerthDaemon& daemon, const LeakScope& scope,
   for (const std::string& dir : dirs) {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (!scope.live.contains(IdOf(e.path().filename().string()))) {
+      const std::string name = e.path().filename().string();
+      // The temporary file of a write that was cut short is a leak of whomever it is.
+      if (!scope.live.contains(IdOf(name)) || absl::StrContains(name, ".tmp.")) {
         out.push_back("entry " + e.path().string());
       }
     }

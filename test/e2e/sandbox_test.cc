@@ -342,6 +342,22 @@ TEST_F(SandboxTest, SurvivesBerthdBeingKilled) {
   ExpectNoLeaks();
 }
 
+// A berthd killed in the middle of a CNI cache write leaves the write's temporary file beside the
+// entry: the next start removes it.
+TEST_F(SandboxTest, InterruptedCacheWriteIsSweptAtStart) {
+  absl::StatusOr<std::string> id = Run(Request("cached"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  daemon_->Kill();
+  // pid_max is at most 2^22: no berthd has this pid.
+  const std::string tmp =
+      absl::StrCat(daemon_->root(), "/cni-cache/", *id, "-eth0.json.tmp.4194304");
+  ASSERT_TRUE(WriteFileAtomic(tmp, "{\"cniVersion\":").ok());
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  EXPECT_FALSE(std::filesystem::exists(tmp));
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+}
+
 TEST_F(SandboxTest, BadRequestsLeaveNothing) {
   runtime::v1::RunPodSandboxRequest unknown_handler = Request("h");
   unknown_handler.set_runtime_handler("kata");
