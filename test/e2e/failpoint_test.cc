@@ -117,11 +117,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
       daemon_.reset();
     }
     BusyboxEnv::RemoveBridge(kBridge);
-    std::error_code ec;
-    for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
-      std::error_code ignored;
-      std::filesystem::remove(hierarchy.path().string() + cgroup_parent_, ignored);
-    }
+    BusyboxEnv::RemoveCgroupParent(cgroup_parent_);
   }
 
   CriClient& cri() { return daemon_->client(); }
@@ -233,21 +229,10 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
     ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
   }
 
-  // The pods and containers berthd lists.
   std::set<std::string> Listed() {
-    std::set<std::string> ids;
-    absl::StatusOr<runtime::v1::ListPodSandboxResponse> pods =
-        cri().Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
-    absl::StatusOr<runtime::v1::ListContainersResponse> containers =
-        cri().Call(&RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest());
-    EXPECT_TRUE(pods.ok() && containers.ok()) << pods.status() << containers.status();
-    if (pods.ok()) {
-      for (const auto& pod : pods->items()) ids.insert(pod.id());
-    }
-    if (containers.ok()) {
-      for (const auto& c : containers->containers()) ids.insert(c.id());
-    }
-    return ids;
+    absl::StatusOr<std::set<std::string>> ids = ListedIds(cri());
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::set<std::string>();
   }
 
   // Right after the failure (or the restart): what the failed call was making is gone; what

@@ -143,6 +143,20 @@ std::vector<std::string> FindLeaks(const BerthDaemon& daemon, const LeakScope& s
   return out;
 }
 
+absl::StatusOr<std::set<std::string>> ListedIds(CriClient& cri) {
+  using runtime::v1::RuntimeService;
+  absl::StatusOr<runtime::v1::ListPodSandboxResponse> pods =
+      cri.Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest());
+  if (!pods.ok()) return pods.status();
+  absl::StatusOr<runtime::v1::ListContainersResponse> containers =
+      cri.Call(&RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest());
+  if (!containers.ok()) return containers.status();
+  std::set<std::string> ids;
+  for (const auto& pod : pods->items()) ids.insert(pod.id());
+  for (const auto& c : containers->containers()) ids.insert(c.id());
+  return ids;
+}
+
 std::vector<std::string> ReservedAddresses(const BerthDaemon& daemon) {
   // host-local keeps a file per reserved address, named by it, holding the container id.
   std::vector<std::string> out;

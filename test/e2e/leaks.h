@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/cri_client.h"
 
 namespace berth::testing {
 
@@ -28,6 +30,9 @@ struct LeakScope {
 // run_root/{pods,netns,monitor,exits,socks,exec}, runtime state, IPs the host-local IPAM of its
 // networks (<dir>/ipam) holds, monitor and container processes, cgroups.
 std::vector<std::string> FindLeaks(const BerthDaemon& daemon, const LeakScope& scope = {});
+
+// The pod sandboxes and containers berthd lists (ListPodSandbox, ListContainers).
+absl::StatusOr<std::set<std::string>> ListedIds(CriClient& cri);
 
 // The addresses the host-local IPAM of berthd's networks (<dir>/ipam) holds, as "<ip> of <id>".
 std::vector<std::string> ReservedAddresses(const BerthDaemon& daemon);
