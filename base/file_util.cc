@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/unique_fd.h"
@@ -82,6 +84,22 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view content,
     return status;
   }
   return FsyncDir(DirName(path));
+}
+
+std::vector<std::string> RemoveInterruptedWrites(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    pid_t pid = 0;
+    if (at == std::string::npos || at == 0 ||
+        !absl::SimpleAtoi(absl::string_view(name).substr(at + 5), &pid) || pid == ::getpid()) {
+      continue;
+    }
+    if (::unlink(entry.path().c_str()) == 0) removed.push_back(entry.path().string());
+  }
+  return removed;
 }
 
 absl::Status MakeDirs(const std::string& path, mode_t mode) {

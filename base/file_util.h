@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -16,6 +17,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the
 // directory. On failure the target is unchanged and no temporary file is left.
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode = 0644);
+
+// Removes from `dir` the temporary files of WriteFileAtomic calls that the death of their process
+// cut short ("<name>.tmp.<pid>", of a pid other than this process's), for a directory whose files
+// outlive the process that writes them. Returns the paths it removed.
+std::vector<std::string> RemoveInterruptedWrites(const std::string& dir);
 
 // mkdir -p with the given mode for the directories it creates.
 absl::Status MakeDirs(const std::string& path, mode_t mode = 0755);

@@ -70,11 +70,10 @@ absl::Status ContainerManager::Start(const std::string& id) {
   }
   absl::Status started = Failpoint("container.start.begin");
   if (started.ok()) started = runtime->Start(c->id);
-  if (started.ok()) {
-    started = Failpoint("container.start.runtime_started");
-    // The process runs but the start failed: it must not go on unaccounted for.
-    if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
-  }
+  if (started.ok()) started = Failpoint("container.start.runtime_started");
+  // The start failed, so the container is recorded exited: its process, running or still
+  // waiting in the runtime's init for the start, must not go on unaccounted for.
+  if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
   const int64_t now = absl::ToUnixNanos(absl::Now());
   absl::Status recorded;
   if (!started.ok()) {

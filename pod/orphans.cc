@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/file_util.h"
 #include "base/logging.h"
 #include "base/mount.h"
 #include "cni/netns.h"
@@ -76,6 +77,13 @@ SweepReport SweepOrphans(const config::Config& config, const std::set<std::strin
       }
       ++report.network_attachments;
     }
+  }
+
+  // A CNI cache write that a kill cut short leaves its temporary file beside the entry (the
+  // entry it was to replace, if any, is whole and was used above).
+  for (const std::string& path : RemoveInterruptedWrites(config.root + "/cni-cache")) {
+    spdlog::info("orphan sweep: removed {}", path);
+    ++report.paths;
   }
 
   // Mounts: container and pause root filesystems, /dev/shm of pods, pinned namespaces.

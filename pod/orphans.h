@@ -19,10 +19,11 @@ struct SweepReport {
 
 // Removes what berth made but no sandbox, container or intent explains (`known` holds every id
 // the managers know, after they settled their intents): containers in each configured runtime's
-// state whose bundle is under berth's root, CNI attachments in the cache, mounts and pinned
-// network namespaces under berth's roots, and the per-id directories and files of
-// root/{containers,sandboxes,logs} and run_root/{pods,netns,monitor,exits,socks,exec}. Nothing
-// outside berth's roots is touched. Failures are logged; what is left is tried again next start.
+// state whose bundle is under berth's root, CNI attachments in the cache (and the temporary files
+// of cache writes cut short), mounts and pinned network namespaces under berth's roots, and the
+// per-id directories and files of root/{containers,sandboxes,logs} and
+// run_root/{pods,netns,monitor,exits,socks,exec}. Nothing outside berth's roots is touched.
+// Failures are logged; what is left is tried again next start.
 SweepReport SweepOrphans(const config::Config& config, const std::set<std::string>& known,
                          cni::NetworkPlugin* network);
 

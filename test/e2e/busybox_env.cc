@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "test/fixtures/image_builder.h"
@@ -18,36 +20,50 @@ std::string BusyboxEnv::Unavailable() {
   return "";
 }
 
-absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
-  BusyboxEnv env;
+absl::StatusOr<std::unique_ptr<TestRegistry>> BusyboxEnv::StartRegistry(
+    const std::string& stop_signal) {
   absl::StatusOr<std::unique_ptr<TestRegistry>> registry = TestRegistry::Start();
   if (!registry.ok()) return registry.status();
-  env.registry = *std::move(registry);
   ImageSpec spec;
   spec.cmd = {"sh"};
-  spec.stop_signal = o.stop_signal;
-  if (absl::Status s = env.registry->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec));
+  spec.stop_signal = stop_signal;
+  if (absl::Status s = (*registry)->Push("busybox", "1", BuildImage({BusyboxLayer().Build()}, spec));
       !s.ok()) {
     return s;
   }
-  env.image = env.registry->host() + "/busybox:1";
+  return registry;
+}
+
+absl::StatusOr<std::unique_ptr<BerthDaemon>> BusyboxEnv::CreateDaemon(const TestRegistry& registry,
+                                                                      const Options& o) {
   absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create(
-      {.extra_yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", env.registry->host(),
+      {.extra_yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry.host(),
                                   "\", insecure: true}\n", o.extra_yaml),
        .extra_runtimes = o.extra_runtimes,
        .log_level = o.log_level});
   if (!daemon.ok()) return daemon.status();
-  env.daemon = *std::move(daemon);
   const std::string conflist = absl::StrCat(
       R"({"cniVersion": "1.0.0", "name": ")", o.network, R"(", "plugins": [
       {"type": "bridge", "bridge": ")", o.bridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", env.daemon->dir(), R"(/ipam",
+       "ipam": {"type": "host-local", "dataDir": ")", (*daemon)->dir(), R"(/ipam",
                 "ranges": [[{"subnet": ")", o.subnet, R"("}]]}},
       {"type": "loopback"}]})");
-  if (absl::Status s = WriteFileAtomic(env.daemon->cni_dir() + "/10-e2e.conflist", conflist);
+  if (absl::Status s = WriteFileAtomic((*daemon)->cni_dir() + "/10-e2e.conflist", conflist);
       !s.ok()) {
     return s;
   }
+  return daemon;
+}
+
+absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
+  BusyboxEnv env;
+  absl::StatusOr<std::unique_ptr<TestRegistry>> registry = StartRegistry(o.stop_signal);
+  if (!registry.ok()) return registry.status();
+  env.registry = *std::move(registry);
+  env.image = env.registry->host() + "/busybox:1";
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = CreateDaemon(*env.registry, o);
+  if (!daemon.ok()) return daemon.status();
+  env.daemon = *std::move(daemon);
   if (absl::Status s = env.daemon->Start(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(s.message(), "\n", env.daemon->Log()));
   }
@@ -59,6 +75,14 @@ absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
 
 void BusyboxEnv::RemoveBridge(const std::string& bridge) {
   RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
+}
+
+void BusyboxEnv::RemoveCgroupParent(const std::string& parent) {
+  std::error_code ec;
+  for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    std::error_code ignored;
+    std::filesystem::remove(hierarchy.path().string() + parent, ignored);
+  }
 }
 
 }  // namespace berth::testing

@@ -34,8 +34,18 @@ struct BusyboxEnv {
   // The registry, the image, berthd (started) and its network; the error says which step failed
   // (with berthd's log once it exists).
   static absl::StatusOr<BusyboxEnv> Start(const Options& options);
+  // The parts of Start, for tests that start berthd more than once on one registry: the registry
+  // with busybox:1 pushed (with `stop_signal`), and a berthd (not started) that trusts it, with
+  // the network of `options`.
+  static absl::StatusOr<std::unique_ptr<TestRegistry>> StartRegistry(
+      const std::string& stop_signal = "");
+  static absl::StatusOr<std::unique_ptr<BerthDaemon>> CreateDaemon(const TestRegistry& registry,
+                                                                   const Options& options);
   // Removes the bridge the network's pods used (berthd's CNI DEL leaves it).
   static void RemoveBridge(const std::string& bridge);
+  // Removes a cgroup parent the test's pods ran under (kubelet's to manage, not berthd's) from
+  // every hierarchy, once it is empty.
+  static void RemoveCgroupParent(const std::string& parent);
 };
 
 }  // namespace berth::testing

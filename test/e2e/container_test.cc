@@ -32,6 +32,7 @@
 #include "test/e2e/busybox_env.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
+#include "test/e2e/leaks.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
 #include "test/lib/process.h"
@@ -199,37 +200,8 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
     return text.ok() ? *text : "";
   }
 
-  // Nothing of ours is left: mounts, monitors, runtime state, container directories.
-  void ExpectNoLeaks() {
-    absl::StatusOr<CommandResult> mounts =
-        RunCommand({"/bin/grep", "-c", daemon_->dir(), "/proc/self/mountinfo"});
-    ASSERT_TRUE(mounts.ok());
-    EXPECT_EQ(mounts->output, "0\n");
-    absl::StatusOr<CommandResult> monitors =
-        RunCommand({"/usr/bin/pgrep", "-f", "conmon.*" + daemon_->dir()});
-    ASSERT_TRUE(monitors.ok());
-    EXPECT_EQ(monitors->output, "");
-    for (const std::string& dir : {daemon_->run_root() + "/runc", daemon_->root() + "/containers",
-                                   daemon_->run_root() + "/exits", daemon_->run_root() + "/exec"}) {
-      if (!std::filesystem::exists(dir)) continue;
-      std::vector<std::string> left;
-      for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-        left.push_back(e.path().string());
-      }
-      EXPECT_THAT(left, ::testing::IsEmpty()) << dir;
-    }
-    // Every pod IP host-local reserved is released (its files are named by the address).
-    std::vector<std::string> reserved;
-    std::error_code ec;
-    for (const auto& e :
-         std::filesystem::recursive_directory_iterator(daemon_->dir() + "/ipam", ec)) {
-      const std::string name = e.path().filename().string();
-      if (e.is_regular_file() && name != "lock" && !absl::StartsWith(name, "last_reserved_ip")) {
-        reserved.push_back(name);
-      }
-    }
-    EXPECT_THAT(reserved, ::testing::IsEmpty());
-  }
+  // Nothing of ours is left: mounts, monitors, runtime state, container directories, IPs.
+  void ExpectNoLeaks() { EXPECT_THAT(FindLeaks(*daemon_), ::testing::IsEmpty()); }
 
   std::unique_ptr<TestRegistry> registry_;
   std::unique_ptr<BerthDaemon> daemon_;

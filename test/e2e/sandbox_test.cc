@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "test/e2e/leaks.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/http.h"
 #include "test/lib/process.h"
@@ -107,34 +108,11 @@ class SandboxTest : public ::testing::Test {
     return cri().Call(&RuntimeService::Stub::RemovePodSandbox, request).status();
   }
 
-  size_t IpReservations() {
-    const std::string dir = daemon_->dir() + "/ipam/e2e";
-    size_t n = 0;
-    if (!std::filesystem::exists(dir)) return 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-      n += e.path().filename().string().rfind("10.251.", 0) == 0;
-    }
-    return n;
-  }
+  size_t IpReservations() { return ReservedAddresses(*daemon_).size(); }
 
   // Nothing of ours is left: namespaces, mounts, monitors, runtime state, IPs.
-  void ExpectNoLeaks() {
-    EXPECT_EQ(IpReservations(), 0u);
-    // Nor what a pause's monitor leaves: its files, its exit file, its attach socket directory.
-    for (const char* dir : {"/netns", "/pods", "/monitor", "/exits", "/socks"}) {
-      const std::string path = daemon_->run_root() + dir;
-      EXPECT_TRUE(!std::filesystem::exists(path) || std::filesystem::is_empty(path)) << path;
-    }
-    absl::StatusOr<CommandResult> mounts = RunCommand({"/bin/grep", "-c", daemon_->dir(),
-                                                       "/proc/self/mountinfo"});
-    ASSERT_TRUE(mounts.ok());
-    EXPECT_EQ(mounts->output, "0\n");
-    absl::StatusOr<CommandResult> conmons = RunCommand({"/usr/bin/pgrep", "-f",
-                                                        "conmon.*" + daemon_->dir()});
-    ASSERT_TRUE(conmons.ok());
-    EXPECT_EQ(conmons->output, "");
-    const std::string runc_root = daemon_->run_root() + "/runc";
-    EXPECT_TRUE(!std::filesystem::exists(runc_root) || std::filesystem::is_empty(runc_root));
+  void ExpectNoLeaks(const LeakScope& scope = {}) {
+    EXPECT_THAT(FindLeaks(*daemon_, scope), ::testing::IsEmpty());
   }
 
   std::unique_ptr<BerthDaemon> daemon_;
@@ -231,9 +209,7 @@ TEST_F(FailureTest, PauseThatDoesNotStartLeavesNothing) {
   absl::StatusOr<std::string> r = Run(request);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("injected start failure"));
-  ExpectNoLeaks();
-  const std::string state = bin_ + "/runc-state-2";
-  EXPECT_TRUE(!std::filesystem::exists(state) || std::filesystem::is_empty(state)) << state;
+  ExpectNoLeaks({.runtime_roots = {bin_ + "/runc-state-2"}});
 }
 
 TEST_F(FailureTest, BrokenNetworkConfigIsFailedPrecondition) {
@@ -362,6 +338,22 @@ TEST_F(SandboxTest, SurvivesBerthdBeingKilled) {
   absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status = Status(*id);
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(status->status().state(), runtime::v1::SANDBOX_READY);
+  ASSERT_TRUE(Remove(*id).ok());
+  ExpectNoLeaks();
+}
+
+// A berthd killed in the middle of a CNI cache write leaves the write's temporary file beside the
+// entry: the next start removes it.
+TEST_F(SandboxTest, InterruptedCacheWriteIsSweptAtStart) {
+  absl::StatusOr<std::string> id = Run(Request("cached"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  daemon_->Kill();
+  // pid_max is at most 2^22: no berthd has this pid.
+  const std::string tmp =
+      absl::StrCat(daemon_->root(), "/cni-cache/", *id, "-eth0.json.tmp.4194304");
+  ASSERT_TRUE(WriteFileAtomic(tmp, "{\"cniVersion\":").ok());
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  EXPECT_FALSE(std::filesystem::exists(tmp));
   ASSERT_TRUE(Remove(*id).ok());
   ExpectNoLeaks();
 }

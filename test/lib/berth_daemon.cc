@@ -65,9 +65,9 @@ BerthDaemon::~BerthDaemon() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-absl::Status BerthDaemon::Start() {
+absl::Status BerthDaemon::Start(const std::vector<std::string>& env) {
   if (pid_ > 0) return absl::FailedPreconditionError("berthd is already running");
-  absl::StatusOr<pid_t> pid = SpawnWithLog({binary_, "--config", config_path()}, log_path());
+  absl::StatusOr<pid_t> pid = SpawnWithLog({binary_, "--config", config_path()}, log_path(), env);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -94,6 +94,11 @@ absl::Status BerthDaemon::Start() {
 absl::StatusOr<int> BerthDaemon::Stop(int signal, std::chrono::seconds timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("berthd is not running");
   ::kill(pid_, signal);
+  return AwaitExit(timeout);
+}
+
+absl::StatusOr<int> BerthDaemon::AwaitExit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("berthd is not running");
   absl::StatusOr<int> code = WaitFor(pid_, timeout);
   if (code.ok()) pid_ = -1;
   return code;

@@ -32,13 +32,16 @@ class BerthDaemon {
   BerthDaemon(const BerthDaemon&) = delete;
   BerthDaemon& operator=(const BerthDaemon&) = delete;
 
-  // Starts berthd and waits (up to 20 s) until Version answers. If the process exits first, the
-  // error carries its exit code and log.
-  absl::Status Start();
+  // Starts berthd (with `env` entries "K=V" added to its environment) and waits (up to 20 s)
+  // until Version answers. If the process exits first, the error carries its exit code and log.
+  absl::Status Start(const std::vector<std::string>& env = {});
   // Sends `signal` and waits for the exit: its exit code (128 + signal if killed).
   absl::StatusOr<int> Stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(20));
   // SIGKILL and reap.
   void Kill();
+  // Waits up to `timeout` for berthd to exit by itself (it may kill itself): its exit code (128 +
+  // signal if killed); DeadlineExceeded if it still runs.
+  absl::StatusOr<int> AwaitExit(std::chrono::milliseconds timeout);
   bool running() const { return pid_ > 0; }
 
   std::string Log() const;

@@ -123,10 +123,11 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
 }
 
 absl::StatusOr<pid_t> SpawnWithLog(const std::vector<std::string>& argv,
-                                   const std::string& log_path) {
+                                   const std::string& log_path,
+                                   const std::vector<std::string>& env) {
   const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return absl::InternalError(absl::StrCat("open ", log_path, ": ", strerror(errno)));
-  absl::StatusOr<pid_t> pid = Spawn(argv, EnvWith({}), fd);
+  absl::StatusOr<pid_t> pid = Spawn(argv, EnvWith(env), fd);
   ::close(fd);
   return pid;
 }

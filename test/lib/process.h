@@ -21,9 +21,11 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          const std::vector<std::string>& env = {},
                                          std::chrono::seconds timeout = std::chrono::seconds(60));
 
-// Starts a command in the background with stdout and stderr appended to `log_path`. Returns pid.
+// Starts a command in the background with stdout and stderr appended to `log_path` (`env` entries
+// "K=V" are added to the environment). Returns pid.
 absl::StatusOr<pid_t> SpawnWithLog(const std::vector<std::string>& argv,
-                                   const std::string& log_path);
+                                   const std::string& log_path,
+                                   const std::vector<std::string>& env = {});
 
 // Waits for `pid` up to `timeout`: its exit code (128 + signal if killed). DeadlineExceeded if it
 // is still running.

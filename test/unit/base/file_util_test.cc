@@ -2,9 +2,12 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace berth {
@@ -38,6 +41,23 @@ TEST_F(FileUtilTest, WriteFileAtomicIntoMissingDirFailsWithPath) {
   absl::Status status = WriteFileAtomic(dir_ + "/missing/f", "x");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(status.message().find(dir_ + "/missing/f"), std::string::npos);
+}
+
+TEST_F(FileUtilTest, RemoveInterruptedWritesTakesOnlyOtherProcessesTemporaries) {
+  const std::string ours = absl::StrCat("c.json.tmp.", ::getpid());
+  for (const std::string& name :
+       {std::string("a.json.tmp.999999999"), std::string("a.json"), ours,
+        std::string("b.tmp.x"), std::string("d.tmp."), std::string(".tmp.12")}) {
+    ASSERT_TRUE(WriteFileAtomic(dir_ + "/" + name, "x").ok());
+  }
+  EXPECT_EQ(RemoveInterruptedWrites(dir_),
+            std::vector<std::string>{dir_ + "/a.json.tmp.999999999"});
+  std::set<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    left.insert(e.path().filename().string());
+  }
+  EXPECT_EQ(left, (std::set<std::string>{"a.json", ours, "b.tmp.x", "d.tmp.", ".tmp.12"}));
+  EXPECT_TRUE(RemoveInterruptedWrites(dir_ + "/missing").empty());
 }
 
 TEST_F(FileUtilTest, ReadMissingFileIsNotFound) {
