@@ -25,8 +25,8 @@ void ArmFailpoints(absl::string_view spec);
 inline absl::Status Failpoint(absl::string_view) { return absl::OkStatus(); }
 #endif
 
-// Every failpoint the flows have, in flow order. Failpoint() refuses (crashes on) a name not
-// listed, so that a test walking this list walks every one.
+// Every failpoint the flows have, in flow order. While any failpoint is armed, Failpoint() refuses
+// (crashes on) a name not listed, so that a test walking this list walks every one.
 const std::vector<std::string>& AllFailpoints();
 
 }  // namespace berth
