@@ -32,6 +32,7 @@
 #include "absl/strings/str_split.h"
 #include "test/e2e/busybox_env.h"
 #include "test/e2e/leaks.h"
+#include "test/e2e/pod_cgroup.h"
 #include "test/lib/berth_daemon.h"
 
 namespace {
@@ -500,7 +501,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "chaos bench: pull: %s\n", s.ToString().c_str());
     return 1;
   }
-  const std::string cgroup_parent = absl::StrCat("/berth-chaos-", ::getpid());
+  // One kubelet-style cgroup parent for all the pods: what is left below it is a leak.
+  berth::testing::PodCgroup cgroup("chaos");
+  if (absl::Status s = cgroup.Create(); !s.ok()) {
+    std::fprintf(stderr, "chaos bench: cgroup: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  const std::string cgroup_parent = cgroup.parent();
   Chaos chaos(flags, daemon->get(), image, cgroup_parent);
   std::printf("chaos: %d pod slots, %d client threads, berthd killed every %d-%d s, %.1f min\n",
               flags.pods, flags.threads, flags.kill_min_s, flags.kill_max_s, flags.minutes);
@@ -522,11 +529,14 @@ int main(int argc, char** argv) {
     std::printf("  berthd restart to serving: median %.0f ms, max %.0f ms\n", ms[ms.size() / 2],
                 ms.back());
   }
-  const bool ok = restarted && chaos.restart_errors().empty() &&
+  bool ok = restarted && chaos.restart_errors().empty() &&
                   Account(**daemon, chaos, cgroup_parent);
   daemon->reset();
   berth::testing::BusyboxEnv::RemoveBridge(kBridge);
-  berth::testing::BusyboxEnv::RemoveCgroupParent(cgroup_parent);
+  if (!cgroup.Remove()) {
+    std::printf("a cgroup is left under %s\n", cgroup_parent.c_str());
+    ok = false;
+  }
   std::printf("%s\n", ok ? "everything accounted for, nothing left" : "FOUND PROBLEMS (above)");
   return ok ? 0 : 1;
 }

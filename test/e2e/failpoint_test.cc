@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -28,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "test/e2e/busybox_env.h"
 #include "test/e2e/leaks.h"
+#include "test/e2e/pod_cgroup.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
 
@@ -98,7 +98,8 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   void SetUp() override {
     if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
     ASSERT_NE(registry_, nullptr) << *registry_error_;
-    cgroup_parent_ = absl::StrCat("/berth-e2e-fp-", ::getpid());
+    cgroup_ = std::make_unique<PodCgroup>("uid-pod");
+    ASSERT_TRUE(cgroup_->Create().ok());
     image_ = registry_->host() + "/busybox:1";
     absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BusyboxEnv::CreateDaemon(
         *registry_, {.bridge = kBridge, .subnet = "10.251.13.0/24", .network = "e2e-fp"});
@@ -117,7 +118,9 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
       daemon_.reset();
     }
     BusyboxEnv::RemoveBridge(kBridge);
-    BusyboxEnv::RemoveCgroupParent(cgroup_parent_);
+    if (cgroup_) {
+      EXPECT_TRUE(cgroup_->Remove()) << "a cgroup is left under " << cgroup_->parent();
+    }
   }
 
   CriClient& cri() { return daemon_->client(); }
@@ -129,7 +132,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
     c.mutable_metadata()->set_uid("uid-pod");
     c.set_hostname("pod");
     c.set_log_directory(daemon_->dir() + "/logs/pod");
-    c.mutable_linux()->set_cgroup_parent(cgroup_parent_);
+    c.mutable_linux()->set_cgroup_parent(cgroup_->parent());
     return c;
   }
 
@@ -209,7 +212,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   }
 
   LeakScope Scope() const {
-    return {.live = live_, .ids = ids_, .cgroup_parent = cgroup_parent_};
+    return {.live = live_, .ids = ids_, .cgroup_parent = cgroup_->parent()};
   }
 
   // The armed call failed: with the failpoint's error, or by berthd's death (then it is started
@@ -267,10 +270,9 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   // The processes in the cgroups of container `id`.
   std::set<std::string> ProcessesOf(const std::string& id) {
     std::set<std::string> pids;
-    std::error_code ec;
-    for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
-      absl::StatusOr<std::string> in = ReadFile(
-          absl::StrCat(hierarchy.path().string(), cgroup_parent_, "/", id, "/cgroup.procs"));
+    for (const std::string& hierarchy : CgroupHierarchies()) {
+      absl::StatusOr<std::string> in =
+          ReadFile(absl::StrCat(hierarchy, cgroup_->parent(), "/", id, "/cgroup.procs"));
       if (!in.ok()) continue;
       for (absl::string_view pid : absl::StrSplit(*in, '\n', absl::SkipEmpty())) {
         pids.emplace(pid);
@@ -295,7 +297,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   static absl::Status* registry_error_;
   std::unique_ptr<BerthDaemon> daemon_;
   std::string image_;
-  std::string cgroup_parent_;
+  std::unique_ptr<PodCgroup> cgroup_;  // the pod's cgroup parent, as kubelet makes it
   std::string pod_;
   std::string container_;
   uint32_t attempt_ = 0;
