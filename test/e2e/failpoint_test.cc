@@ -4,7 +4,8 @@
 // hit, and the test drives kubelet's calls up to the one that meets it:
 //   error: the call fails with the failpoint's error and nothing of what it was making is left;
 //   kill:  berthd dies on the spot (SIGKILL, the failpoint in its log), starts again on the same
-//          root and run root without failpoints, and settles;
+//          root and run root without failpoints, and settles by its records and intents alone
+//          (the orphan sweep finds nothing);
 // then kubelet's retry succeeds, the rest of the pod's life works, and once the pod is removed
 // nothing at all is left: mounts, namespaces, IPs, processes, runtime state, cgroups, files,
 // rows of berth.db, image store leftovers.
@@ -230,6 +231,12 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
     EXPECT_EQ(*exit, 128 + SIGKILL);
     ASSERT_THAT(daemon_->Log(), HasSubstr(hit));
     ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+    // The records and intents settle it all: the sweep, the net for what no record explains,
+    // finds nothing.
+    const std::string log = daemon_->Log();
+    EXPECT_THAT(log.substr(log.rfind(hit)),
+                HasSubstr("orphan sweep: 0 runtime container(s), 0 CNI attachment(s), 0 mount(s), "
+                          "0 path(s) removed"));
   }
 
   std::set<std::string> Listed() {
