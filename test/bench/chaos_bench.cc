@@ -299,20 +299,25 @@ class Chaos {
     return true;
   }
 
-  bool Stop(std::unique_ptr<CriClient>& cri, Slot& s) {
-    runtime::v1::StopPodSandboxRequest request;
+  // StopPodSandbox or RemovePodSandbox of the slot's pod.
+  template <typename Request, typename Response>
+  bool PodCall(std::unique_ptr<CriClient>& cri, const char* name,
+               grpc::Status (RuntimeService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                            Response*),
+               const Slot& s) {
+    Request request;
     request.set_pod_sandbox_id(s.pod);
-    if (!Call(cri, "StopPodSandbox", &RuntimeService::Stub::StopPodSandbox, request).ok()) {
-      return false;
-    }
+    return Call(cri, name, method, request).ok();
+  }
+
+  bool Stop(std::unique_ptr<CriClient>& cri, Slot& s) {
+    if (!PodCall(cri, "StopPodSandbox", &RuntimeService::Stub::StopPodSandbox, s)) return false;
     s.step = Slot::Step::kRemove;
     return true;
   }
 
   bool Remove(std::unique_ptr<CriClient>& cri, Slot& s) {
-    runtime::v1::RemovePodSandboxRequest request;
-    request.set_pod_sandbox_id(s.pod);
-    if (!Call(cri, "RemovePodSandbox", &RuntimeService::Stub::RemovePodSandbox, request).ok()) {
+    if (!PodCall(cri, "RemovePodSandbox", &RuntimeService::Stub::RemovePodSandbox, s)) {
       return false;
     }
     ledger_.Removed(s.pod);
