@@ -32,6 +32,7 @@
 #include "absl/strings/str_split.h"
 #include "test/e2e/busybox_env.h"
 #include "test/e2e/leaks.h"
+#include "test/e2e/pod_cgroup.h"
 #include "test/lib/berth_daemon.h"
 
 namespace {
@@ -298,20 +299,25 @@ class Chaos {
     return true;
   }
 
-  bool Stop(std::unique_ptr<CriClient>& cri, Slot& s) {
-    runtime::v1::StopPodSandboxRequest request;
+  // StopPodSandbox or RemovePodSandbox of the slot's pod.
+  template <typename Request, typename Response>
+  bool PodCall(std::unique_ptr<CriClient>& cri, const char* name,
+               grpc::Status (RuntimeService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                            Response*),
+               const Slot& s) {
+    Request request;
     request.set_pod_sandbox_id(s.pod);
-    if (!Call(cri, "StopPodSandbox", &RuntimeService::Stub::StopPodSandbox, request).ok()) {
-      return false;
-    }
+    return Call(cri, name, method, request).ok();
+  }
+
+  bool Stop(std::unique_ptr<CriClient>& cri, Slot& s) {
+    if (!PodCall(cri, "StopPodSandbox", &RuntimeService::Stub::StopPodSandbox, s)) return false;
     s.step = Slot::Step::kRemove;
     return true;
   }
 
   bool Remove(std::unique_ptr<CriClient>& cri, Slot& s) {
-    runtime::v1::RemovePodSandboxRequest request;
-    request.set_pod_sandbox_id(s.pod);
-    if (!Call(cri, "RemovePodSandbox", &RuntimeService::Stub::RemovePodSandbox, request).ok()) {
+    if (!PodCall(cri, "RemovePodSandbox", &RuntimeService::Stub::RemovePodSandbox, s)) {
       return false;
     }
     ledger_.Removed(s.pod);
@@ -500,7 +506,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "chaos bench: pull: %s\n", s.ToString().c_str());
     return 1;
   }
-  const std::string cgroup_parent = absl::StrCat("/berth-chaos-", ::getpid());
+  // One kubelet-style cgroup parent for all the pods: what is left below it is a leak.
+  berth::testing::PodCgroup cgroup("chaos");
+  if (absl::Status s = cgroup.Create(); !s.ok()) {
+    std::fprintf(stderr, "chaos bench: cgroup: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  const std::string cgroup_parent = cgroup.parent();
   Chaos chaos(flags, daemon->get(), image, cgroup_parent);
   std::printf("chaos: %d pod slots, %d client threads, berthd killed every %d-%d s, %.1f min\n",
               flags.pods, flags.threads, flags.kill_min_s, flags.kill_max_s, flags.minutes);
@@ -522,11 +534,14 @@ int main(int argc, char** argv) {
     std::printf("  berthd restart to serving: median %.0f ms, max %.0f ms\n", ms[ms.size() / 2],
                 ms.back());
   }
-  const bool ok = restarted && chaos.restart_errors().empty() &&
+  bool ok = restarted && chaos.restart_errors().empty() &&
                   Account(**daemon, chaos, cgroup_parent);
   daemon->reset();
   berth::testing::BusyboxEnv::RemoveBridge(kBridge);
-  berth::testing::BusyboxEnv::RemoveCgroupParent(cgroup_parent);
+  if (!cgroup.Remove()) {
+    std::printf("a cgroup is left under %s\n", cgroup_parent.c_str());
+    ok = false;
+  }
   std::printf("%s\n", ok ? "everything accounted for, nothing left" : "FOUND PROBLEMS (above)");
   return ok ? 0 : 1;
 }

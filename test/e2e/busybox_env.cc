@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <filesystem>
-
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "test/fixtures/image_builder.h"
@@ -75,14 +73,6 @@ absl::StatusOr<BusyboxEnv> BusyboxEnv::Start(const Options& o) {
 
 void BusyboxEnv::RemoveBridge(const std::string& bridge) {
   RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
-}
-
-void BusyboxEnv::RemoveCgroupParent(const std::string& parent) {
-  std::error_code ec;
-  for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
-    std::error_code ignored;
-    std::filesystem::remove(hierarchy.path().string() + parent, ignored);
-  }
 }
 
 }  // namespace berth::testing

@@ -43,9 +43,6 @@ struct BusyboxEnv {
                                                                    const Options& options);
   // Removes the bridge the network's pods used (berthd's CNI DEL leaves it).
   static void RemoveBridge(const std::string& bridge);
-  // Removes a cgroup parent the test's pods ran under (kubelet's to manage, not berthd's) from
-  // every hierarchy, once it is empty.
-  static void RemoveCgroupParent(const std::string& parent);
 };
 
 }  // namespace berth::testing

@@ -4,7 +4,8 @@
 // hit, and the test drives kubelet's calls up to the one that meets it:
 //   error: the call fails with the failpoint's error and nothing of what it was making is left;
 //   kill:  berthd dies on the spot (SIGKILL, the failpoint in its log), starts again on the same
-//          root and run root without failpoints, and settles;
+//          root and run root without failpoints, and settles by its records and intents alone
+//          (the orphan sweep finds nothing);
 // then kubelet's retry succeeds, the rest of the pod's life works, and once the pod is removed
 // nothing at all is left: mounts, namespaces, IPs, processes, runtime state, cgroups, files,
 // rows of berth.db, image store leftovers.
@@ -12,7 +13,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "test/e2e/busybox_env.h"
 #include "test/e2e/leaks.h"
+#include "test/e2e/pod_cgroup.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
 
@@ -98,7 +99,8 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   void SetUp() override {
     if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
     ASSERT_NE(registry_, nullptr) << *registry_error_;
-    cgroup_parent_ = absl::StrCat("/berth-e2e-fp-", ::getpid());
+    cgroup_ = std::make_unique<PodCgroup>("uid-pod");
+    ASSERT_TRUE(cgroup_->Create().ok());
     image_ = registry_->host() + "/busybox:1";
     absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BusyboxEnv::CreateDaemon(
         *registry_, {.bridge = kBridge, .subnet = "10.251.13.0/24", .network = "e2e-fp"});
@@ -117,7 +119,9 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
       daemon_.reset();
     }
     BusyboxEnv::RemoveBridge(kBridge);
-    BusyboxEnv::RemoveCgroupParent(cgroup_parent_);
+    if (cgroup_) {
+      EXPECT_TRUE(cgroup_->Remove()) << "a cgroup is left under " << cgroup_->parent();
+    }
   }
 
   CriClient& cri() { return daemon_->client(); }
@@ -129,7 +133,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
     c.mutable_metadata()->set_uid("uid-pod");
     c.set_hostname("pod");
     c.set_log_directory(daemon_->dir() + "/logs/pod");
-    c.mutable_linux()->set_cgroup_parent(cgroup_parent_);
+    c.mutable_linux()->set_cgroup_parent(cgroup_->parent());
     return c;
   }
 
@@ -209,7 +213,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   }
 
   LeakScope Scope() const {
-    return {.live = live_, .ids = ids_, .cgroup_parent = cgroup_parent_};
+    return {.live = live_, .ids = ids_, .cgroup_parent = cgroup_->parent()};
   }
 
   // The armed call failed: with the failpoint's error, or by berthd's death (then it is started
@@ -227,6 +231,12 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
     EXPECT_EQ(*exit, 128 + SIGKILL);
     ASSERT_THAT(daemon_->Log(), HasSubstr(hit));
     ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+    // The records and intents settle it all: the sweep, the net for what no record explains,
+    // finds nothing.
+    const std::string log = daemon_->Log();
+    EXPECT_THAT(log.substr(log.rfind(hit)),
+                HasSubstr("orphan sweep: 0 runtime container(s), 0 CNI attachment(s), 0 mount(s), "
+                          "0 path(s) removed"));
   }
 
   std::set<std::string> Listed() {
@@ -267,10 +277,9 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   // The processes in the cgroups of container `id`.
   std::set<std::string> ProcessesOf(const std::string& id) {
     std::set<std::string> pids;
-    std::error_code ec;
-    for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
-      absl::StatusOr<std::string> in = ReadFile(
-          absl::StrCat(hierarchy.path().string(), cgroup_parent_, "/", id, "/cgroup.procs"));
+    for (const std::string& hierarchy : CgroupHierarchies()) {
+      absl::StatusOr<std::string> in =
+          ReadFile(absl::StrCat(hierarchy, cgroup_->parent(), "/", id, "/cgroup.procs"));
       if (!in.ok()) continue;
       for (absl::string_view pid : absl::StrSplit(*in, '\n', absl::SkipEmpty())) {
         pids.emplace(pid);
@@ -295,7 +304,7 @@ class FailpointTest : public ::testing::TestWithParam<std::tuple<std::string, bo
   static absl::Status* registry_error_;
   std::unique_ptr<BerthDaemon> daemon_;
   std::string image_;
-  std::string cgroup_parent_;
+  std::unique_ptr<PodCgroup> cgroup_;  // the pod's cgroup parent, as kubelet makes it
   std::string pod_;
   std::string container_;
   uint32_t attempt_ = 0;

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "test/e2e/pod_cgroup.h"
 
 namespace berth::testing {
 namespace {
@@ -93,18 +94,16 @@ void Processes(const BerthDaemon& daemon, const LeakScope& scope, std::vector<st
 }
 
 void Cgroups(const LeakScope& scope, std::vector<std::string>& out) {
-  std::error_code ec;
-  for (const auto& hierarchy : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    if (!hierarchy.is_directory() || hierarchy.is_symlink()) continue;
-    const fs::path parent = hierarchy.path().string() + scope.cgroup_parent;
+  for (const std::string& hierarchy : CgroupHierarchies()) {
+    const fs::path parent = hierarchy + scope.cgroup_parent;
     for (const std::string& id : scope.ids) {
       if (!scope.live.contains(id) && fs::exists(parent / id)) {
         out.push_back("cgroup " + (parent / id).string());
       }
     }
     if (scope.cgroup_parent.empty()) continue;
-    std::error_code parent_ec;
-    for (const auto& child : fs::directory_iterator(parent, parent_ec)) {
+    std::error_code ec;
+    for (const auto& child : fs::directory_iterator(parent, ec)) {
       const std::string name = child.path().filename().string();
       if (child.is_directory() && !scope.live.contains(name) && !scope.ids.contains(name)) {
         out.push_back("cgroup " + child.path().string());

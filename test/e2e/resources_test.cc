@@ -14,11 +14,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
-#include "base/random_id.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "test/e2e/busybox_env.h"
+#include "test/e2e/pod_cgroup.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
 #include "test/lib/process.h"
@@ -30,10 +30,7 @@ using ::testing::HasSubstr;
 using runtime::v1::RuntimeService;
 
 constexpr char kBridge[] = "berthres0";
-constexpr char kCgroupRoot[] = "/sys/fs/cgroup";
 constexpr int64_t kMi = 1 << 20;
-
-bool CgroupV2() { return ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0; }
 
 // The host's huge page sizes, named the way kubelet names them ("2MB", "1GB").
 std::vector<std::string> HugepageSizes() {
@@ -104,67 +101,6 @@ std::string CgroupDir(pid_t pid, const std::string& controller) {
 std::string CgroupFile(pid_t pid, const std::string& controller, const std::string& file) {
   return ReadTrimmed(CgroupDir(pid, controller) + "/" + file);
 }
-
-// A kubelet-style pod cgroup ("/berth-e2e-<random>/pod<uid>", the cgroupfs driver): made in every
-// hierarchy under /sys/fs/cgroup before RunPodSandbox, as kubelet does, and removed with all that
-// is left below it, also when the test fails.
-class PodCgroup {
- public:
-  explicit PodCgroup(const std::string& uid)
-      : top_("/berth-e2e-" + NewRandomId().substr(0, 12)), parent_(top_ + "/pod" + uid) {}
-  ~PodCgroup() { Remove(); }
-  PodCgroup(const PodCgroup&) = delete;
-  PodCgroup& operator=(const PodCgroup&) = delete;
-
-  absl::Status Create() {
-    for (const std::string& hierarchy : Hierarchies()) {
-      if (absl::Status s = MakeDirs(hierarchy + parent_); !s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
-
-  // rmdir from the leaves up (cgroup directories cannot be removed recursively). Whether all is
-  // gone: a cgroup that still has processes stays.
-  bool Remove() {
-    bool gone = true;
-    for (const std::string& hierarchy : Hierarchies()) {
-      const std::string top = hierarchy + top_;
-      std::error_code ec;
-      if (!std::filesystem::exists(top, ec)) continue;
-      std::vector<std::string> dirs = {top};
-      for (const auto& e : std::filesystem::recursive_directory_iterator(top, ec)) {
-        if (e.is_directory(ec) && !e.is_symlink(ec)) dirs.push_back(e.path().string());
-      }
-      std::sort(dirs.begin(), dirs.end(), [](const std::string& a, const std::string& b) {
-        return a.size() > b.size();  // children before their parents
-      });
-      for (const std::string& dir : dirs) {
-        if (::rmdir(dir.c_str()) != 0) gone = false;
-      }
-    }
-    return gone;
-  }
-
-  const std::string& parent() const { return parent_; }
-
- private:
-  // Every cgroup hierarchy mounted under /sys/fs/cgroup (v1 controllers, name=systemd, the
-  // hybrid unified mount), or the root itself on a v2 host.
-  static std::vector<std::string> Hierarchies() {
-    if (CgroupV2()) return {kCgroupRoot};
-    std::vector<std::string> out;
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(kCgroupRoot, ec)) {
-      if (!e.is_symlink(ec) && std::filesystem::exists(e.path() / "cgroup.procs", ec)) {
-        out.push_back(e.path().string());
-      }
-    }
-    return out;
-  }
-
-  std::string top_;
-  std::string parent_;
-};
 
 class ResourcesTest : public ::testing::Test {
  protected:
