@@ -34,28 +34,18 @@ absl::Status Unmount(const std::string& target) {
   return absl::OkStatus();
 }
 
-bool IsMountPoint(const std::string& path) {
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(mountinfo, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, mount_point;
-    fields >> id >> parent >> dev >> root >> mount_point;
-    if (mount_point == path) return true;
-  }
-  return false;
-}
+namespace {
 
-std::vector<std::string> MountPointsUnder(const std::string& dir) {
+// Every mount point of this mount namespace, as /proc/self/mountinfo lists them (it escapes space,
+// tab, newline and backslash as \ooo).
+std::vector<std::string> MountPoints() {
   std::vector<std::string> out;
-  const std::string prefix = dir.ends_with('/') ? dir : dir + "/";
   std::ifstream mountinfo("/proc/self/mountinfo");
   std::string line;
   while (std::getline(mountinfo, line)) {
     std::istringstream fields(line);
     std::string id, parent, dev, root, escaped;
     fields >> id >> parent >> dev >> root >> escaped;
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
     std::string mount_point;
     for (size_t i = 0; i < escaped.size(); ++i) {
       auto octal = [&](size_t at) { return escaped[at] >= '0' && escaped[at] <= '7'; };
@@ -68,8 +58,24 @@ std::vector<std::string> MountPointsUnder(const std::string& dir) {
         mount_point += escaped[i];
       }
     }
-    if (mount_point.starts_with(prefix)) out.push_back(mount_point);
+    out.push_back(std::move(mount_point));
   }
+  return out;
+}
+
+}  // namespace
+
+bool IsMountPoint(const std::string& path) {
+  for (const std::string& point : MountPoints()) {
+    if (point == path) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> MountPointsUnder(const std::string& dir) {
+  const std::string prefix = dir.ends_with('/') ? dir : dir + "/";
+  std::vector<std::string> out = MountPoints();
+  std::erase_if(out, [&](const std::string& point) { return !point.starts_with(prefix); });
   return out;
 }
 
