@@ -88,6 +88,11 @@ bool NameRegistrar::IsKept(const std::string& id) const {
   return kept_.contains(id);
 }
 
+std::set<std::string> NameRegistrar::Kept() const {
+  absl::MutexLock lock(&mu_);
+  return kept_;
+}
+
 std::vector<std::string> NameRegistrar::Expired() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;

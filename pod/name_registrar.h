@@ -52,6 +52,8 @@ class NameRegistrar {
 
   // Whether `id` is a kept result nobody has claimed yet (lists do not show it).
   bool IsKept(const std::string& id) const;
+  // Every such id: one lock for a whole list, and almost always empty.
+  std::set<std::string> Kept() const;
   // Kept results older than keep_for: they stay kept (hidden) until Erase.
   std::vector<std::string> Expired() const;
 

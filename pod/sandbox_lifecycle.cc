@@ -59,7 +59,9 @@ std::vector<SandboxPtr> SandboxManager::List() const {
     absl::ReaderMutexLock lock(&mu_);
     for (const auto& [id, s] : sandboxes_) out.push_back(s);
   }
-  std::erase_if(out, [&](const SandboxPtr& s) { return names_.IsKept(s->id); });
+  if (const std::set<std::string> kept = names_.Kept(); !kept.empty()) {
+    std::erase_if(out, [&](const SandboxPtr& s) { return kept.contains(s->id); });
+  }
   return out;
 }
 
