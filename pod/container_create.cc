@@ -120,7 +120,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
     return intended;
   }
   if (absl::Status made = Make(c, *sandbox, **image, spec, target_pid, key); !made.ok()) {
-    UndoCreate(c);
+    store_.EndIntent(c.id, Teardown(c));
     names_.Release(key, c.id);
     return Annotate(made, absl::StrCat("create container ", spec.name));
   }
@@ -203,15 +203,6 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   c.monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
   RETURN_IF_ERROR(Failpoint("container.create.runtime_created"));
   return Persist(c);
-}
-
-void ContainerManager::UndoCreate(const Container& c) {
-  if (absl::Status undone = Teardown(c); !undone.ok()) {
-    spdlog::error("container {}: undoing a failed create: {}; tried again at the next start", c.id,
-                  undone.message());
-  } else if (absl::Status dropped = store_.DropIntent(c.id); !dropped.ok()) {
-    spdlog::error("container {}: {}", c.id, dropped.message());
-  }
 }
 
 absl::Status ContainerManager::Teardown(const Container& c) {

@@ -255,21 +255,10 @@ void ContainerManager::WatchExits(std::stop_token stop) {
 absl::Status ContainerManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<std::string> records, store_.Load());
   // Creates that were under way when berthd stopped: undone before anything else looks.
-  ASSIGN_OR_RETURN(std::vector<std::string> intents, store_.LoadIntents());
-  for (const std::string& intent : intents) {
-    absl::StatusOr<Container> c = ContainerFromJson(intent);
-    if (!c.ok()) {
-      spdlog::error("an unreadable container intent stays: {}", c.status().message());
-      continue;
-    }
-    if (absl::Status undone = Teardown(*c); !undone.ok()) {
-      spdlog::error("container {}: undoing an interrupted create failed, tried again at the "
-                    "next start: {}", c->id, undone.message());
-      continue;
-    }
-    RETURN_IF_ERROR(store_.DropIntent(c->id));
-    spdlog::info("container {}: undid a create that berthd did not finish", c->id);
-  }
+  store_.UndoIntents([this](const std::string& record) {
+    ASSIGN_OR_RETURN(Container c, ContainerFromJson(record));
+    return Teardown(c);
+  });
   std::vector<Container> loaded;
   for (const std::string& record : records) {
     absl::StatusOr<Container> c = ContainerFromJson(record);
@@ -332,7 +321,9 @@ std::vector<ContainerPtr> ContainerManager::List() const {
     out.reserve(containers_.size());
     for (const auto& [id, c] : containers_) out.push_back(c);
   }
-  std::erase_if(out, [&](const ContainerPtr& c) { return names_.IsKept(c->id); });
+  if (const std::set<std::string> kept = names_.Kept(); !kept.empty()) {
+    std::erase_if(out, [&](const ContainerPtr& c) { return kept.contains(c->id); });
+  }
   return out;
 }
 

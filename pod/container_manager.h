@@ -131,7 +131,6 @@ class ContainerManager {
   // The steps of Create after its intent is recorded.
   absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
                     const ContainerSpec& spec, pid_t target_pid, const std::string& key);
-  void UndoCreate(const Container& c);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
   void WatchExits(std::stop_token stop);
   void CheckMonitors();

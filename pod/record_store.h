@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,12 +23,22 @@ class RecordStore {
 
   // Creates the tables if needed and returns every record.
   absl::StatusOr<std::vector<std::string>> Load();
-  // The intents of this kind left by creates that neither finished nor were undone.
-  absl::StatusOr<std::vector<std::string>> LoadIntents();
+  struct Intent {
+    std::string id;
+    std::string record;
+  };
+  // The intents of this kind left by creates that neither finished nor were undone, oldest first.
+  absl::StatusOr<std::vector<Intent>> LoadIntents();
 
   // Records (or replaces) the intent of create `id`.
   absl::Status Intend(const std::string& id, const std::string& record);
   absl::Status DropIntent(const std::string& id);
+  // After `id`'s create was undone (`undone` OK): drops its intent. An undo that failed keeps the
+  // intent for the next start to try again; that, and a failure to drop, is logged.
+  void EndIntent(const std::string& id, const absl::Status& undone);
+  // At start: `undo` each intent left by an earlier berthd (it parses the record and tears down
+  // what the create made), then EndIntent. Returns how many were undone.
+  int UndoIntents(const std::function<absl::Status(const std::string& record)>& undo);
   // Inserts or updates record `id` (the name and parent are set on insert) and drops its intent.
   absl::Status Put(const std::string& id, const std::string& name, const std::string& parent,
                    const std::string& record);
@@ -37,7 +48,6 @@ class RecordStore {
   SqliteDb* const db_;
   const std::string table_;
   const std::string parent_column_;
-  const std::string kind_;  // the intents' kind column
 };
 
 }  // namespace berth::pod

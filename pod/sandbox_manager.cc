@@ -95,21 +95,10 @@ absl::Status SandboxManager::Persist(const Sandbox& s) {
 absl::Status SandboxManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<std::string> records, store_.Load());
   // Starts that were under way when berthd stopped: undone before anything else looks.
-  ASSIGN_OR_RETURN(std::vector<std::string> intents, store_.LoadIntents());
-  for (const std::string& intent : intents) {
-    absl::StatusOr<Sandbox> s = SandboxFromJson(intent);
-    if (!s.ok()) {
-      spdlog::error("an unreadable sandbox intent stays: {}", s.status().message());
-      continue;
-    }
-    if (absl::Status undone = Teardown(*s); !undone.ok()) {
-      spdlog::error("sandbox {}: undoing an interrupted start failed, tried again at the next "
-                    "start: {}", s->id, undone.message());
-      continue;
-    }
-    RETURN_IF_ERROR(store_.DropIntent(s->id));
-    spdlog::info("sandbox {}: undid a start that berthd did not finish", s->id);
-  }
+  store_.UndoIntents([this](const std::string& record) {
+    ASSIGN_OR_RETURN(Sandbox s, SandboxFromJson(record));
+    return Teardown(s);
+  });
   std::vector<Sandbox> loaded;
   for (const std::string& record : records) {
     ASSIGN_OR_RETURN(Sandbox s, SandboxFromJson(record));

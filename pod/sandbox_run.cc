@@ -206,12 +206,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
     return intended;
   }
   if (absl::Status made = Make(s, *config, network); !made.ok()) {
-    if (absl::Status undone = Teardown(s); !undone.ok()) {
-      spdlog::error("sandbox {}: undoing a failed start: {}; tried again at the next start", s.id,
-                    undone.message());
-    } else if (absl::Status dropped = store_.DropIntent(s.id); !dropped.ok()) {
-      spdlog::error("sandbox {}: {}", s.id, dropped.message());
-    }
+    store_.EndIntent(s.id, Teardown(s));
     names_.Release(key, s.id);
     return made;
   }

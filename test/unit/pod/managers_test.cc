@@ -100,9 +100,11 @@ class ManagersTest : public ::testing::Test {
   std::vector<std::string> Intents() {
     RecordStore sandboxes(db_.get(), "sandboxes");
     RecordStore containers(db_.get(), "containers", "sandbox_id");
-    std::vector<std::string> out = *sandboxes.LoadIntents();
-    const std::vector<std::string> more = *containers.LoadIntents();
-    out.insert(out.end(), more.begin(), more.end());
+    std::vector<std::string> out;
+    for (RecordStore* store : {&sandboxes, &containers}) {
+      const std::vector<RecordStore::Intent> intents = *store->LoadIntents();
+      for (const RecordStore::Intent& intent : intents) out.push_back(intent.id);
+    }
     return out;
   }
 

@@ -13,6 +13,12 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
+std::vector<std::string> Records(const absl::StatusOr<std::vector<RecordStore::Intent>>& intents) {
+  std::vector<std::string> out;
+  for (const RecordStore::Intent& intent : *intents) out.push_back(intent.record);
+  return out;
+}
+
 class RecordStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,13 +53,13 @@ TEST_F(RecordStoreTest, AnIntentOutlivesTheProcessUntilItsRecordIsPut) {
   Reopen();
   RecordStore store(db_.get(), "containers", "sandbox_id");
   EXPECT_THAT(*store.Load(), ElementsAre(R"({"id":"c2","state":1})"));
-  EXPECT_THAT(*store.LoadIntents(), ElementsAre(R"({"id":"c1"})"));
+  EXPECT_THAT(Records(store.LoadIntents()), ElementsAre(R"({"id":"c1"})"));
   // The other kind's intents are not this one's.
   RecordStore sandboxes(db_.get(), "sandboxes");
   ASSERT_TRUE(sandboxes.Load().ok());
-  EXPECT_THAT(*sandboxes.LoadIntents(), IsEmpty());
+  EXPECT_THAT(Records(sandboxes.LoadIntents()), IsEmpty());
   ASSERT_TRUE(store.DropIntent("c1").ok());
-  EXPECT_THAT(*store.LoadIntents(), IsEmpty());
+  EXPECT_THAT(Records(store.LoadIntents()), IsEmpty());
 }
 
 TEST_F(RecordStoreTest, PutUpdatesTheRecordAndKeepsNamesUnique) {
