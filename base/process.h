@@ -16,6 +16,7 @@ struct ProcessSpec {
   std::string stdin_data;               // written to the child's stdin, then closed
   std::chrono::milliseconds timeout{0};  // 0 = none; on expiry the process group is killed
   size_t output_limit = 16 << 20;       // bytes kept of stdout and of stderr each
+  int nice = 0;  // how much lower the helper's CPU priority is than berthd's (SpawnSpec::nice)
 };
 
 struct ProcessResult {
@@ -23,6 +24,11 @@ struct ProcessResult {
   std::string stdout_data;
   std::string stderr_data;
 };
+
+// The nice of the short-lived helpers berthd waits for (OCI runtime commands, CNI plugins): on a
+// busy node (a drain tears down dozens of pods at once) kubelet's reads, answered by berthd's own
+// threads from memory, come first. Relative to berthd's cgroup only: pods are not affected.
+inline constexpr int kHelperNice = 10;
 
 // Runs a helper (CNI plugin, OCI runtime) to completion with posix_spawn (never fork() of the
 // multi-threaded daemon), in its own process group, with only stdin/stdout/stderr open. Internal if
@@ -42,6 +48,10 @@ struct SpawnSpec {
   std::vector<std::pair<int, int>> extra_fds;  // dup2(first, second), e.g. a sync pipe to fd 3
   bool new_session = false;  // setsid; otherwise its own process group
   std::string cwd;           // its working directory ("" = berthd's)
+  // Added to the child's nice value (0..19): a helper that may compete for the CPU with the
+  // daemon's answers to its clients runs below them. Everything the child starts inherits it, so
+  // never for a process that starts a container's processes.
+  int nice = 0;
 };
 
 // posix_spawn with only the given descriptors open and default signal handling. Returns the

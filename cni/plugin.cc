@@ -138,6 +138,7 @@ static absl::StatusOr<std::string> Invoke(const CniExecPlugin::Options& options,
                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   process.stdin_data = conf.dump();
   process.timeout = options.timeout;
+  process.nice = kHelperNice;
   absl::StatusOr<ProcessResult> r = RunProcess(process);
   const std::string what = absl::StrCat("CNI ", call.command, " ", type);
   if (!r.ok()) return Annotate(r.status(), what);

@@ -31,6 +31,9 @@ absl::StatusOr<std::string> RuncRuntime::Run(const std::vector<std::string>& arg
   spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   spec.timeout = kRuntimeTimeout;
   spec.stdin_data = stdin_data;
+  // start, kill, delete, update and state leave no process behind (the container's processes
+  // come from `create`, under its monitor): they can run below berthd's own threads.
+  spec.nice = kHelperNice;
   ASSIGN_OR_RETURN(ProcessResult r, RunProcess(spec));
   if (r.exit_code != 0) {
     const std::string what = absl::StrCat(path_, " ", absl::StrJoin(args, " "), ": ",

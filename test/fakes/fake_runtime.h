@@ -14,6 +14,10 @@
 
 namespace berth::testing {
 
+// The pid the fakes report for containers and monitors: never a process (pids stay below
+// pid_max, at most 2^22), so nothing the managers signal or wait for with it is real.
+inline constexpr pid_t kNoSuchPid = 1 << 22;
+
 // One in-memory OCI runtime shared by every handler, with its monitor: containers move through
 // created/running/stopped as the calls say; every call is logged ("create <id>", "start <id>",
 // "kill <id> <signal>", "delete <id>"); a call can be made to fail, and Start can be held at a
@@ -105,7 +109,7 @@ class FakeRuntime {
       if (absl::Status s = fake_->Call("state", id); !s.ok()) return s;
       const std::string status = fake_->StatusOf(id);
       if (status.empty()) return absl::NotFoundError(id + " does not exist");
-      return pod::ContainerState{status, 4242, ""};
+      return pod::ContainerState{status, kNoSuchPid, ""};
     }
     absl::Status Update(const std::string& id, const std::string&) override {
       return fake_->Call("update", id);
@@ -124,7 +128,7 @@ class FakeRuntime {
     absl::StatusOr<pid_t> Create(const pod::MonitorSpec& spec) override {
       if (absl::Status s = fake_->Call("create", spec.id); !s.ok()) return s;
       fake_->SetStatus(spec.id, "created");
-      return 4242;
+      return kNoSuchPid;
     }
     absl::StatusOr<pod::ExecResult> Exec(const pod::ExecSpec& spec) override {
       if (absl::Status s = fake_->Call("exec", spec.container_id); !s.ok()) return s;

@@ -2,9 +2,15 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -54,6 +60,23 @@ TEST(RunProcessTest, OnlyStdioIsInherited) {
   absl::StatusOr<ProcessResult> r = RunProcess(Sh("ls /proc/self/fd | wc -l"));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->stdout_data, "4\n");  // 0, 1, 2 and the one ls opens
+}
+
+TEST(RunProcessTest, NiceLowersTheHelpersPriorityOnly) {
+  errno = 0;
+  const int ours = ::getpriority(PRIO_PROCESS, ::gettid());
+  ASSERT_EQ(errno, 0);
+  ProcessSpec spec = Sh("cut -d' ' -f19 /proc/$$/stat; sh -c 'cut -d\" \" -f19 /proc/$$/stat'");
+  spec.nice = 5;
+  absl::StatusOr<ProcessResult> r = RunProcess(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string expected = std::to_string(std::min(19, ours + 5)) + "\n";
+  EXPECT_EQ(r->stdout_data, expected + expected);  // the helper, and what it starts
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, ::gettid()), ours);  // not the caller
+  spec.nice = 0;
+  r = RunProcess(spec);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, absl::StrCat(ours, "\n", ours, "\n"));
 }
 
 TEST(SpawnProcessTest, RunsInTheGivenDirectory) {
