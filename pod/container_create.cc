@@ -86,7 +86,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
   c.id = NewRandomId();
   c.sandbox_id = sandbox->id;
   c.spec = spec;
-  c.created_at_ns = absl::ToUnixNanos(absl::Now());
+  c.created_at_ns = absl::ToUnixNanos(clock_.Now());
   c.image_id = (*image)->id;
   c.image_ref = (*image)->repo_digests.empty() ? (*image)->id : (*image)->repo_digests[0];
   // The name as asked for when it is one of the image's tags (normalised), else its first tag.

@@ -1,4 +1,4 @@
-// Start, stop, remove, update, reopen the log of, and exec in containers.
+// Start, stop, remove and update containers.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -74,7 +74,7 @@ absl::Status ContainerManager::Start(const std::string& id) {
   // The start failed, so the container is recorded exited: its process, running or still
   // waiting in the runtime's init for the start, must not go on unaccounted for.
   if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
-  const int64_t now = absl::ToUnixNanos(absl::Now());
+  const int64_t now = absl::ToUnixNanos(clock_.Now());
   absl::Status recorded;
   if (!started.ok()) {
     const std::string message(started.message());
@@ -231,90 +231,6 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
     next.spec.resources = merged;
     return true;
   });
-}
-
-absl::Status ContainerManager::ReopenLog(const std::string& id) {
-  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
-  if (c->state != Container::State::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
-  }
-  const std::string ctl = ContainerDir(c->id) + "/ctl";
-  // O_NONBLOCK: a monitor that is gone must not hang us on the fifo.
-  UniqueFd fd(::open(ctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", ctl));
-  const char kReopen[] = "2 0 0\n";
-  if (::write(fd.get(), kReopen, sizeof kReopen - 1) != sizeof kReopen - 1) {
-    return ErrnoToStatus(errno, absl::StrCat("write ", ctl));
-  }
-  // The monitor reopens asynchronously; kubelet checks for the new file right after.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (::access(c->log_path.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
-                                                      const std::vector<std::string>& cmd,
-                                                      std::chrono::seconds timeout) {
-  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
-  if (c->state != Container::State::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
-  }
-  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, /*tty=*/false));
-  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
-  if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
-  auto config = config_();
-  ASSIGN_OR_RETURN(std::string work, MakeTempDirIn(config->run_root + "/exec", "exec-"));
-  absl::Cleanup remove_work = [&] {
-    std::error_code ec;
-    std::filesystem::remove_all(work, ec);
-  };
-  MonitorPtr monitor = monitors_(runtime.get(), *config);
-  absl::StatusOr<ExecResult> result = monitor->Exec(
-      {.container_id = c->id,
-       .process_json = process,
-       .work_dir = work,
-       .timeout = timeout,
-       .output_max = static_cast<size_t>(config->monitor.exec_sync_output_max)});
-  // A probe racing the container's exit gets the runtime's many ways of saying so ("cannot exec
-  // in a stopped container", a namespace that is gone, a broken pipe): say it once, plainly.
-  if (absl::IsInternal(result.status()) &&
-      (::access(ExitFile(c->id).c_str(), F_OK) == 0 || ::kill(c->pid, 0) != 0)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("container ", c->id, " is not running (it exited as the command started)"));
-  }
-  return result;
-}
-
-absl::StatusOr<std::unique_ptr<ExecProcess>> ContainerManager::StartExec(
-    const std::string& id, const std::vector<std::string>& cmd, bool tty, unsigned width,
-    unsigned height) {
-  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
-  if (c->state != Container::State::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
-  }
-  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, tty));
-  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
-  if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
-  ASSIGN_OR_RETURN(std::string work, MakeTempDirIn(config_()->run_root + "/exec", "session-"));
-  absl::StatusOr<std::unique_ptr<ExecProcess>> p =
-      ExecProcess::Start(*runtime, c->id, process, work, tty, width, height);
-  if (!p.ok()) {
-    std::error_code ec;
-    std::filesystem::remove_all(work, ec);
-  }
-  return p;
-}
-
-absl::StatusOr<std::pair<std::string, std::string>> ContainerManager::AttachPaths(
-    const std::string& id) const {
-  ASSIGN_OR_RETURN(ContainerPtr c, Get(id));
-  if (c->state != Container::State::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
-  }
-  return std::make_pair(absl::StrCat(config_()->run_root, "/socks/", c->id, "/attach"),
-                        ContainerDir(c->id) + "/ctl");
 }
 
 }  // namespace berth::pod

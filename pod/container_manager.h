@@ -13,12 +13,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "base/sqlite.h"
 #include "config/config.h"
 #include "image/store.h"
 #include "pod/container.h"
 #include "pod/events.h"
 #include "pod/exec_process.h"
+#include "pod/exit_watcher.h"
 #include "pod/monitor.h"
 #include "pod/name_registrar.h"
 #include "pod/op_locks.h"
@@ -39,6 +41,10 @@ class AppArmor;
 // Thread-safe: the store lock is held briefly and never across runtime, monitor or disk
 // work; a per-container lock serialises lifecycle operations; status changes go through
 // UpdateStatus (apply to a copy, persist, publish).
+// Its parts, one file each: container_manager.cc (records, lookups, status updates),
+// container_create.cc (create and its undo), container_lifecycle.cc (start, stop, remove,
+// update), container_exec.cc (exec, attach, log reopening), container_exits.cc (recording exits),
+// container_recover.cc (settling at start); the exit watcher is its own class (ExitWatcher).
 class ContainerManager {
  public:
   using ConfigSource = SandboxManager::ConfigSource;
@@ -50,6 +56,7 @@ class ContainerManager {
     MonitorFactory monitors;
     // How long a container made for a caller that gave up waits for the caller's retry.
     std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
+    const Clock* clock = nullptr;  // unset: Clock::Real()
   };
 
   ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,
@@ -89,6 +96,9 @@ class ContainerManager {
   std::vector<ContainerPtr> List() const;
   // Every container id this manager knows, kept ones too (the orphan sweep spares them).
   std::vector<std::string> Ids() const;
+  // Removes the containers, then the sandboxes, kept for a retry that did not come within
+  // keep_abandoned. The exit watcher calls it every few seconds.
+  void RemoveExpired();
 
   // UpdateContainerResources: applies what this host can enforce of them through the runtime
   // (OciResources) and merges them into the recorded request (MergeResourceUpdate).
@@ -132,7 +142,9 @@ class ContainerManager {
   absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
                     const ContainerSpec& spec, pid_t target_pid, const std::string& key);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
-  void WatchExits(std::stop_token stop);
+  // The exit watcher's callbacks: an exit file was written (a container's or a pause's); and
+  // every few seconds, monitors that died without writing one.
+  void OnExitFile(const std::string& name);
   void CheckMonitors();
   void Publish(const Container& c, ContainerEventType type);
   std::string KeyOf(const Container& c) const;
@@ -145,6 +157,7 @@ class ContainerManager {
   const Options options_;
   const RuntimeFactory runtimes_;
   const MonitorFactory monitors_;
+  const Clock& clock_;
   RecordStore store_;
   NameRegistrar names_;
   OpLocks op_locks_;
@@ -156,7 +169,7 @@ class ContainerManager {
   // monitor gone) was noticed meanwhile.
   std::map<std::string, std::optional<bool>> starting_ ABSL_GUARDED_BY(mu_);
   absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one status update at a time
-  std::jthread watcher_;
+  std::unique_ptr<ExitWatcher> watcher_;  // from Recover() on
 };
 
 }  // namespace berth::pod

@@ -13,7 +13,7 @@ absl::StatusOr<std::optional<std::string>> NameRegistrar::Reserve(const std::str
   for (;;) {
     auto it = names_.find(key);
     if (it == names_.end()) {
-      names_[key] = Entry{id, State::kCreating, origin.fingerprint, absl::Now()};
+      names_[key] = Entry{id, State::kCreating, origin.fingerprint, clock_.Now()};
       return std::nullopt;
     }
     Entry& holder = it->second;
@@ -66,7 +66,7 @@ bool NameRegistrar::Complete(const std::string& key, const std::string& id,
   absl::MutexLock lock(&mu_);
   Entry& entry = names_[key];
   entry.id = id;
-  entry.since = absl::Now();
+  entry.since = clock_.Now();
   entry.state = gone ? State::kKept : State::kHeld;
   if (gone) kept_.insert(id);
   return !gone;
@@ -74,7 +74,7 @@ bool NameRegistrar::Complete(const std::string& key, const std::string& id,
 
 void NameRegistrar::Hold(const std::string& key, const std::string& id) {
   absl::MutexLock lock(&mu_);
-  names_[key] = Entry{id, State::kHeld, "", absl::Now()};
+  names_[key] = Entry{id, State::kHeld, "", clock_.Now()};
 }
 
 void NameRegistrar::Erase(const std::string& key, const std::string& id) {
@@ -96,7 +96,7 @@ std::set<std::string> NameRegistrar::Kept() const {
 std::vector<std::string> NameRegistrar::Expired() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_.Now();
   for (const auto& [key, entry] : names_) {
     if (entry.state == State::kKept && now - entry.since >= keep_for_) out.push_back(entry.id);
   }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "base/clock.h"
 
 namespace berth::pod {
 
@@ -32,8 +33,9 @@ struct RequestOrigin {
 // is still under way waits for it. Thread-safe.
 class NameRegistrar {
  public:
-  NameRegistrar(std::string kind, std::chrono::seconds keep_for)
-      : kind_(std::move(kind)), keep_for_(absl::FromChrono(keep_for)) {}
+  NameRegistrar(std::string kind, std::chrono::seconds keep_for,
+                const Clock& clock = Clock::Real())
+      : kind_(std::move(kind)), keep_for_(absl::FromChrono(keep_for)), clock_(clock) {}
 
   // Reserves `key` for a new create of `id`. Returns nullopt: go ahead and create; an id: the kept
   // result of an equal request, claimed now (return it to the caller); AlreadyExists naming the
@@ -68,6 +70,7 @@ class NameRegistrar {
 
   const std::string kind_;
   const absl::Duration keep_for_;
+  const Clock& clock_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> names_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> kept_ ABSL_GUARDED_BY(mu_);  // ids

@@ -52,8 +52,9 @@ SandboxManager::SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPl
       options_(std::move(options)),
       runtimes_(options_.runtimes ? options_.runtimes : RuntimeFactory(pod::RuntimeFor)),
       monitors_(options_.monitors ? options_.monitors : ConmonMonitors(options_.monitor_path)),
+      clock_(options_.clock ? *options_.clock : Clock::Real()),
       store_(db, "sandboxes"),
-      names_("pod sandbox", options_.keep_abandoned) {}
+      names_("pod sandbox", options_.keep_abandoned, clock_) {}
 
 std::string SandboxManager::PodDir(const std::string& id) const {
   return absl::StrCat(config_()->run_root, "/pods/", id);
@@ -84,7 +85,7 @@ CgroupSupport SandboxManager::CgroupsFor(const Sandbox& sandbox) const {
 void SandboxManager::Publish(const std::string& id, ContainerEventType type) {
   if (events_ == nullptr) return;
   events_->Publish({.id = id, .sandbox_id = id, .type = type,
-                    .created_at_ns = absl::ToUnixNanos(absl::Now())});
+                    .created_at_ns = absl::ToUnixNanos(clock_.Now())});
 }
 
 absl::Status SandboxManager::Persist(const Sandbox& s) {

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "base/sqlite.h"
 #include "cni/plugin.h"
 #include "config/config.h"
@@ -54,6 +55,7 @@ class SandboxManager {
     MonitorFactory monitors;
     // How long a sandbox made for a caller that gave up waits for the caller's retry.
     std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
+    const Clock* clock = nullptr;  // unset: Clock::Real()
   };
 
   SandboxManager(SqliteDb* db, ConfigSource config, cni::NetworkPlugin* network, Options options);
@@ -144,6 +146,7 @@ class SandboxManager {
   const Options options_;
   const RuntimeFactory runtimes_;
   const MonitorFactory monitors_;
+  const Clock& clock_;
   ContainerHooks hooks_;
   EventBus* events_ = nullptr;
   mutable RuntimeFeatureCache features_;

@@ -181,7 +181,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
   s.id = NewRandomId();
   s.spec = spec;
   s.runtime_handler = handler;
-  s.created_at_ns = absl::ToUnixNanos(absl::Now());
+  s.created_at_ns = absl::ToUnixNanos(clock_.Now());
   const std::string key = s.Key();
   ASSIGN_OR_RETURN(std::optional<std::string> kept, names_.Reserve(key, s.id, origin));
   if (kept) {

@@ -16,6 +16,7 @@
 #include "pod/container_manager.h"
 #include "pod/record_store.h"
 #include "pod/sandbox_manager.h"
+#include "test/fakes/fake_clock.h"
 #include "test/fakes/fake_runtime.h"
 #include "test/lib/eventually.h"
 
@@ -58,7 +59,7 @@ class ManagersTest : public ::testing::Test {
   }
 
   // A berthd start: fresh managers on the same database and directories.
-  void Open(std::chrono::seconds keep_abandoned = std::chrono::minutes(5)) {
+  void Open() {
     Close();
     auto db = SqliteDb::Open(dir_ + "/root/berth.db");
     ASSERT_TRUE(db.ok()) << db.status();
@@ -72,13 +73,13 @@ class ManagersTest : public ::testing::Test {
         SandboxManager::Options{.pause_rootfs = dir_ + "/pause",
                                 .runtimes = fake_.Runtimes(),
                                 .monitors = fake_.Monitors(),
-                                .keep_abandoned = keep_abandoned});
+                                .clock = &clock_});
     ASSERT_TRUE(sandboxes_->Recover().ok());
     containers_ = std::make_unique<ContainerManager>(
         db_.get(), source, sandboxes_.get(), images_.get(), nullptr,
         ContainerManager::Options{.runtimes = fake_.Runtimes(),
                                   .monitors = fake_.Monitors(),
-                                  .keep_abandoned = keep_abandoned});
+                                  .clock = &clock_});
     sandboxes_->SetContainerHooks(
         {.stop_all = [this](const std::string& id) { return containers_->StopAllIn(id); },
          .remove_all = [this](const std::string& id) { return containers_->RemoveAllIn(id); }});
@@ -149,6 +150,7 @@ class ManagersTest : public ::testing::Test {
   std::shared_ptr<const config::Config> config_;
   testing::FakeRuntime fake_;
   testing::FakeNetwork network_;
+  testing::FakeClock clock_;
   std::unique_ptr<SqliteDb> db_;
   std::unique_ptr<image::ImageStore> images_;
   std::unique_ptr<SandboxManager> sandboxes_;
@@ -227,12 +229,30 @@ TEST_F(ManagersTest, AResultWhoseCallerLeftIsKeptForTheSameRequestOnly) {
             1);
 }
 
-TEST_F(ManagersTest, AKeptResultNobodyClaimsIsRemoved) {
-  Open(/*keep_abandoned=*/std::chrono::seconds(0));
+TEST_F(ManagersTest, AKeptResultNobodyClaimsIsRemovedOnceItsTimeIsUp) {
   ASSERT_FALSE(sandboxes_->Run(Pod("web"), {.gone = [] { return true; }}).ok());
-  // The container manager's watcher removes it at its next round.
-  EXPECT_TRUE(Eventually([&] { return sandboxes_->Ids().empty(); }, std::chrono::seconds(10)));
+  clock_.Advance(absl::Minutes(4));
+  containers_->RemoveExpired();
+  EXPECT_THAT(sandboxes_->Ids(), SizeIs(1));  // still kept for the retry
+  EXPECT_THAT(sandboxes_->List(), IsEmpty());
+  clock_.Advance(absl::Minutes(2));           // keep_abandoned is 5 minutes
+  containers_->RemoveExpired();
+  EXPECT_THAT(sandboxes_->Ids(), IsEmpty());
+  EXPECT_EQ(fake_.StatusOf(fake_.Calls()[0].substr(7)), "");  // "create <id>": deleted
   EXPECT_TRUE(sandboxes_->Run(Pod("web")).ok());
+}
+
+TEST_F(ManagersTest, TimesComeFromTheClock) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ((*sandboxes_->Get(*pod))->created_at_ns, absl::ToUnixNanos(clock_.Now()));
+  PutContainer(*pod, "timed", Container::State::kCreated, LiveMonitor("timed"));
+  fake_.SetStatus("timed", "created");
+  Open();
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_TRUE(containers_->Start("timed").ok());
+  EXPECT_EQ((*containers_->Get("timed"))->started_at_ns, absl::ToUnixNanos(clock_.Now()));
+  // (finished_at is the exit file's time: an exit while berthd was down keeps its time.)
 }
 
 TEST_F(ManagersTest, ACreateCutShortIsUndoneAtTheNextStart) {
