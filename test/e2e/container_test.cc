@@ -662,8 +662,10 @@ TEST_P(ContainerTest, SurvivesBerthdBeingKilled) {
   ASSERT_TRUE(created.ok()) << created.status();
   const int pid = nlohmann::json::parse(Status(*running, true)->info().at("info"))["pid"];
   daemon_->Kill();
-  // "exits" exits while berthd is down.
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  // "exits" exits while berthd is down: its monitor writes the exit file.
+  ASSERT_TRUE(Eventually([&] {
+    return ::access(absl::StrCat(daemon_->run_root(), "/exits/", *exits).c_str(), F_OK) == 0;
+  }));
   ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
   EXPECT_EQ(State(*running), runtime::v1::CONTAINER_RUNNING);
   EXPECT_EQ(::kill(pid, 0), 0);

@@ -167,7 +167,7 @@ TEST_F(PullerTest, APullNobodyWaitsForStops) {
   std::thread caller([&] {
     result = puller_->Pull("127.0.0.1:5000/app", std::nullopt, [&] { return gone.load(); });
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(Eventually([&] { return registry_.blob_fetches_total() > 0; }));  // it waits
   gone = true;
   caller.join();
   EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
