@@ -75,4 +75,14 @@ void BusyboxEnv::RemoveBridge(const std::string& bridge) {
   RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
 }
 
+runtime::v1::PodSandboxConfig E2ePodConfig(const BerthDaemon& daemon, const std::string& name) {
+  runtime::v1::PodSandboxConfig c;
+  c.mutable_metadata()->set_name(name);
+  c.mutable_metadata()->set_namespace_("e2e");
+  c.mutable_metadata()->set_uid("uid-" + name);
+  c.set_hostname(name);
+  c.set_log_directory(daemon.dir() + "/logs/" + name);
+  return c;
+}
+
 }  // namespace berth::testing

@@ -45,4 +45,8 @@ struct BusyboxEnv {
   static void RemoveBridge(const std::string& bridge);
 };
 
+// A pod config as the e2e tests use it: `name`, namespace "e2e", uid "uid-<name>", its logs in the
+// daemon's directory.
+runtime::v1::PodSandboxConfig E2ePodConfig(const BerthDaemon& daemon, const std::string& name);
+
 }  // namespace berth::testing

@@ -102,13 +102,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
   CriClient& cri() { return daemon_->client(); }
 
   runtime::v1::PodSandboxConfig PodConfig(const std::string& name) {
-    runtime::v1::PodSandboxConfig c;
-    c.mutable_metadata()->set_name(name);
-    c.mutable_metadata()->set_namespace_("e2e");
-    c.mutable_metadata()->set_uid("uid-" + name);
-    c.set_hostname(name);
-    c.set_log_directory(daemon_->dir() + "/logs/" + name);
-    return c;
+    return E2ePodConfig(*daemon_, name);
   }
 
   absl::StatusOr<std::string> RunPod(const std::string& name) {

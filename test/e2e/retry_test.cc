@@ -69,13 +69,7 @@ class RetryTest : public ::testing::Test {
   }
 
   runtime::v1::PodSandboxConfig PodConfig(const std::string& name) {
-    runtime::v1::PodSandboxConfig c;
-    c.mutable_metadata()->set_name(name);
-    c.mutable_metadata()->set_namespace_("e2e");
-    c.mutable_metadata()->set_uid("uid-" + name);
-    c.set_hostname(name);
-    c.set_log_directory(daemon_->dir() + "/logs/" + name);
-    return c;
+    return E2ePodConfig(*daemon_, name);
   }
   absl::StatusOr<std::string> RunPod(const runtime::v1::PodSandboxConfig& config,
                                      std::chrono::milliseconds deadline) {
