@@ -31,4 +31,41 @@ class OpLocks {
   std::map<std::string, std::shared_ptr<absl::Mutex>> locks_ ABSL_GUARDED_BY(mu_);
 };
 
+// At most n holders at a time; the others wait their turn. For work that gains nothing from
+// running all at once and only crowds the CPU when it does: a node drain tears down every pod at
+// the same moment. Thread-safe.
+class Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  Slots(const Slots&) = delete;
+  Slots& operator=(const Slots&) = delete;
+
+  // A taken slot, given back when it goes.
+  class Held {
+   public:
+    explicit Held(Slots* slots) : slots_(slots) {}
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() {
+      absl::MutexLock lock(&slots_->mu_);
+      ++slots_->free_;
+    }
+
+   private:
+    Slots* slots_;
+  };
+  // Waits for a free slot.
+  [[nodiscard]] std::unique_ptr<Held> Take() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* free) { return *free > 0; }, &free_));
+    --free_;
+    return std::make_unique<Held>(this);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int free_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace berth::pod

@@ -114,6 +114,7 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   const std::string what = absl::StrCat("stop pod sandbox ", current->id);
   if (hooks_.stop_all) RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.containers_stopped"));
+  std::unique_ptr<Slots::Held> slot = teardowns_.Take();
   RETURN_IF_ERROR(Annotate(StopPause(*current), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.pause_stopped"));
   if (!current->spec.host_network) {

@@ -1,11 +1,13 @@
 #pragma once
 
-#include <functional>
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -155,6 +157,9 @@ class SandboxManager {
   RecordStore store_;
   NameRegistrar names_;
   OpLocks op_locks_;
+  // Pod teardowns (pause, network, shm) run at most one per CPU at once: a drain stops every pod
+  // together, and more at once only crowds out the reads kubelet keeps making.
+  Slots teardowns_{static_cast<int>(std::max(2u, std::thread::hardware_concurrency()))};
   absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one state change or removal at a time
   mutable absl::Mutex mu_;
   std::map<std::string, SandboxPtr> sandboxes_ ABSL_GUARDED_BY(mu_);
