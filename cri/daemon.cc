@@ -8,12 +8,14 @@
 #include <filesystem>
 #include <set>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
 #include "base/sqlite.h"
 #include "base/status_macros.h"
+#include "base/steps.h"
 #include "image/reference.h"
 #include "image/registry.h"
 #include "pod/apparmor.h"
@@ -127,6 +129,10 @@ absl::Status Daemon::Run() {
   if (config->metrics.enabled) {
     RETURN_IF_ERROR(metrics_.Serve(config->metrics.address));
   }
+  SetStepObserver([this](absl::string_view operation, absl::string_view step, double seconds) {
+    metrics_.RecordStep(operation, step, seconds);
+  });
+  absl::Cleanup no_more_steps = [] { SetStepObserver(nullptr); };
   WarnMissingHelpers(*config);
 
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config->root + "/berth.db"));

@@ -47,7 +47,12 @@ Metrics::Metrics()
                          .Register(*registry_)
                          .Add({}, prometheus::Histogram::BucketBoundaries{
                                       0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
-                                      300, 600})) {}
+                                      300, 600})),
+      steps_(prometheus::BuildHistogram()
+                 .Name("berth_operation_step_duration_seconds")
+                 .Help("Duration of the steps of pod and container operations, by operation and "
+                       "step")
+                 .Register(*registry_)) {}
 
 absl::Status Metrics::Serve(const std::string& address, std::chrono::milliseconds retry_for) {
   // A berthd that was just stopped may hold the port for a moment while its HTTP server winds
@@ -77,14 +82,19 @@ void Metrics::RecordOperation(absl::string_view operation, absl::string_view cod
   }
 }
 
-}  // namespace berth::cri
-
-namespace berth::cri {
-
 void Metrics::RecordPull(bool success, int64_t bytes, double seconds) {
   pulls_.Add({{"result", success ? "success" : "failure"}}).Increment();
   pull_bytes_.Increment(static_cast<double>(bytes));
   pull_duration_.Observe(seconds);
+}
+
+void Metrics::RecordStep(absl::string_view operation, absl::string_view step, double seconds) {
+  // From 100 us: most steps of a pod start take a few milliseconds.
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+      5, 10, 30, 60};
+  steps_.Add({{"operation", std::string(operation)}, {"step", std::string(step)}}, kBuckets)
+      .Observe(seconds);
 }
 
 }  // namespace berth::cri

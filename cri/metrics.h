@@ -33,6 +33,9 @@ class Metrics {
   // Counts one image pull: result "success" or "failure", bytes downloaded, duration.
   void RecordPull(bool success, int64_t bytes, double seconds);
 
+  // One step of an operation (base/steps.h): berth_operation_step_duration_seconds.
+  void RecordStep(absl::string_view operation, absl::string_view step, double seconds);
+
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
  private:
@@ -43,6 +46,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& pulls_;
   prometheus::Counter& pull_bytes_;
   prometheus::Histogram& pull_duration_;
+  prometheus::Family<prometheus::Histogram>& steps_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
 

@@ -13,6 +13,7 @@
 #include "base/logging.h"
 #include "base/random_id.h"
 #include "base/status_macros.h"
+#include "base/steps.h"
 #include "image/reference.h"
 #include "image/rootfs.h"
 #include "nlohmann/json.hpp"
@@ -45,6 +46,7 @@ std::string Fingerprint(const std::string& sandbox_id, const ContainerSpec& spec
 absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_id,
                                                      const ContainerSpec& spec,
                                                      const RequestOrigin& caller) {
+  StepTimer steps("CreateContainer");
   RETURN_IF_ERROR(ValidateRequest(spec));
   ASSIGN_OR_RETURN(SandboxPtr found, sandboxes_->Get(sandbox_id));
   // Shared with other creates, exclusive with StopPodSandbox: a pod that is stopping gets no new
@@ -107,11 +109,13 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
   const std::string key = c.Key(*sandbox);
   RequestOrigin origin = caller;
   if (origin.fingerprint.empty()) origin.fingerprint = Fingerprint(sandbox->id, spec);
+  steps.Step("validate");
   ASSIGN_OR_RETURN(std::optional<std::string> kept, names_.Reserve(key, c.id, origin));
   if (kept) {
     spdlog::info("container {} ({}): handed to the retry of the request that made it", *kept, key);
     return *kept;
   }
+  steps.Step("reserve_name");
   auto lease = std::make_unique<image::ImageStore::Lease>(images_, c.chain_ids);
   // Recorded before anything is made: whatever happens next, a failure here or a berthd killed
   // here, Teardown of this record undoes it (now, or at the next start).
@@ -119,7 +123,8 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
     names_.Release(key, c.id);
     return intended;
   }
-  if (absl::Status made = Make(c, *sandbox, **image, spec, target_pid, key); !made.ok()) {
+  steps.Step("record_intent");
+  if (absl::Status made = Make(c, *sandbox, **image, spec, target_pid, key, steps); !made.ok()) {
     store_.EndIntent(c.id, Teardown(c));
     names_.Release(key, c.id);
     return Annotate(made, absl::StrCat("create container ", spec.name));
@@ -132,6 +137,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
     leases_[id] = std::move(lease);
   }
   Publish(*published, ContainerEventType::kCreated);
+  steps.Step("publish");
   if (!names_.Complete(key, id, origin)) {
     spdlog::warn("container {} ({}) is created, but its caller gave up: kept for a retry", id, key);
     return absl::DeadlineExceededError(
@@ -143,7 +149,8 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
 
 absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
                                     const image::ImageRecord& image, const ContainerSpec& spec,
-                                    pid_t target_pid, const std::string& key) {
+                                    pid_t target_pid, const std::string& key,
+                                    StepTimer& steps) {
   RETURN_IF_ERROR(Failpoint("container.create.intent_recorded"));
   auto config = config_();
   // Root filesystem, then the spec (users resolve in it), then the monitor creates it.
@@ -154,6 +161,7 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   const std::string rootfs_path = rootfs.target();
   rootfs.Release();  // Teardown unmounts it
   RETURN_IF_ERROR(Failpoint("container.create.rootfs_mounted"));
+  steps.Step("rootfs_mount");
 
   ContainerSpecInput input{.container = &c,
                            .sandbox = &sandbox,
@@ -174,6 +182,7 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
     ASSIGN_OR_RETURN(input.apparmor_default, options_.apparmor->DefaultProfile());
   }
   ASSIGN_OR_RETURN(c.oci_spec, ContainerOciSpec(input));
+  steps.Step("oci_spec");
   const nlohmann::json user = nlohmann::json::parse(c.oci_spec)["process"]["user"];
   c.uid = user.value("uid", 0);
   c.gid = user.value("gid", 0);
@@ -182,6 +191,7 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   const std::string log_dir = c.log_path.substr(0, c.log_path.rfind('/'));
   RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
   RETURN_IF_ERROR(Failpoint("container.create.spec_written"));
+  steps.Step("spec_write");
 
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler);
   if (runtime == nullptr) {
@@ -202,7 +212,10 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
                                           .stdin_once = spec.stdin_once}));
   c.monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
   RETURN_IF_ERROR(Failpoint("container.create.runtime_created"));
-  return Persist(c);
+  steps.Step("runtime_create");
+  RETURN_IF_ERROR(Persist(c));
+  steps.Step("persist");
+  return absl::OkStatus();
 }
 
 absl::Status ContainerManager::Teardown(const Container& c) {

@@ -20,6 +20,7 @@
 #include "base/logging.h"
 #include "base/process.h"
 #include "base/status_macros.h"
+#include "base/steps.h"
 #include "base/unique_fd.h"
 #include "image/rootfs.h"
 #include "nlohmann/json.hpp"
@@ -51,6 +52,7 @@ int SignalNumber(const std::string& name) {
 }  // namespace
 
 absl::Status ContainerManager::Start(const std::string& id) {
+  StepTimer steps("StartContainer");
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
   std::shared_ptr<absl::Mutex> op = op_locks_.Get(found->id);
   absl::MutexLock op_lock(op.get());
@@ -71,6 +73,7 @@ absl::Status ContainerManager::Start(const std::string& id) {
   absl::Status started = Failpoint("container.start.begin");
   if (started.ok()) started = runtime->Start(c->id);
   if (started.ok()) started = Failpoint("container.start.runtime_started");
+  steps.Step("runtime_start");
   // The start failed, so the container is recorded exited: its process, running or still
   // waiting in the runtime's init for the start, must not go on unaccounted for.
   if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
@@ -103,6 +106,7 @@ absl::Status ContainerManager::Start(const std::string& id) {
     starting_.erase(c->id);
   }
   if (exited) RecordExit(c->id, *exited);
+  steps.Step("persist");
   if (!started.ok()) return Annotate(started, absl::StrCat("start container ", c->id));
   return recorded;
 }

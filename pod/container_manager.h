@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
+#include "base/steps.h"
 #include "base/sqlite.h"
 #include "config/config.h"
 #include "image/store.h"
@@ -140,7 +141,8 @@ class ContainerManager {
   absl::Status Teardown(const Container& c);
   // The steps of Create after its intent is recorded.
   absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
-                    const ContainerSpec& spec, pid_t target_pid, const std::string& key);
+                    const ContainerSpec& spec, pid_t target_pid, const std::string& key,
+                    StepTimer& steps);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
   // The exit watcher's callbacks: an exit file was written (a container's or a pause's); and
   // every few seconds, monitors that died without writing one.

@@ -17,6 +17,7 @@
 #include "base/logging.h"
 #include "base/mount.h"
 #include "base/status_macros.h"
+#include "base/steps.h"
 #include "base/unique_fd.h"
 #include "cni/netns.h"
 #include "image/rootfs.h"
@@ -105,6 +106,7 @@ absl::Status SandboxManager::StopPause(const Sandbox& s) {
 }
 
 absl::Status SandboxManager::Stop(const std::string& id) {
+  StepTimer steps("StopPodSandbox");
   absl::StatusOr<SandboxPtr> found = Get(id);
   if (absl::IsNotFound(found.status())) return absl::OkStatus();
   RETURN_IF_ERROR(found.status());
@@ -112,17 +114,25 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   absl::MutexLock op_lock(op.get());
   SandboxPtr current = *Get((*found)->id);
   const std::string what = absl::StrCat("stop pod sandbox ", current->id);
+  steps.Step("lock");
   if (hooks_.stop_all) RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.containers_stopped"));
+  steps.Step("stop_containers");
   std::unique_ptr<Slots::Held> slot = teardowns_.Take();
+  steps.Step("wait_turn");
   RETURN_IF_ERROR(Annotate(StopPause(*current), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.pause_stopped"));
+  steps.Step("stop_pause");
   if (!current->spec.host_network) {
     RETURN_IF_ERROR(Annotate(network_->Detach(AttachSpecOf(*current)), what));
     RETURN_IF_ERROR(Failpoint("sandbox.stop.network_detached"));
+    steps.Step("cni_del");
   }
   RETURN_IF_ERROR(Unmount(PodDir(current->id) + "/shm"));
-  return MarkNotReady(current->id).status();
+  steps.Step("unmount_shm");
+  RETURN_IF_ERROR(MarkNotReady(current->id).status());
+  steps.Step("persist");
+  return absl::OkStatus();
 }
 
 void SandboxManager::OnPauseExit(const std::string& id) {
@@ -169,7 +179,9 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<SandboxPtr> current = Get(full_id);
   if (!current.ok()) return absl::OkStatus();  // removed meanwhile
+  StepTimer steps("RemovePodSandbox");
   RETURN_IF_ERROR(Annotate(Teardown(**current), what));
+  steps.Step("teardown");
   std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock
   {
     absl::MutexLock update(&update_mu_);  // no status update may write it back
@@ -184,6 +196,7 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   names_.Erase((*current)->Key(), full_id);
   op_locks_.Erase(full_id);
   lease.reset();
+  steps.Step("delete_record");
   Publish(full_id, ContainerEventType::kDeleted);
   spdlog::info("pod sandbox {} removed", full_id);
   return absl::OkStatus();

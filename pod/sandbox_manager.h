@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "base/sqlite.h"
+#include "base/steps.h"
 #include "cni/plugin.h"
 #include "config/config.h"
 #include "image/store.h"
@@ -137,10 +138,11 @@ class SandboxManager {
   absl::Status Teardown(const Sandbox& sandbox);
   // The steps of Run after the intent is recorded; `s` collects what they made.
   absl::Status Make(Sandbox& s, const config::Config& config,
-                    const std::optional<cni::NetworkConf>& network);
+                    const std::optional<cni::NetworkConf>& network, StepTimer& steps);
   // Writes the bundle and starts the pause container; records the pause image's layers in
   // `sandbox` when pause.image is used.
-  absl::StatusOr<std::string> StartPause(Sandbox& sandbox, const config::Config& config);
+  absl::StatusOr<std::string> StartPause(Sandbox& sandbox, const config::Config& config,
+                                         StepTimer& steps);
 
   SqliteDb* const db_;
   const ConfigSource config_;

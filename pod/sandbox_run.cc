@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,6 +17,7 @@
 #include "base/mount.h"
 #include "base/random_id.h"
 #include "base/status_macros.h"
+#include "base/steps.h"
 #include "cni/conf.h"
 #include "cni/netns.h"
 #include "image/rootfs.h"
@@ -87,7 +90,8 @@ cni::AttachSpec AttachSpecOf(const Sandbox& s) {
   return attach;
 }
 
-absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config::Config& config) {
+absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config::Config& config,
+                                                       StepTimer& steps) {
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(config, s.runtime_handler);
   PauseSpecOptions options;
   options.rootfs = options_.pause_rootfs;
@@ -141,6 +145,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));
   RETURN_IF_ERROR(MakeDirs(bundle, 0700));
   RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600));
+  steps.Step("pause_bundle");
   MonitorPtr monitor = MonitorFor(runtime.get(), config);
   const std::string monitor_dir = absl::StrCat(config.run_root, "/monitor/", s.id);
   absl::StatusOr<pid_t> pid = monitor->Create({.id = s.id,
@@ -151,14 +156,18 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
                                               .persist_dir = monitor_dir,
                                               .socket_dir = config.run_root + "/socks"});
   if (!pid.ok()) return Annotate(pid.status(), "start the pause container");
+  s.pid = *pid;  // the runtime made the pause's process; start only lets it run
+  steps.Step("pause_create");
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_created"));
   RETURN_IF_ERROR(Annotate(runtime->Start(s.id), "start the pause container"));
+  steps.Step("pause_start");
   if (image_rootfs) image_rootfs->Release();  // Teardown unmounts it
   return spec;
 }
 
 absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
                                             const RequestOrigin& caller) {
+  StepTimer steps("RunPodSandbox");
   auto config = config_();
   SandboxSpec spec = request;
   const std::string handler =
@@ -183,11 +192,13 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
   s.runtime_handler = handler;
   s.created_at_ns = absl::ToUnixNanos(clock_.Now());
   const std::string key = s.Key();
+  steps.Step("validate");
   ASSIGN_OR_RETURN(std::optional<std::string> kept, names_.Reserve(key, s.id, origin));
   if (kept) {
     spdlog::info("pod sandbox {} ({}): handed to the retry of the request that made it", *kept, key);
     return *kept;
   }
+  steps.Step("reserve_name");
   std::optional<cni::NetworkConf> network;
   if (!spec.host_network) {
     absl::StatusOr<cni::NetworkConf> found = cni::FindDefaultNetwork(
@@ -205,7 +216,8 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
     names_.Release(key, s.id);
     return intended;
   }
-  if (absl::Status made = Make(s, *config, network); !made.ok()) {
+  steps.Step("record_intent");
+  if (absl::Status made = Make(s, *config, network, steps); !made.ok()) {
     store_.EndIntent(s.id, Teardown(s));
     names_.Release(key, s.id);
     return made;
@@ -222,6 +234,7 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
   }
   Publish(id, ContainerEventType::kCreated);
   Publish(id, ContainerEventType::kStarted);
+  steps.Step("publish");
   if (!names_.Complete(key, id, origin)) {
     spdlog::warn("pod sandbox {} ({}) is ready, but its caller gave up: kept for a retry", id, key);
     return absl::DeadlineExceededError(
@@ -232,37 +245,57 @@ absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
 }
 
 absl::Status SandboxManager::Make(Sandbox& s, const config::Config& config,
-                                  const std::optional<cni::NetworkConf>& network) {
+                                  const std::optional<cni::NetworkConf>& network,
+                                  StepTimer& steps) {
   RETURN_IF_ERROR(Failpoint("sandbox.run.intent_recorded"));
   const SandboxSpec& spec = s.spec;
   const std::string pod_dir = PodDir(s.id);
   RETURN_IF_ERROR(WritePodFiles(pod_dir, spec.hostname, spec.dns));
   RETURN_IF_ERROR(Failpoint("sandbox.run.pod_files_written"));
+  steps.Step("pod_files");
   if (!spec.host_ipc) {
     ASSIGN_OR_RETURN(ScopedMount shm, ScopedMount::Tmpfs(pod_dir + "/shm",
                                                          MS_NOSUID | MS_NODEV | MS_NOEXEC,
                                                          "mode=1777,size=65536k"));
     shm.Release();  // Teardown unmounts it
     RETURN_IF_ERROR(Failpoint("sandbox.run.shm_mounted"));
+    steps.Step("shm_mount");
   }
+  // CNI ADD, the long pole, runs while the pause container is made and started: the pause only
+  // needs the namespace to exist, and nothing of the pod runs before both are done. Whatever
+  // either made is undone by Teardown if the other fails.
+  std::optional<absl::StatusOr<cni::Attachment>> attached;
+  std::thread attach;
   if (network) {
     ASSIGN_OR_RETURN(cni::NetNs netns, cni::NetNs::Create(s.netns_path));
     netns.Release();
     RETURN_IF_ERROR(Failpoint("sandbox.run.netns_created"));
-    ASSIGN_OR_RETURN(cni::Attachment a, network_->Attach(*network, AttachSpecOf(s)));
-    s.ips = a.ips;
-    s.cni_result = a.result_json;
-    RETURN_IF_ERROR(Failpoint("sandbox.run.network_attached"));
-    if (!s.ips.empty()) {
-      RETURN_IF_ERROR(
-          WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
-    }
+    steps.Step("netns");
+    attach = std::thread([this, &network, &attached, attach_spec = AttachSpecOf(s)] {
+      StepTimer attach_steps("RunPodSandbox");
+      attached = network_->Attach(*network, attach_spec);
+      attach_steps.Step("cni_add");
+    });
   }
-  ASSIGN_OR_RETURN(s.oci_spec, StartPause(s, config));
+  absl::StatusOr<std::string> pause = StartPause(s, config, steps);
+  if (attach.joinable()) {
+    attach.join();
+    steps.Step("cni_add_wait");
+    RETURN_IF_ERROR(attached->status());
+    s.ips = (*attached)->ips;
+    s.cni_result = (*attached)->result_json;
+    RETURN_IF_ERROR(Failpoint("sandbox.run.network_attached"));
+  }
+  RETURN_IF_ERROR(pause.status());
+  s.oci_spec = *std::move(pause);
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_started"));
-  absl::StatusOr<ContainerState> state = RuntimeFor(config, s.runtime_handler)->State(s.id);
-  if (state.ok()) s.pid = state->pid;
-  return Persist(s);
+  if (!s.ips.empty()) {
+    RETURN_IF_ERROR(
+        WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
+  }
+  RETURN_IF_ERROR(Persist(s));
+  steps.Step("persist");
+  return absl::OkStatus();
 }
 
 }  // namespace berth::pod

@@ -9,7 +9,8 @@
 // When containerd is installed (not a dependency of berth), its figures are not measured here
 // yet; the ratios are printed against conmon as berth's own baseline.
 //
-// Usage (root): BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10] [K=50]
+// Usage (root): [RUNTIME=crun] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10] [K=50]
+// (RUNTIME: the runtime handler pods use, runc by default.)
 
 #include <unistd.h>
 
@@ -17,17 +18,21 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/http.h"
 #include "test/lib/process.h"
 
 namespace {
@@ -168,6 +173,41 @@ class Bench {
   std::exit(1);
 }
 
+// Where berthd's time went, step by step: the mean of each berth_operation_step_duration_seconds
+// series (sum / count) from its /metrics, in flow order as the metrics list them.
+void PrintSteps(const std::string& metrics_address) {
+  absl::StatusOr<berth::testing::HttpResponse> got =
+      berth::testing::HttpGet(metrics_address, "/metrics");
+  if (!got.ok() || got->status != 200) Die("scrape berthd's metrics");
+  std::map<std::string, double> sums;
+  std::map<std::string, double> counts;
+  std::vector<std::string> order;
+  std::istringstream lines(got->body);
+  for (std::string line; std::getline(lines, line);) {
+    constexpr absl::string_view kSum = "berth_operation_step_duration_seconds_sum{";
+    constexpr absl::string_view kCount = "berth_operation_step_duration_seconds_count{";
+    const bool sum = absl::StartsWith(line, kSum);
+    if (!sum && !absl::StartsWith(line, kCount)) continue;
+    const size_t close = line.find('}');
+    if (close == std::string::npos) continue;
+    const size_t open = (sum ? kSum : kCount).size();
+    const std::string labels = line.substr(open, close - open);
+    const double value = std::atof(line.c_str() + close + 1);
+    if (sum) {
+      if (!sums.count(labels)) order.push_back(labels);
+      sums[labels] = value;
+    } else {
+      counts[labels] = value;
+    }
+  }
+  std::printf("berthd's steps (mean ms over every call so far):\n");
+  for (const std::string& labels : order) {
+    if (counts[labels] == 0) continue;
+    std::printf("  %-60s %7.2f  (n=%.0f)\n", labels.c_str(), 1000 * sums[labels] / counts[labels],
+                counts[labels]);
+  }
+}
+
 long RssKb(pid_t pid) { return berth::testing::ProcStatusField(pid, "VmRSS"); }
 
 // RSS of the monitor processes of this daemon's containers (their command lines name its dir).
@@ -190,6 +230,9 @@ std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string
   std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_host,
                                   "\", insecure: true}\n");
   if (!monitor.empty()) absl::StrAppend(&yaml, "monitor: {path: ", monitor, "}\n");
+  if (const char* runtime = std::getenv("RUNTIME"); runtime != nullptr && *runtime != '\0') {
+    absl::StrAppend(&yaml, "default_runtime: ", runtime, "\n");
+  }
   auto daemon = BerthDaemon::Create({.extra_yaml = yaml, .log_level = "warn"});
   if (!daemon.ok()) Die(daemon.status().ToString());
   if (!berth::WriteFileAtomic(
@@ -249,6 +292,7 @@ int main(int argc, char** argv) {
     Timings sequential;
     for (int i = 0; i < n; ++i) bench->Remove(bench->Start(i, &sequential));
     sequential.Print(absl::StrCat(n, " pods one after another (pod + 1 container):").c_str());
+    PrintSteps(bench->daemon().metrics_address());
     Timings concurrent;
     std::vector<std::string> pods(m);
     std::vector<std::thread> threads;
