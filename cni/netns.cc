@@ -2,20 +2,25 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
+#include "base/unique_fd.h"
 
 namespace berth::cni {
 
@@ -50,6 +55,32 @@ NetNs::~NetNs() {
   if (absl::Status s = RemoveNetNs(path_); !s.ok()) {
     spdlog::warn("network namespace {}: {}", path_, s.message());
   }
+}
+
+absl::Status BringUpLoopback(const std::string& path) {
+  UniqueFd ns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (ns.get() < 0) return ErrnoToStatus(errno, absl::StrCat("open network namespace ", path));
+  absl::Status status;
+  std::thread upper([&] {
+    if (::setns(ns.get(), CLONE_NEWNET) != 0) {
+      status = ErrnoToStatus(errno, absl::StrCat("enter network namespace ", path));
+      return;
+    }
+    UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq request{};
+    std::snprintf(request.ifr_name, sizeof request.ifr_name, "lo");
+    if (sock.get() < 0 || ::ioctl(sock.get(), SIOCGIFFLAGS, &request) != 0) {
+      status = ErrnoToStatus(errno, absl::StrCat("read the flags of lo in ", path));
+      return;
+    }
+    if ((request.ifr_flags & IFF_UP) != 0) return;
+    request.ifr_flags |= IFF_UP;
+    if (::ioctl(sock.get(), SIOCSIFFLAGS, &request) != 0) {
+      status = ErrnoToStatus(errno, absl::StrCat("set lo up in ", path));
+    }
+  });
+  upper.join();
+  return status;
 }
 
 absl::Status RemoveNetNs(const std::string& path) {

@@ -35,6 +35,11 @@ class NetNs {
 // Unpins a namespace (lazy unmount, then unlink). OK if it is not there.
 absl::Status RemoveNetNs(const std::string& path);
 
+// Sets the loopback interface of the namespace pinned at `path` up (the kernel then gives it
+// 127.0.0.1/8 and ::1), what the CNI loopback plugin does, without starting one. From a
+// short-lived thread: the caller's own namespace never changes.
+absl::Status BringUpLoopback(const std::string& path);
+
 // Whether `path` is a pinned network namespace.
 bool IsNetNs(const std::string& path);
 

@@ -14,6 +14,7 @@
 #include "base/logging.h"
 #include "base/process.h"
 #include "base/status_macros.h"
+#include "cni/netns.h"
 #include "nlohmann/json.hpp"
 
 namespace berth::cni {
@@ -110,6 +111,15 @@ std::string CniExecPlugin::CachePath(const std::string& container_id,
   return absl::StrCat(options_.cache_dir, "/", container_id, "-", ifname, ".json");
 }
 
+// Whether plugin `index` of a chain is done in-process rather than by running it: a loopback
+// plugin after the first only sets lo up (BringUpLoopback, for ADD) and passes its prevResult on;
+// DEL sets lo down in a namespace that is about to go, CHECK looks at lo. Saves starting a Go
+// binary, ~18 ms, on every pod start and stop. A loopback plugin first in the chain makes the
+// result the rest build on, so it runs.
+static bool DoneInProcess(const json& list, size_t index) {
+  return index > 0 && list["plugins"][index].value("type", "") == "loopback";
+}
+
 // Runs one plugin of the chain. On failure: the plugin's error message, details and stderr.
 static absl::StatusOr<std::string> Invoke(const CniExecPlugin::Options& options, const Call& call,
                                           const json& plugin, const AttachSpec& spec) {
@@ -172,13 +182,22 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
   RETURN_IF_ERROR(
       WriteFileAtomic(cache_path, CacheEntry(spec, network.name, list, nullptr).dump(), 0600));
   std::string result;
-  for (const json& plugin : list["plugins"]) {
-    absl::StatusOr<std::string> out = Invoke(options_, call, plugin, spec);
+  const json& plugins = list["plugins"];
+  for (size_t i = 0; i < plugins.size(); ++i) {
+    const json& plugin = plugins[i];
+    absl::StatusOr<std::string> out;
+    if (DoneInProcess(list, i)) {
+      absl::Status up = BringUpLoopback(spec.netns_path);
+      out = up.ok() ? absl::StatusOr<std::string>(result) : Annotate(up, "CNI ADD loopback");
+    } else {
+      out = Invoke(options_, call, plugin, spec);
+    }
     if (!out.ok()) {
       // Whatever the plugins before it did (an IP reserved, a veth made) is undone.
       Call del{"DEL", &list, AtLeast040(network.cni_version) ? call.prev_result : json()};
-      for (auto it = list["plugins"].rbegin(); it != list["plugins"].rend(); ++it) {
-        absl::StatusOr<std::string> undone = Invoke(options_, del, *it, spec);
+      for (size_t j = plugins.size(); j-- > 0;) {
+        if (DoneInProcess(list, j)) continue;
+        absl::StatusOr<std::string> undone = Invoke(options_, del, plugins[j], spec);
         if (!undone.ok()) spdlog::warn("undo of a failed CNI ADD: {}", undone.status().message());
       }
       ::unlink(cache_path.c_str());
@@ -212,8 +231,9 @@ absl::Status CniExecPlugin::Detach(const AttachSpec& spec) {
   }
   const json& list = cache["config"];
   Call call{"DEL", &list, AtLeast040(list.value("cniVersion", "")) ? cache["result"] : json()};
-  for (auto it = list["plugins"].rbegin(); it != list["plugins"].rend(); ++it) {
-    absl::StatusOr<std::string> out = Invoke(options_, call, *it, spec);
+  for (size_t j = list["plugins"].size(); j-- > 0;) {
+    if (DoneInProcess(list, j)) continue;
+    absl::StatusOr<std::string> out = Invoke(options_, call, list["plugins"][j], spec);
     if (!out.ok()) return Annotate(out.status(), absl::StrCat("network ", list.value("name", "")));
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -229,8 +249,9 @@ absl::Status CniExecPlugin::Check(const AttachSpec& spec) {
   const json& list = cache["config"];
   if (!AtLeast040(list.value("cniVersion", ""))) return absl::OkStatus();  // no CHECK before 0.4.0
   Call call{"CHECK", &list, cache["result"]};
-  for (const json& plugin : list["plugins"]) {
-    absl::StatusOr<std::string> out = Invoke(options_, call, plugin, spec);
+  for (size_t i = 0; i < list["plugins"].size(); ++i) {
+    if (DoneInProcess(list, i)) continue;
+    absl::StatusOr<std::string> out = Invoke(options_, call, list["plugins"][i], spec);
     if (!out.ok()) return Annotate(out.status(), absl::StrCat("network ", list.value("name", "")));
   }
   return absl::OkStatus();

@@ -144,6 +144,47 @@ TEST_F(CniTest, AttachCheckDetach) {
   EXPECT_TRUE(plugin_->Detach(pod).ok());  // idempotent
 }
 
+// A loopback plugin after the first is done in-process (lo set up, its prevResult passed on):
+// berth never runs it. One first in the chain makes the result the rest build on, so it runs.
+TEST_F(CniTest, ALoopbackPluginAfterTheFirstIsDoneInProcess) {
+  const std::string calls = dir_ + "/loopback.calls";
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/bin/loopback",
+                              absl::StrCat("#!/bin/sh\necho \"$CNI_COMMAND\" >> ", calls, R"(
+cat > /dev/null
+echo '{"cniVersion": "1.0.0", "interfaces": [{"name": "lo"}], "ips": []}'
+)"),
+                              0755)
+                  .ok());
+  AttachSpec pod = Pod("pod-lo");
+  absl::StatusOr<Attachment> a = plugin_->Attach(Network(), pod);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->ips.size(), 1u);  // the bridge's result, passed on
+  EXPECT_THAT(a->ips[0].address, StartsWith("10.252.7."));
+  const std::string lo = Shell({"/usr/bin/nsenter", "--net=" + pod.netns_path, "/usr/sbin/ip",
+                                "-o", "addr", "show", "lo"});
+  EXPECT_THAT(lo, HasSubstr("127.0.0.1/8"));
+  EXPECT_THAT(Shell({"/usr/bin/nsenter", "--net=" + pod.netns_path, "/usr/sbin/ip", "-o", "link",
+                     "show", "lo"}),
+              HasSubstr(",UP"));
+  EXPECT_TRUE(plugin_->Check(pod).ok());
+  ASSERT_TRUE(plugin_->Detach(pod).ok());
+  EXPECT_FALSE(std::filesystem::exists(calls));
+
+  // Loopback alone (first in its chain): run as configured.
+  const std::string path = dir_ + "/net.d/05-lo.conflist";
+  ASSERT_TRUE(WriteFileAtomic(path, R"({"cniVersion": "1.0.0", "name": "lo-only",
+                                      "plugins": [{"type": "loopback"}]})")
+                  .ok());
+  absl::StatusOr<NetworkConf> lo_only = LoadNetworkConf(path);
+  ASSERT_TRUE(lo_only.ok()) << lo_only.status();
+  AttachSpec other = Pod("pod-lo-only");
+  ASSERT_TRUE(plugin_->Attach(*lo_only, other).ok());
+  ASSERT_TRUE(plugin_->Detach(other).ok());
+  absl::StatusOr<std::string> ran = ReadFile(calls);
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(*ran, "ADD\nDEL\n");
+}
+
 TEST_F(CniTest, DetachWorksWhenTheNamespaceIsGone) {
   for (const std::string version : {"1.0.0", "0.4.0", "0.3.1"}) {
     NetworkConf network = Network("", version);
