@@ -197,6 +197,15 @@ TEST_F(FailureTest, RuntimeErrorIsReportedAndNothingIsLeft) {
   ASSERT_TRUE(metrics.ok());
   EXPECT_THAT(metrics->body,
               HasSubstr(R"(berth_cni_operation_duration_seconds_count{operation="ADD"} 2)"));
+  // Where the time of the pod start that worked went, step by step.
+  for (const char* step : {"validate", "netns", "cni_add", "pause_create", "pause_start",
+                           "persist"}) {
+    EXPECT_THAT(metrics->body,
+                HasSubstr(absl::StrCat(R"(berth_operation_step_duration_seconds_count{operation=)"
+                                       R"("RunPodSandbox",step=")",
+                                       step, R"("} )")))
+        << step;
+  }
   ASSERT_TRUE(Remove(*id).ok());
   ExpectNoLeaks();
 }

@@ -1,5 +1,6 @@
 #include "cri/metrics.h"
 
+#include "base/steps.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
@@ -30,6 +31,28 @@ TEST(MetricsTest, CountsOperationsErrorsAndLatency) {
   EXPECT_THAT(text,
               HasSubstr("berth_operations_latency_seconds_bucket{operation=\"Version\",le=\"240\"} 2"));
   EXPECT_THAT(text, HasSubstr("berth_operations_latency_seconds_count{operation=\"Version\"} 2"));
+}
+
+TEST(MetricsTest, StepsOfAnOperationAreObservedByStep) {
+  Metrics metrics;
+  SetStepObserver([&](absl::string_view operation, absl::string_view step, double seconds) {
+    metrics.RecordStep(operation, step, seconds);
+  });
+  {
+    StepTimer steps("RunPodSandbox");
+    steps.Step("validate");
+    steps.Step("persist");
+    steps.Step("persist");
+  }
+  SetStepObserver(nullptr);
+  StepTimer("RunPodSandbox").Step("after");  // no observer: nothing recorded
+  std::string text = Exposition(metrics);
+  EXPECT_THAT(text, HasSubstr("# TYPE berth_operation_step_duration_seconds histogram"));
+  EXPECT_THAT(text, HasSubstr("berth_operation_step_duration_seconds_count{operation="
+                              "\"RunPodSandbox\",step=\"validate\"} 1"));
+  EXPECT_THAT(text, HasSubstr("berth_operation_step_duration_seconds_count{operation="
+                              "\"RunPodSandbox\",step=\"persist\"} 2"));
+  EXPECT_THAT(text, Not(HasSubstr("step=\"after\"")));
 }
 
 TEST(MetricsTest, ServeFailsClearlyWhenAddressCannotBeBound) {
