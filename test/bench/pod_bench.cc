@@ -1,16 +1,19 @@
 // Pod and container start latency through the CRI, and memory use, of a real berthd (the staged
 // install named by $BERTHD, with runc, overlayfs, the CNI bridge and a busybox image from a
-// registry on loopback):
-//   1. N pods one after another: RunPodSandbox, CreateContainer, StartContainer, and the whole
-//      start, median and p99 per step; then StopPodSandbox + RemovePodSandbox.
+// registry on loopback), side by side with containerd when Debian's containerd is installed
+// (started by the bench with a root, state, socket and CNI config of its own; the same workload,
+// the same bridge and host-local config, runc under both):
+//   1. N pods one after another: RunPodSandbox, CreateContainer, StartContainer, the whole start,
+//      StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
+//      berth_operation_step_duration_seconds metrics).
 //   2. M pods started concurrently: the same figures.
-//   3. K running pods (one container each): berthd's RSS, and the monitors' RSS per container,
-//      with berth-conmon and with Debian's conmon side by side.
-// When containerd is installed (not a dependency of berth), its figures are not measured here
-// yet; the ratios are printed against conmon as berth's own baseline.
+//   3. K running pods (one container each): the daemon's RSS, and the monitors' (or shims')
+//      number, RSS and PSS; for berth with berth-conmon and with Debian's conmon.
+// Then each berth figure over containerd's. Every call is a direct gRPC call: no crictl start-up.
 //
-// Usage (root): [RUNTIME=crun] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10] [K=50]
-// (RUNTIME: the runtime handler pods use, runc by default.)
+// Usage (root): [RUNTIME=crun] [CONTAINERD=0] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10]
+//               [K=50]
+// (RUNTIME: the runtime handler berth's pods use, runc by default; CONTAINERD=0 skips it.)
 
 #include <unistd.h>
 
@@ -31,6 +34,7 @@
 #include "base/file_util.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
+#include "test/bench/containerd_env.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/http.h"
 #include "test/lib/process.h"
@@ -38,11 +42,13 @@
 namespace {
 
 using berth::testing::BerthDaemon;
+using berth::testing::ContainerdEnv;
 using berth::testing::CriClient;
 using runtime::v1::RuntimeService;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kBridge[] = "berthbench0";
+constexpr char kContainerdIpam[] = "/tmp/berth-bench-containerd-ipam";
 
 double Ms(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -62,9 +68,18 @@ struct Timings {
     std::lock_guard<std::mutex> lock(mu);
     steps[step].push_back(ms);
   }
+  static constexpr const char* kSteps[] = {"RunPodSandbox", "CreateContainer", "StartContainer",
+                                           "total", "StopPodSandbox", "RemovePodSandbox"};
+  double Median(const std::string& step) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<double> v = steps[step];
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
   void Print(const char* title) {
     std::printf("%s\n", title);
-    for (const char* step : {"RunPodSandbox", "CreateContainer", "StartContainer", "total"}) {
+    for (const char* step : kSteps) {
       std::vector<double>& v = steps[step];
       if (v.empty()) continue;
       std::sort(v.begin(), v.end());
@@ -81,13 +96,17 @@ class Bench {
       : daemon_(std::move(daemon)), image_(std::move(image)) {
     g_bench = this;
   }
+  Bench(std::unique_ptr<ContainerdEnv> containerd, std::string image)
+      : containerd_(std::move(containerd)), image_(std::move(image)) {
+    g_bench = this;
+  }
   // Removes every pod it still has; then BerthDaemon stops berthd and removes its tree.
   ~Bench() {
     g_bench = nullptr;
     RemoveAll();
   }
   void RemoveAll() {
-    if (!daemon_) return;
+    if (!daemon_ && !containerd_) return;
     auto pods = cri().Call(&RuntimeService::Stub::ListPodSandbox,
                            runtime::v1::ListPodSandboxRequest());
     if (!pods.ok()) return;
@@ -101,9 +120,12 @@ class Bench {
   void Abandon() {
     RemoveAll();
     daemon_.reset();
+    containerd_.reset();
   }
-  CriClient& cri() { return daemon_->client(); }
-  BerthDaemon& daemon() { return *daemon_; }
+  CriClient& cri() { return daemon_ ? daemon_->client() : containerd_->client(); }
+  BerthDaemon* berth() { return daemon_.get(); }
+  const std::string& dir() const { return daemon_ ? daemon_->dir() : containerd_->dir(); }
+  pid_t pid() const { return daemon_ ? daemon_->pid() : containerd_->pid(); }
 
   runtime::v1::PodSandboxConfig Pod(int i) {
     runtime::v1::PodSandboxConfig c;
@@ -111,7 +133,7 @@ class Bench {
     c.mutable_metadata()->set_namespace_("bench");
     c.mutable_metadata()->set_uid(absl::StrCat("uid-", i));
     c.set_hostname(absl::StrCat("bench-", i));
-    c.set_log_directory(absl::StrCat(daemon_->dir(), "/logs/", i));
+    c.set_log_directory(absl::StrCat(dir(), "/logs/", i));
     return c;
   }
 
@@ -148,17 +170,26 @@ class Bench {
     return pod->pod_sandbox_id();
   }
 
-  void Remove(const std::string& pod) {
+  void Remove(const std::string& pod, Timings* t = nullptr) {
+    const Clock::time_point t0 = Clock::now();
     runtime::v1::StopPodSandboxRequest stop;
     stop.set_pod_sandbox_id(pod);
-    (void)cri().Call(&RuntimeService::Stub::StopPodSandbox, stop);
+    auto stopped = cri().Call(&RuntimeService::Stub::StopPodSandbox, stop);
+    if (!stopped.ok()) Die(absl::StrCat("StopPodSandbox: ", stopped.status().ToString()));
+    const Clock::time_point t1 = Clock::now();
     runtime::v1::RemovePodSandboxRequest remove;
     remove.set_pod_sandbox_id(pod);
-    if (!cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove).ok()) Die("RemovePodSandbox");
+    auto removed = cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove);
+    if (!removed.ok()) Die(absl::StrCat("RemovePodSandbox: ", removed.status().ToString()));
+    if (t != nullptr) {
+      t->Add("StopPodSandbox", Ms(t0, t1));
+      t->Add("RemovePodSandbox", Ms(t1, Clock::now()));
+    }
   }
 
  private:
   std::unique_ptr<BerthDaemon> daemon_;
+  std::unique_ptr<ContainerdEnv> containerd_;
   std::string image_;
 };
 
@@ -169,6 +200,7 @@ class Bench {
     if (Bench* bench = g_bench.exchange(nullptr)) bench->Abandon();
     g_registry.reset();
     berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+    berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
   });
   std::exit(1);
 }
@@ -210,20 +242,38 @@ void PrintSteps(const std::string& metrics_address) {
 
 long RssKb(pid_t pid) { return berth::testing::ProcStatusField(pid, "VmRSS"); }
 
-// RSS of the monitor processes of this daemon's containers (their command lines name its dir).
-std::vector<long> MonitorRss(const std::string& dir) {
-  std::vector<long> out;
+// The proportional set size of a process (kB): its share of pages shared with others.
+long PssKb(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
+  for (std::string line; std::getline(in, line);) {
+    if (absl::StartsWith(line, "Pss:")) return std::atol(line.c_str() + 4);
+  }
+  return 0;
+}
+
+// The per-container processes of a runtime: berth's monitors (their command lines name the
+// daemon's tree) or containerd's shims (theirs name its socket, in its directory).
+std::vector<pid_t> HelperPids(const std::string& dir, const std::string& kind) {
+  std::vector<pid_t> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(e.path() / "cmdline");
     std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find("conmon") != std::string::npos && cmdline.find(dir) != std::string::npos &&
-        cmdline.find("/containers/") != std::string::npos) {
-      out.push_back(RssKb(std::stoi(name)));
+    if (cmdline.find(kind) != std::string::npos && cmdline.find(dir) != std::string::npos) {
+      out.push_back(std::stoi(name));
     }
   }
   return out;
+}
+
+const std::string kConflistHead = R"({"cniVersion": "1.0.0", "name": "bench", "plugins": [
+      {"type": "bridge", "bridge": ")";
+
+std::string Conflist(const std::string& ipam_dir) {
+  return absl::StrCat(kConflistHead, kBridge, R"(", "isGateway": true, "ipMasq": false,
+       "ipam": {"type": "host-local", "dataDir": ")", ipam_dir, R"(",
+                "ranges": [[{"subnet": "10.250.0.0/16"}]]}}, {"type": "loopback"}]})");
 }
 
 std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string& monitor) {
@@ -235,12 +285,8 @@ std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string
   }
   auto daemon = BerthDaemon::Create({.extra_yaml = yaml, .log_level = "warn"});
   if (!daemon.ok()) Die(daemon.status().ToString());
-  if (!berth::WriteFileAtomic(
-           (*daemon)->cni_dir() + "/10-bench.conflist",
-           absl::StrCat(R"({"cniVersion": "1.0.0", "name": "bench", "plugins": [
-      {"type": "bridge", "bridge": ")", kBridge, R"(", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "dataDir": ")", (*daemon)->dir(), R"(/ipam",
-                "ranges": [[{"subnet": "10.250.0.0/16"}]]}}, {"type": "loopback"}]})"))
+  if (!berth::WriteFileAtomic((*daemon)->cni_dir() + "/10-bench.conflist",
+                              Conflist((*daemon)->dir() + "/ipam"))
            .ok()) {
     Die("write the CNI config");
   }
@@ -250,22 +296,79 @@ std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string
   return std::make_unique<Bench>(*std::move(daemon), image);
 }
 
-void Memory(const std::string& host, const std::string& monitor, int k, const char* label) {
-  std::unique_ptr<Bench> bench = Setup(host, monitor);
+// containerd, with its pause image already pulled (as a node has it), or nullptr when it is not
+// installed or CONTAINERD=0.
+std::unique_ptr<Bench> SetupContainerd(const std::string& registry_host) {
+  if (const char* want = std::getenv("CONTAINERD"); want != nullptr && std::string(want) == "0") {
+    return nullptr;
+  }
+  const std::string pause = registry_host + "/pause:bench";
+  auto env = ContainerdEnv::Start(registry_host, pause, Conflist(kContainerdIpam));
+  if (absl::IsNotFound(env.status())) {
+    std::printf("containerd: %s\n", std::string(env.status().message()).c_str());
+    return nullptr;
+  }
+  if (!env.ok()) Die(env.status().ToString());
+  const std::string image = registry_host + "/busybox:bench";
+  auto bench = std::make_unique<Bench>(*std::move(env), image);
+  for (const std::string& ref : {pause, image}) {
+    if (absl::StatusOr<std::string> pulled = bench->cri().PullImage(ref); !pulled.ok()) {
+      Die(absl::StrCat("containerd pull ", ref, ": ", pulled.status().ToString()));
+    }
+  }
+  return bench;
+}
+
+struct Footprint {
+  double daemon_mib = 0;
+  size_t helpers = 0;
+  double helpers_rss_mib = 0;
+  double helpers_pss_mib = 0;
+};
+
+Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k,
+                 const char* label) {
   std::vector<std::string> pods;
   for (int i = 0; i < k; ++i) pods.push_back(bench->Start(i, nullptr));
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  const long daemon_kb = RssKb(bench->daemon().pid());
-  std::vector<long> monitors = MonitorRss(bench->daemon().dir());
-  long sum = 0;
-  for (long kb : monitors) sum += kb;
-  std::printf("%d running pods, monitor %s:\n", k, label);
-  std::printf("  berthd RSS %8.1f MiB\n", daemon_kb / 1024.0);
-  if (!monitors.empty()) {
-    std::printf("  monitor RSS per container %6.0f KiB (%zu monitors)\n",
-                static_cast<double>(sum) / monitors.size(), monitors.size());
+  Footprint f;
+  f.daemon_mib = RssKb(bench->pid()) / 1024.0;
+  for (pid_t pid : HelperPids(bench->dir(), helper)) {
+    ++f.helpers;
+    f.helpers_rss_mib += RssKb(pid) / 1024.0;
+    f.helpers_pss_mib += PssKb(pid) / 1024.0;
   }
+  std::printf("%d running pods, %s:\n", k, label);
+  std::printf("  daemon RSS %8.1f MiB; %zu %s processes, RSS %.1f MiB, PSS %.1f MiB in all\n",
+              f.daemon_mib, f.helpers, helper.c_str(), f.helpers_rss_mib, f.helpers_pss_mib);
   for (const std::string& pod : pods) bench->Remove(pod);
+  return f;
+}
+
+struct Run {
+  Timings sequential;
+  Timings concurrent;
+};
+
+void Measure(Bench& bench, int n, int m, const char* name, Run* run) {
+  bench.Remove(bench.Start(1000, nullptr));  // warm caches
+  for (int i = 0; i < n; ++i) bench.Remove(bench.Start(i, &run->sequential), &run->sequential);
+  run->sequential.Print(absl::StrCat(name, ": ", n, " pods one after another (pod + 1 container):")
+                            .c_str());
+  if (bench.berth() != nullptr) PrintSteps(bench.berth()->metrics_address());
+  std::vector<std::string> pods(m);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < m; ++i) {
+    threads.emplace_back([&, i] { pods[i] = bench.Start(100 + i, &run->concurrent); });
+  }
+  for (std::thread& t : threads) t.join();
+  run->concurrent.Print(absl::StrCat(name, ": ", m, " pods started concurrently:").c_str());
+  for (const std::string& pod : pods) bench.Remove(pod);
+}
+
+void Ratio(const char* what, double berth, double containerd) {
+  std::printf("  %-34s %9.1f %11.1f %7.2f\n", what, berth, containerd,
+              containerd > 0 ? berth / containerd : 0.0);
 }
 
 }  // namespace
@@ -281,35 +384,64 @@ int main(int argc, char** argv) {
   const std::string host = g_registry->host();
   berth::testing::ImageSpec spec;
   spec.cmd = {"sh"};
-  if (!g_registry->Push("busybox", "bench", berth::testing::BuildImage(
-                                                {berth::testing::BusyboxLayer().Build()}, spec))
+  // Symbolic links to busybox, not the hard links of the test fixtures' layer: containerd gives a
+  // hard link's header mode to the file it links to.
+  berth::testing::LayerBuilder busybox;
+  busybox.Dir("bin").File("bin/busybox", *berth::ReadFile("/bin/busybox"), 0755);
+  for (const char* applet : {"sh", "sleep", "true"}) {
+    busybox.Symlink(absl::StrCat("bin/", applet), "busybox");
+  }
+  if (!g_registry->Push("busybox", "bench", berth::testing::BuildImage({busybox.Build()}, spec))
            .ok()) {
     Die("push");
   }
+  const std::string pause_binary =
+      (std::filesystem::path(berth::testing::BerthdPath()).parent_path().parent_path() /
+       "libexec/berth/berth-pause")
+          .string();
+  if (absl::StatusOr<std::string> pause_bytes = berth::ReadFile(pause_binary); pause_bytes.ok()) {
+    berth::testing::ImageSpec pause_spec;
+    pause_spec.entrypoint = {"/pause"};
+    berth::testing::LayerBuilder pause_layer;
+    pause_layer.File("pause", *pause_bytes, 0755);
+    if (!g_registry->Push("pause", "bench",
+                          berth::testing::BuildImage({pause_layer.Build()}, pause_spec))
+             .ok()) {
+      Die("push the pause image");
+    }
+  }
+  Run berth_run;
   {
     std::unique_ptr<Bench> bench = Setup(host, "");
-    bench->Remove(bench->Start(1000, nullptr));  // warm caches
-    Timings sequential;
-    for (int i = 0; i < n; ++i) bench->Remove(bench->Start(i, &sequential));
-    sequential.Print(absl::StrCat(n, " pods one after another (pod + 1 container):").c_str());
-    PrintSteps(bench->daemon().metrics_address());
-    Timings concurrent;
-    std::vector<std::string> pods(m);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < m; ++i) {
-      threads.emplace_back([&, i] { pods[i] = bench->Start(100 + i, &concurrent); });
-    }
-    for (std::thread& t : threads) t.join();
-    concurrent.Print(absl::StrCat(m, " pods started concurrently:").c_str());
-    for (const std::string& pod : pods) bench->Remove(pod);
+    Measure(*bench, n, m, "berth", &berth_run);
   }
-  Memory(host, "", k, "berth-conmon");
-  if (::access("/usr/bin/conmon", X_OK) == 0) Memory(host, "/usr/bin/conmon", k, "Debian conmon");
-  if (::access("/usr/bin/containerd", X_OK) == 0) {
-    std::printf("containerd is installed, but this bench does not drive it yet\n");
+  const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, "berth with berth-conmon");
+  if (::access("/usr/bin/conmon", X_OK) == 0) {
+    Memory(Setup(host, "/usr/bin/conmon"), "conmon", k, "berth with Debian's conmon");
+  }
+  std::unique_ptr<Bench> containerd = SetupContainerd(host);
+  if (containerd == nullptr) {
+    std::printf("containerd is not installed (or CONTAINERD=0): no side-by-side figures\n");
   } else {
-    std::printf("containerd is not installed: no side-by-side figures\n");
+    Run containerd_run;
+    Measure(*containerd, n, m, "containerd", &containerd_run);
+    containerd.reset();
+    const Footprint containerd_memory =
+        Memory(SetupContainerd(host), "containerd-shim", k, "containerd");
+    std::printf("berth / containerd (medians, ms; memory MiB):\n");
+    std::printf("  %-34s %9s %11s %7s\n", "", "berth", "containerd", "ratio");
+    for (const char* step : Timings::kSteps) {
+      Ratio(absl::StrCat(step, ", one after another").c_str(), berth_run.sequential.Median(step),
+            containerd_run.sequential.Median(step));
+    }
+    Ratio(absl::StrCat("total, ", m, " concurrent").c_str(), berth_run.concurrent.Median("total"),
+          containerd_run.concurrent.Median("total"));
+    Ratio(absl::StrCat("daemon RSS, ", k, " pods").c_str(), berth_memory.daemon_mib,
+          containerd_memory.daemon_mib);
+    Ratio("monitors/shims RSS", berth_memory.helpers_rss_mib, containerd_memory.helpers_rss_mib);
+    Ratio("monitors/shims PSS", berth_memory.helpers_pss_mib, containerd_memory.helpers_pss_mib);
   }
+  berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
   g_registry.reset();
   berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
   return 0;
