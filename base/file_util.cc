@@ -62,7 +62,9 @@ absl::Status FsyncDir(const std::string& dir) {
 
 }  // namespace
 
-absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode) {
+absl::Status WriteFileAtomic(const std::string& path, absl::string_view content, mode_t mode,
+                             Durability durability) {
+  const bool synced = durability == Durability::kSynced;
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd.valid()) {
@@ -72,7 +74,7 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view content,
   if (status.ok() && ::fchmod(fd.get(), mode) != 0) {
     status = ErrnoToStatus(errno, absl::StrCat("chmod ", tmp));
   }
-  if (status.ok() && ::fsync(fd.get()) != 0) {
+  if (status.ok() && synced && ::fsync(fd.get()) != 0) {
     status = ErrnoToStatus(errno, absl::StrCat("fsync ", tmp));
   }
   fd.Reset();
@@ -83,7 +85,7 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view content,
     ::unlink(tmp.c_str());
     return status;
   }
-  return FsyncDir(DirName(path));
+  return synced ? FsyncDir(DirName(path)) : absl::OkStatus();
 }
 
 std::vector<std::string> RemoveInterruptedWrites(const std::string& dir) {

@@ -187,7 +187,7 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   c.uid = user.value("uid", 0);
   c.gid = user.value("gid", 0);
   c.supplemental_groups = user.value("additionalGids", std::vector<int64_t>());
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600, Durability::kVolatile));
   const std::string log_dir = c.log_path.substr(0, c.log_path.rfind('/'));
   RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
   RETURN_IF_ERROR(Failpoint("container.create.spec_written"));

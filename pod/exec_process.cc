@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ExecProcess::Start(const OciRuntime
                                                                 bool tty, unsigned width,
                                                                 unsigned height) {
   const std::string spec_path = work_dir + "/process.json";
-  RETURN_IF_ERROR(WriteFileAtomic(spec_path, process_json, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(spec_path, process_json, 0600, Durability::kVolatile));
   std::vector<std::string> args = {runtime.path(), "--root", runtime.root(), "exec",
                                    "--process", spec_path, "--pid-file", work_dir + "/pid"};
   std::unique_ptr<ExecProcess> p(new ExecProcess());

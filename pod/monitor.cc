@@ -126,7 +126,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
   const std::string what = absl::StrCat("exec in container ", spec.container_id);
   const std::string process_path = spec.work_dir + "/process.json";
   const std::string log_path = spec.work_dir + "/exec.log";
-  RETURN_IF_ERROR(WriteFileAtomic(process_path, spec.process_json, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(process_path, spec.process_json, 0600, Durability::kVolatile));
   std::vector<std::string> args = {
       conmon_path_,
       "--cid", spec.container_id,

@@ -87,9 +87,10 @@ absl::Status WritePodFiles(const std::string& dir, const std::string& hostname,
     resolv = host.ok() ? *host : std::string();
   }
   RETURN_IF_ERROR(MakeDirs(dir, 0755));
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/hostname", hostname + "\n", 0644));
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/resolv.conf", resolv, 0644));
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/hosts", HostsFile(hostname, ""), 0644));
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/hostname", hostname + "\n", 0644, Durability::kVolatile));
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/resolv.conf", resolv, 0644, Durability::kVolatile));
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/hosts", HostsFile(hostname, ""), 0644,
+                                  Durability::kVolatile));
   return absl::OkStatus();
 }
 

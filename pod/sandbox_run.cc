@@ -144,7 +144,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   options.annotations["io.kubernetes.cri.sandbox-id"] = s.id;
   ASSIGN_OR_RETURN(std::string spec, PauseSpec(options));
   RETURN_IF_ERROR(MakeDirs(bundle, 0700));
-  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600));
+  RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600, Durability::kVolatile));
   steps.Step("pause_bundle");
   MonitorPtr monitor = MonitorFor(runtime.get(), config);
   const std::string monitor_dir = absl::StrCat(config.run_root, "/monitor/", s.id);
@@ -291,7 +291,8 @@ absl::Status SandboxManager::Make(Sandbox& s, const config::Config& config,
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_started"));
   if (!s.ips.empty()) {
     RETURN_IF_ERROR(
-        WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()), 0644));
+        WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()),
+                                    0644, Durability::kVolatile));
   }
   RETURN_IF_ERROR(Persist(s));
   steps.Step("persist");

@@ -37,6 +37,21 @@ TEST_F(FileUtilTest, WriteFileAtomicWritesContentAndModeAndLeavesNoTemp) {
             1);
 }
 
+// Volatile writes skip only the fsyncs: still atomic, same mode, no temporary left.
+TEST_F(FileUtilTest, AVolatileWriteIsStillAtomicAndComplete) {
+  std::string path = dir_ + "/v";
+  ASSERT_TRUE(WriteFileAtomic(path, "one", 0600, Durability::kVolatile).ok());
+  ASSERT_TRUE(WriteFileAtomic(path, std::string(1 << 20, 'x'), 0644, Durability::kVolatile).ok());
+  EXPECT_EQ(*ReadFile(path), std::string(1 << 20, 'x'));
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
+                          std::filesystem::directory_iterator()),
+            1);
+  EXPECT_FALSE(WriteFileAtomic(dir_ + "/missing/v", "x", 0644, Durability::kVolatile).ok());
+}
+
 TEST_F(FileUtilTest, WriteFileAtomicIntoMissingDirFailsWithPath) {
   absl::Status status = WriteFileAtomic(dir_ + "/missing/f", "x");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
