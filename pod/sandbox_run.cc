@@ -290,8 +290,7 @@ absl::Status SandboxManager::Make(Sandbox& s, const config::Config& config,
   s.oci_spec = *std::move(pause);
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_started"));
   if (!s.ips.empty()) {
-    RETURN_IF_ERROR(
-        WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()),
+    RETURN_IF_ERROR(WriteFileAtomic(pod_dir + "/hosts", HostsFile(spec.hostname, s.ips[0].Ip()),
                                     0644, Durability::kVolatile));
   }
   RETURN_IF_ERROR(Persist(s));

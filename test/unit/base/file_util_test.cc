@@ -21,6 +21,15 @@ class FileUtilTest : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  // `path` has `mode` and is the only file in dir_: no temporary was left beside it.
+  void ExpectOnlyFileWithMode(const std::string& path, mode_t mode) {
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, mode);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
+                            std::filesystem::directory_iterator()),
+              1);
+  }
   std::string dir_;
 };
 
@@ -29,12 +38,7 @@ TEST_F(FileUtilTest, WriteFileAtomicWritesContentAndModeAndLeavesNoTemp) {
   ASSERT_TRUE(WriteFileAtomic(path, "one", 0600).ok());
   ASSERT_TRUE(WriteFileAtomic(path, "two", 0640).ok());
   EXPECT_EQ(*ReadFile(path), "two");
-  struct stat st;
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0640u);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
-                          std::filesystem::directory_iterator()),
-            1);
+  ExpectOnlyFileWithMode(path, 0640);
 }
 
 // Volatile writes skip only the fsyncs: still atomic, same mode, no temporary left.
@@ -43,12 +47,7 @@ TEST_F(FileUtilTest, AVolatileWriteIsStillAtomicAndComplete) {
   ASSERT_TRUE(WriteFileAtomic(path, "one", 0600, Durability::kVolatile).ok());
   ASSERT_TRUE(WriteFileAtomic(path, std::string(1 << 20, 'x'), 0644, Durability::kVolatile).ok());
   EXPECT_EQ(*ReadFile(path), std::string(1 << 20, 'x'));
-  struct stat st;
-  ASSERT_EQ(::stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_),
-                          std::filesystem::directory_iterator()),
-            1);
+  ExpectOnlyFileWithMode(path, 0644);
   EXPECT_FALSE(WriteFileAtomic(dir_ + "/missing/v", "x", 0644, Durability::kVolatile).ok());
 }
 
