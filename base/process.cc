@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
+#include "base/reaper.h"
 #include "base/unique_fd.h"
 
 namespace berth {
@@ -114,6 +115,7 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec) {
   std::vector<char*> envp = CStrings(spec.env);
   pid_t pid = -1;
   int rc = 0;
+  std::unique_lock children = internal::LockChildren();
   if (spec.nice > 0) {
     // posix_spawn has no attribute for it, and a nice value is a thread's own on Linux: the
     // child inherits it from the thread that spawns it, one that lives for just that.
@@ -126,6 +128,8 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec) {
   } else {
     rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   }
+  if (rc == 0) internal::RecordSpawned(pid);
+  children.unlock();
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return ErrnoToStatus(rc, absl::StrCat("start ", spec.argv[0]));
@@ -194,9 +198,7 @@ absl::StatusOr<ProcessResult> RunProcess(const ProcessSpec& spec) {
     }
   }
   if (timed_out) ::kill(-*pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  const int status = ReapChild(*pid);
   if (timed_out) {
     return absl::DeadlineExceededError(absl::StrCat(
         spec.argv[0], " did not finish within ", spec.timeout.count(), " ms", 

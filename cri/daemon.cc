@@ -13,6 +13,7 @@
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
+#include "base/reaper.h"
 #include "base/sqlite.h"
 #include "base/status_macros.h"
 #include "base/steps.h"
@@ -48,12 +49,17 @@ constexpr size_t kMaxLongCallThreads = 256;
 constexpr absl::Duration kLongCallThreadIdle = absl::Seconds(30);
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 
+// Adopted children are reaped on SIGCHLD; those left for later (base/reaper.h) this soon after.
+constexpr std::chrono::milliseconds kReapDeferredAfter{100};
+constexpr std::chrono::seconds kYoungAdopted{10};
+
 sigset_t DaemonSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGCHLD);
   return set;
 }
 
@@ -125,6 +131,8 @@ Daemon::Daemon(config::LoadOptions load_options, config::Config config)
 absl::Status Daemon::Run() {
   std::shared_ptr<const config::Config> config = config_.Get();
   RETURN_IF_ERROR(MakeStateDirs(*config));
+  // Before any monitor starts: what berthd's children leave running becomes its own child.
+  RETURN_IF_ERROR(BecomeSubreaper());
   ASSIGN_OR_RETURN(ListenSocket socket, ListenSocket::Claim(config->listen));
   if (config->metrics.enabled) {
     RETURN_IF_ERROR(metrics_.Serve(config->metrics.address));
@@ -224,9 +232,19 @@ absl::Status Daemon::Run() {
                config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
 
   sigset_t signals = DaemonSignals();
+  bool deferred = false;
   for (;;) {
+    // What berthd's children left to it and that has exited since: monitors that conmon's
+    // double fork left, containers whose monitor died (ExecSync reaps its own processes).
     int sig = 0;
-    if (sigwait(&signals, &sig) != 0) {
+    if (deferred) {
+      const timespec soon = {.tv_sec = 0, .tv_nsec = kReapDeferredAfter.count() * 1000000};
+      sig = sigtimedwait(&signals, nullptr, &soon);
+    } else {
+      sig = sigwaitinfo(&signals, nullptr);
+    }
+    if (sig < 0 || sig == SIGCHLD) {
+      if (sig >= 0 || errno == EAGAIN) ReapAdoptedChildren(kYoungAdopted, &deferred);
       continue;
     }
     if (sig == SIGHUP) {

@@ -20,6 +20,7 @@
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/process.h"
+#include "base/reaper.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
@@ -114,12 +115,6 @@ void AwaitEof(int fd, std::chrono::seconds timeout) {
   }
 }
 
-void Reap(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
@@ -157,7 +152,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
   UniqueFd write_end(fds[1]);
   ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get(), spec.work_dir));
   write_end.Reset();
-  Reap(pid);
+  ReapChild(pid);
   // The timeout is the monitor's to enforce; allow it time to report.
   const std::chrono::seconds wait =
       spec.timeout.count() > 0 ? spec.timeout + std::chrono::seconds(30) : std::chrono::hours(24);
@@ -193,7 +188,7 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
                    SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec),
                                write_end.get(), spec.bundle));
   write_end.Reset();  // EOF on the pipe once every monitor process is gone
-  Reap(pid);  // the first conmon process forks the monitor and exits
+  ReapChild(pid);  // the first conmon process forks the monitor and exits
   const std::string what = absl::StrCat("create container ", spec.id);
   absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), timeout_);
   if (!sync.ok()) return Annotate(sync.status(), what);
