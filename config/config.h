@@ -24,8 +24,9 @@ struct RuntimeHandler {
 struct MonitorConfig {
   std::string path;           // "" = our berth-conmon next to berthd; else e.g. /usr/bin/conmon
   int64_t log_size_max = -1;  // bytes per container log file before rotation; -1 = unlimited
-  // Bytes of output an ExecSync keeps: the monitor stops recording there (a probe that prints
-  // forever cannot fill the disk or berthd's memory) and each stream returned is cut there.
+  // Bytes of output an ExecSync keeps, both streams together: the rest is read and dropped (a
+  // probe that prints forever cannot fill berthd's memory). Also the bound of the conmon
+  // protocol's exec mode (Monitor::Exec), where the monitor stops recording there.
   int64_t exec_sync_output_max = 16 << 20;
   bool operator==(const MonitorConfig&) const = default;
 };

@@ -16,6 +16,7 @@
 #include "base/unique_fd.h"
 #include "pod/container_manager.h"
 #include "pod/container_spec.h"
+#include "pod/exec_process.h"
 #include "pod/runtime.h"
 
 namespace berth::pod {
@@ -57,8 +58,10 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
     std::error_code ec;
     std::filesystem::remove_all(work, ec);
   };
-  MonitorPtr monitor = monitors_(runtime.get(), *config);
-  absl::StatusOr<ExecResult> result = monitor->Exec(
+  // No monitor: the runtime from this thread (a killed berthd leaves the process to the orphan
+  // sweep, which ends it).
+  absl::StatusOr<ExecResult> result = RunExecSync(
+      *runtime,
       {.container_id = c->id,
        .process_json = process,
        .work_dir = work,

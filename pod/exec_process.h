@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,23 @@
 #include "pod/runtime.h"
 
 namespace berth::pod {
+
+// A process to run in a running container and wait for (ExecSync).
+struct ExecSpec {
+  std::string container_id;
+  std::string process_json;  // the OCI "process" object
+  std::string work_dir;      // private scratch directory: process spec, log, pid file
+  std::chrono::seconds timeout{0};  // 0 = none
+  // Bytes of output kept (a monitor counts its log records' headers too); more is read and
+  // dropped, never held.
+  size_t output_max = 16 << 20;
+};
+
+struct ExecResult {
+  int exit_code = 0;
+  std::string stdout_data;
+  std::string stderr_data;
+};
 
 // A process started in a running container for an interactive session (CRI Exec): the OCI
 // runtime's `exec` in the foreground, its stdio on pipes or, with a tty, on a pty whose master
@@ -47,5 +65,14 @@ class ExecProcess {
   std::string work_dir_;
   UniqueFd stdin_, stdout_, stderr_;
 };
+
+// Runs `spec` to its end (CRI ExecSync) with no monitor process per call (exec probes are the most
+// frequent fork on a node): the runtime's `exec --detach` from the calling thread, after which the
+// process is berthd's own child (the subreaper, base/reaper.h) to wait for. Stdin is /dev/null;
+// output past `output_max` bytes is read and dropped. DeadlineExceeded past the timeout, with the
+// process killed; Internal with the runtime's message if it could not start it (e.g. no such
+// binary). Once the process has exited, what its pipes hold is taken and a child it left running
+// with them open is not waited for. Makes the calling process the child subreaper.
+absl::StatusOr<ExecResult> RunExecSync(const OciRuntime& runtime, const ExecSpec& spec);
 
 }  // namespace berth::pod

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "pod/exec_process.h"
 #include "pod/runtime.h"
 
 namespace berth::pod {
@@ -38,22 +39,6 @@ pid_t ReadPidFile(const std::string& path);
 void EndMonitor(const std::string& pidfile, const std::string& id,
                 std::chrono::milliseconds grace = std::chrono::seconds(5));
 
-// A process to run in a running container and wait for (ExecSync).
-struct ExecSpec {
-  std::string container_id;
-  std::string process_json;  // the OCI "process" object
-  std::string work_dir;      // private scratch directory: process spec, log, pid file
-  std::chrono::seconds timeout{0};  // 0 = none
-  // Bytes of log the monitor writes (both streams with their record headers); more is not kept.
-  size_t output_max = 16 << 20;
-};
-
-struct ExecResult {
-  int exit_code = 0;
-  std::string stdout_data;
-  std::string stderr_data;
-};
-
 // Launches the per-container monitor, which runs `runtime create` and then watches the container
 // for its whole life, outliving berthd.
 class Monitor {
@@ -62,7 +47,8 @@ class Monitor {
   // Returns the container's pid once the runtime created it (state "created"). Internal with the
   // runtime's message if creation failed; DeadlineExceeded if the monitor does not answer.
   virtual absl::StatusOr<pid_t> Create(const MonitorSpec& spec) = 0;
-  // Runs a process in the container under a monitor in exec mode and returns its exit code and
+  // Runs a process in the container under a monitor in exec mode (the conmon protocol's, as cri-o
+  // uses it; berthd's ExecSync runs without one, RunExecSync) and returns its exit code and
   // output. DeadlineExceeded when it ran past the timeout (it is killed); Internal with the
   // runtime's message when it could not be started (e.g. no such binary).
   virtual absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) = 0;

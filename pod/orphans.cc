@@ -1,13 +1,20 @@
 #include "pod/orphans.h"
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/logging.h"
 #include "base/mount.h"
+#include "base/reaper.h"
 #include "cni/netns.h"
 #include "image/rootfs.h"
 #include "pod/monitor.h"
@@ -30,6 +37,22 @@ std::string IdUnder(const std::string& dir, const std::string& path) {
 
 void Warn(const absl::Status& s) {
   if (!s.ok()) spdlog::warn("orphan sweep: {}", s.message());
+}
+
+// An exec whose berthd was killed runs on (ExecSync has no monitor, and a session's runtime
+// outlives it): end the process its work directory's pid file names, if that pid is still the
+// process the file was written for, not a later one that got the number.
+void EndExecProcess(const fs::path& work_dir) {
+  const std::string pidfile = (work_dir / "pid").string();
+  const pid_t pid = ReadPidFile(pidfile);
+  struct stat st;
+  if (pid <= 1 || ::stat(pidfile.c_str(), &st) != 0) return;
+  const std::optional<std::chrono::milliseconds> age = ProcessAge(pid);
+  if (!age) return;
+  const int64_t started = static_cast<int64_t>(::time(nullptr)) - age->count() / 1000;
+  if (started > st.st_mtim.tv_sec + 2) return;
+  spdlog::info("orphan sweep: killing exec process {} of {}", pid, work_dir.string());
+  ::kill(pid, SIGKILL);
 }
 
 }  // namespace
@@ -102,7 +125,7 @@ SweepReport SweepOrphans(const config::Config& config, const std::set<std::strin
   }
 
   // The per-id directories and files. Exec work directories belong to sessions that ended with
-  // the berthd that had them.
+  // the berthd that had them; their processes end with them.
   for (const std::string& dir :
        {containers, sandboxes, config.root + "/logs", pods, netns, config.run_root + "/monitor",
         config.run_root + "/exits", config.run_root + "/socks", config.run_root + "/exec"}) {
@@ -111,6 +134,7 @@ SweepReport SweepOrphans(const config::Config& config, const std::set<std::strin
     std::vector<fs::path> stale;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
       if (all || unknown(IdUnder(dir, entry.path().string()))) stale.push_back(entry.path());
+      if (all) EndExecProcess(entry.path());
     }
     for (const fs::path& path : stale) {
       absl::Status removed;

@@ -22,7 +22,9 @@ struct SweepReport {
 // state whose bundle is under berth's root, CNI attachments in the cache (and the temporary files
 // of cache writes cut short), mounts and pinned network namespaces under berth's roots, and the
 // per-id directories and files of root/{containers,sandboxes,logs} and
-// run_root/{pods,netns,monitor,exits,socks,exec}. Nothing outside berth's roots is touched.
+// run_root/{pods,netns,monitor,exits,socks,exec}, and the processes exec work directories name
+// (an ExecSync or exec session a killed berthd was running). Nothing outside berth's roots is
+// touched.
 // Failures are logged; what is left is tried again next start.
 SweepReport SweepOrphans(const config::Config& config, const std::set<std::string>& known,
                          cni::NetworkPlugin* network);

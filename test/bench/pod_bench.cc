@@ -4,7 +4,7 @@
 // (started by the bench with a root, state, socket and CNI config of its own; the same workload,
 // the same bridge and host-local config, runc under both):
 //   1. N pods one after another: RunPodSandbox, CreateContainer, StartContainer, the whole start,
-//      StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
+//      an ExecSync of `true`, StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
 //      berth_operation_step_duration_seconds metrics).
 //   2. M pods started concurrently: the same figures.
 //   3. K running pods (one container each): the daemon's RSS, and the monitors' (or shims')
@@ -69,7 +69,8 @@ struct Timings {
     steps[step].push_back(ms);
   }
   static constexpr const char* kSteps[] = {"RunPodSandbox", "CreateContainer", "StartContainer",
-                                           "total", "StopPodSandbox", "RemovePodSandbox"};
+                                           "total", "ExecSync", "StopPodSandbox",
+                                           "RemovePodSandbox"};
   double Median(const std::string& step) {
     std::lock_guard<std::mutex> lock(mu);
     std::vector<double> v = steps[step];
@@ -166,6 +167,18 @@ class Bench {
       t->Add("CreateContainer", Ms(t1, t2));
       t->Add("StartContainer", Ms(t2, t3));
       t->Add("total", Ms(t0, t3));
+      // An exec probe, kubelet's most frequent call into a running container.
+      runtime::v1::ExecSyncRequest exec;
+      exec.set_container_id(ctr->container_id());
+      exec.add_cmd("true");
+      exec.set_timeout(10);
+      const Clock::time_point t4 = Clock::now();
+      auto probed = cri().Call(&RuntimeService::Stub::ExecSync, exec);
+      if (!probed.ok() || probed->exit_code() != 0) {
+        Die(absl::StrCat("ExecSync: ", probed.ok() ? "exit code " : probed.status().ToString(),
+                         probed.ok() ? std::to_string(probed->exit_code()) : ""));
+      }
+      t->Add("ExecSync", Ms(t4, Clock::now()));
     }
     return pod->pod_sandbox_id();
   }

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -304,6 +305,43 @@ TEST_P(ContainerTest, ExecSyncOutputExitCodeAndTimeout) {
   absl::StatusOr<runtime::v1::ExecSyncResponse> missing = Exec(*id, {"/no/such/binary"});
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/no/such/binary"));
+  // A probe that leaves a child running with its stdout open is answered when it exits.
+  absl::StatusOr<runtime::v1::ExecSyncResponse> background =
+      Exec(*id, {"sh", "-c", "sleep 100 & echo started"}, 30);
+  ASSERT_TRUE(background.ok()) << background.status();
+  EXPECT_EQ(background->stdout(), "started\n");
+  EXPECT_EQ(background->exit_code(), 0);
+}
+
+// ExecSync has no monitor: the command of a berthd killed in the middle of one is ended when
+// berthd starts again, not left running in the container.
+TEST_P(ContainerTest, ExecSyncOfAKilledBerthdEndsAtItsRestart) {
+  absl::StatusOr<std::string> id = CreateAndStart(Config("execkilled", {"sleep", "1000"}));
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::thread call([&] { (void)Exec(*id, {"sleep", "300"}); });
+  pid_t pid = 0;
+  const bool running = Eventually([&] {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(daemon_->run_root() + "/exec", ec)) {
+      absl::StatusOr<std::string> text = ReadFile(e.path().string() + "/pid");
+      if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid)) return true;
+    }
+    return false;
+  });
+  daemon_->Kill();
+  call.join();
+  ASSERT_TRUE(running) << "no exec started";
+  ASSERT_TRUE(std::filesystem::exists(absl::StrCat("/proc/", pid)));
+  ASSERT_TRUE(daemon_->Start().ok()) << daemon_->Log();
+  // Gone, or a zombie of an init that is slow to reap.
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    return !stat.ok() || absl::StrContains(*stat, ") Z ");
+  })) << "the exec's process is still running";
+  EXPECT_EQ(State(*id), runtime::v1::CONTAINER_RUNNING);
+  absl::StatusOr<runtime::v1::ExecSyncResponse> again = Exec(*id, {"echo", "again"});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->stdout(), "again\n");
 }
 
 TEST_P(ContainerTest, UpdateContainerResourcesReachesTheCgroup) {

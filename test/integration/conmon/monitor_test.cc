@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "pod/exec_process.h"
 #include "pod/monitor.h"
 #include "pod/runtime.h"
 #include "test/lib/eventually.h"
@@ -303,6 +304,93 @@ INSTANTIATE_TEST_SUITE_P(Monitors, MonitorTest,
                            return info.index == 0 ? std::string("BerthConmon")
                                                   : std::string("UpstreamConmon");
                          });
+
+// ExecSync as berthd runs it: the runtime straight from the calling thread, no monitor per call.
+// The containers come from berth-conmon.
+class RunExecSyncTest : public MonitorTest {
+ protected:
+  absl::StatusOr<ExecResult> DirectExec(const std::string& id, std::vector<std::string> args,
+                                        int timeout = 0, size_t output_max = 16 << 20) {
+    last_exec_dir_ = absl::StrCat(dir_, "/exec-", exec_count_++);
+    RETURN_IF_ERROR(MakeDirs(last_exec_dir_));
+    return RunExecSync(*runtime_, {.container_id = id,
+                                   .process_json = Process(std::move(args)).dump(),
+                                   .work_dir = last_exec_dir_,
+                                   .timeout = std::chrono::seconds(timeout),
+                                   .output_max = output_max});
+  }
+};
+
+TEST_P(RunExecSyncTest, ReturnsOutputAndExitCode) {
+  ASSERT_TRUE(Create(Id("dexec"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("dexec")).ok());
+  absl::StatusOr<ExecResult> r =
+      DirectExec(Id("dexec"), {"sh", "-c", "echo out; echo err >&2; exit 7"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 7);
+  EXPECT_EQ(r->stdout_data, "out\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+  // 255 is the runtime's own failure code, but here the command started and chose it.
+  absl::StatusOr<ExecResult> own = DirectExec(Id("dexec"), {"sh", "-c", "exit 255"});
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->exit_code, 255);
+  absl::StatusOr<ExecResult> big =
+      DirectExec(Id("dexec"), {"sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x"});
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->exit_code, 0);
+  EXPECT_EQ(big->stdout_data, std::string(300000, 'x'));
+}
+
+// A probe that prints without end (the CVE-2022-1708 pattern): what is kept stops at the bound
+// while the rest is read and dropped, so the command runs to its end.
+TEST_P(RunExecSyncTest, OutputIsBoundedWhileItIsRead) {
+  ASSERT_TRUE(Create(Id("dexecbig"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("dexecbig")).ok());
+  constexpr size_t kMax = 1 << 20;
+  absl::StatusOr<ExecResult> r = DirectExec(
+      Id("dexecbig"), {"sh", "-c", "head -c 200000000 /dev/zero | tr '\\0' x; echo done >&2"},
+      /*timeout=*/120, kMax);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(r->stdout_data.size() + r->stderr_data.size(), kMax);
+  EXPECT_EQ(r->stdout_data.find_first_not_of('x'), std::string::npos);
+}
+
+TEST_P(RunExecSyncTest, TimesOutKillingTheCommandAndReportsAMissingBinary) {
+  ASSERT_TRUE(Create(Id("dexectimeout"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("dexectimeout")).ok());
+  absl::StatusOr<ExecResult> slow =
+      DirectExec(Id("dexectimeout"), {"sleep", "100"}, /*timeout=*/1);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(slow.status())) << slow.status();
+  // The command is gone from the container, not only the runtime that ran it.
+  absl::StatusOr<ExecResult> ps = DirectExec(
+      Id("dexectimeout"),
+      {"sh", "-c",
+       "for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' <$p/cmdline)\" = 'sleep 100 ' ] && echo alive; "
+       "done; true"});
+  ASSERT_TRUE(ps.ok()) << ps.status();
+  EXPECT_EQ(ps->stdout_data, "");
+  absl::StatusOr<ExecResult> missing = DirectExec(Id("dexectimeout"), {"/no/such/binary"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(absl::IsInternal(missing.status())) << missing.status();
+  EXPECT_THAT(missing.status().message(), HasSubstr("/no/such/binary"));
+}
+
+// A command that leaves a child holding its stdout: the answer comes when the command exits,
+// with what it printed, not when the child lets go.
+TEST_P(RunExecSyncTest, DoesNotWaitForWhatTheCommandLeftBehind) {
+  ASSERT_TRUE(Create(Id("dexecbg"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("dexecbg")).ok());
+  absl::StatusOr<ExecResult> r =
+      DirectExec(Id("dexecbg"), {"sh", "-c", "sleep 100 & echo started"}, /*timeout=*/30);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(r->stdout_data, "started\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Direct, RunExecSyncTest,
+                         ::testing::Values(std::string(BERTH_CONMON_PATH)),
+                         [](const auto&) { return std::string("BerthConmonContainers"); });
 
 }  // namespace
 }  // namespace berth::pod

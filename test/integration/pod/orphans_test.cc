@@ -4,7 +4,9 @@
 
 #include "pod/orphans.h"
 
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -18,10 +20,12 @@
 #include "gtest/gtest.h"
 #include "pod/oci_spec.h"
 #include "pod/runtime.h"
+#include "test/lib/eventually.h"
 
 namespace berth::pod {
 namespace {
 
+using ::berth::testing::Eventually;
 using ::testing::ElementsAre;
 
 namespace fs = std::filesystem;
@@ -166,6 +170,42 @@ TEST_F(OrphanSweepTest, RemovesWhatNoRecordExplainsAndNothingElse) {
   // A second sweep finds nothing more.
   RecordingNetwork again({"known1"});
   EXPECT_EQ(SweepOrphans(config_, {"known1", "c-known1"}, &again).Total(), 0);
+}
+
+// ExecSync runs the runtime from berthd: a killed berthd leaves the command running, and the sweep
+// ends it, but only if the pid file still names that process, not a later one with its number.
+TEST_F(OrphanSweepTest, EndsTheProcessesOfExecsAKilledBerthdLeft) {
+  absl::StatusOr<pid_t> left = SpawnProcess({.argv = {"/bin/sleep", "1000"}});
+  ASSERT_TRUE(left.ok()) << left.status();
+  absl::StatusOr<pid_t> later = SpawnProcess({.argv = {"/bin/sleep", "1000"}});
+  ASSERT_TRUE(later.ok()) << later.status();
+  auto reap = [](pid_t pid) {
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return status;
+  };
+  const std::string run = config_.run_root;
+  Touch(run + "/exec/exec-1/process.json");
+  ASSERT_TRUE(WriteFileAtomic(run + "/exec/exec-1/pid", std::to_string(*left)).ok());
+  // A pid file an hour older than the process it names: the number was reused.
+  Touch(run + "/exec/session-2/process.json");
+  ASSERT_TRUE(WriteFileAtomic(run + "/exec/session-2/pid", std::to_string(*later)).ok());
+  fs::last_write_time(run + "/exec/session-2/pid",
+                      fs::last_write_time(run + "/exec/session-2/pid") - std::chrono::hours(1));
+
+  RecordingNetwork network({});
+  SweepOrphans(config_, {}, &network);
+
+  int status = 0;
+  const bool ended = Eventually([&] { return ::waitpid(*left, &status, WNOHANG) == *left; });
+  EXPECT_TRUE(ended) << "the exec's process was not ended";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_EQ(::waitpid(*later, &status, WNOHANG), 0) << "a process that only got the pid was ended";
+  EXPECT_FALSE(fs::exists(run + "/exec/exec-1"));
+  EXPECT_FALSE(fs::exists(run + "/exec/session-2"));
+  if (!ended) reap(*left);
+  reap(*later);
 }
 
 }  // namespace
