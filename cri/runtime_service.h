@@ -5,6 +5,7 @@
 #include "cri/event_streams.h"
 #include "cri/long_call.h"
 #include "cri/streaming/server.h"
+#include "image/usage_cache.h"
 #include "pod/cgroup_stats.h"
 #include "pod/container_manager.h"
 #include "pod/sandbox_manager.h"
@@ -159,6 +160,8 @@ class RuntimeService final : public internal::RuntimeServiceBase {
   streaming::Server* streaming_;       // not owned
   WorkPool* pool_;                     // not owned
   pod::CpuRates cpu_rates_;
+  // Walked every 10 s, as containerd's snapshot syncer does; never by a stats call.
+  image::UsageCache layer_usage_{std::chrono::seconds(10)};
   EventStreams event_streams_;  // last: its pump calls EventResponse
 };
 

@@ -20,7 +20,6 @@ void RuntimeService::FillContainerStats(const pod::Container& c, runtime::v1::Co
   a->mutable_metadata()->set_attempt(c.spec.attempt);
   a->mutable_labels()->insert(c.spec.labels.begin(), c.spec.labels.end());
   a->mutable_annotations()->insert(c.spec.annotations.begin(), c.spec.annotations.end());
-  const int64_t now = absl::ToUnixNanos(absl::Now());
   if (c.state == pod::Container::State::kRunning) {
     absl::StatusOr<pod::CgroupSample> s = pod::ReadCgroup(c.pid);
     if (s.ok()) {
@@ -31,12 +30,12 @@ void RuntimeService::FillContainerStats(const pod::Container& c, runtime::v1::Co
       out->mutable_swap()->mutable_swap_usage_bytes()->set_value(s->swap_usage);
     }
   }
-  const image::WritableUsage usage = image::UpperUsage(containers_->ContainerDir(c.id));
+  const image::UsageCache::Sample layer = layer_usage_.Get(c.id, containers_->ContainerDir(c.id));
   runtime::v1::FilesystemUsage* fs = out->mutable_writable_layer();
-  fs->set_timestamp(now);
+  fs->set_timestamp(layer.timestamp_ns);
   fs->mutable_fs_id()->set_mountpoint(config_->Get()->root);
-  fs->mutable_used_bytes()->set_value(static_cast<uint64_t>(usage.bytes));
-  fs->mutable_inodes_used()->set_value(static_cast<uint64_t>(usage.inodes));
+  fs->mutable_used_bytes()->set_value(static_cast<uint64_t>(layer.usage.bytes));
+  fs->mutable_inodes_used()->set_value(static_cast<uint64_t>(layer.usage.inodes));
 }
 
 void RuntimeService::FillSandboxStats(const pod::Sandbox& s, runtime::v1::PodSandboxStats* out) {
