@@ -9,10 +9,13 @@
 //   2. M pods started concurrently: the same figures.
 //   3. K running pods (one container each): the daemon's RSS, and the monitors' (or shims')
 //      number, RSS and PSS; for berth with berth-conmon and with Debian's conmon.
+//   4. Scale: S pods started at once, then C containers running in each; kubelet's reads over
+//      them (ListContainers, ListPodSandbox, ContainerStatus, ListContainerStats), timed by the
+//      client and, for berth, by berthd's own latency metrics.
 // Then each berth figure over containerd's. Every call is a direct gRPC call: no crictl start-up.
 //
 // Usage (root): [RUNTIME=crun] [CONTAINERD=0] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10]
-//               [K=50]
+//               [K=50] [S=100] [C=5]   (S=0 skips the scale run)
 // (RUNTIME: the runtime handler berth's pods use, runc by default; CONTAINERD=0 skips it.)
 
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -31,6 +35,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/file_util.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
@@ -181,6 +186,25 @@ class Bench {
       t->Add("ExecSync", Ms(t4, Clock::now()));
     }
     return pod->pod_sandbox_id();
+  }
+
+  // Adds and starts one more sleeping container, `name`, to pod i (id `pod`); returns its id.
+  std::string AddContainer(int i, const std::string& pod, const std::string& name) {
+    runtime::v1::CreateContainerRequest create;
+    create.set_pod_sandbox_id(pod);
+    *create.mutable_sandbox_config() = Pod(i);
+    create.mutable_config()->mutable_metadata()->set_name(name);
+    create.mutable_config()->mutable_image()->set_image(image_);
+    create.mutable_config()->add_command("sleep");
+    create.mutable_config()->add_command("100000");
+    create.mutable_config()->set_log_path(name + ".log");
+    auto ctr = cri().Call(&RuntimeService::Stub::CreateContainer, create);
+    if (!ctr.ok()) Die(absl::StrCat("CreateContainer: ", ctr.status().ToString()));
+    runtime::v1::StartContainerRequest start;
+    start.set_container_id(ctr->container_id());
+    auto started = cri().Call(&RuntimeService::Stub::StartContainer, start);
+    if (!started.ok()) Die(absl::StrCat("StartContainer: ", started.status().ToString()));
+    return ctr->container_id();
   }
 
   void Remove(const std::string& pod, Timings* t = nullptr) {
@@ -379,6 +403,120 @@ void Measure(Bench& bench, int n, int m, const char* name, Run* run) {
   for (const std::string& pod : pods) bench.Remove(pod);
 }
 
+// berthd's own time for `operation` (berth_operations_latency_seconds): sum and count so far.
+std::pair<double, double> ServerTime(const std::string& metrics_address,
+                                     const std::string& operation) {
+  absl::StatusOr<berth::testing::HttpResponse> got =
+      berth::testing::HttpGet(metrics_address, "/metrics");
+  if (!got.ok() || got->status != 200) Die("scrape berthd's metrics");
+  std::pair<double, double> out;
+  const std::string labels = absl::StrCat("{operation=\"", operation, "\"} ");
+  std::istringstream lines(got->body);
+  for (std::string line; std::getline(lines, line);) {
+    if (absl::StartsWith(line, "berth_operations_latency_seconds_sum" + labels)) {
+      out.first = std::atof(line.c_str() + line.rfind(' ') + 1);
+    } else if (absl::StartsWith(line, "berth_operations_latency_seconds_count" + labels)) {
+      out.second = std::atof(line.c_str() + line.rfind(' ') + 1);
+    }
+  }
+  return out;
+}
+
+// kubelet's reads at scale: `pods` pods started at once (one container each), then `per_pod` - 1
+// more containers in each, all running; then ListContainers, ListPodSandbox, ContainerStatus and
+// ListContainerStats, 100 calls each, timed by the client and (berth) by berthd itself.
+void Scale(Bench& bench, int pods, int per_pod, const char* name, Timings* out) {
+  Timings& t = *out;
+  std::vector<std::string> ids(pods);
+  {
+    Timings starts;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < pods; ++i) {
+      threads.emplace_back([&, i] { ids[i] = bench.Start(2000 + i, &starts); });
+    }
+    for (std::thread& th : threads) th.join();
+    starts.Print(absl::StrCat(name, ": ", pods, " pods started at once:").c_str());
+    t.Add("start, all at once", starts.Median("total"));
+  }
+  {
+    std::vector<std::thread> threads;
+    constexpr int kWorkers = 4;
+    for (int w = 0; w < kWorkers; ++w) {
+      threads.emplace_back([&, w] {
+        for (int i = w; i < pods; i += kWorkers) {
+          for (int c = 1; c < per_pod; ++c) bench.AddContainer(2000 + i, ids[i], absl::StrCat("c", c));
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+  }
+  auto listed = bench.cri().Call(&RuntimeService::Stub::ListContainers,
+                                 runtime::v1::ListContainersRequest());
+  if (!listed.ok()) Die("ListContainers");
+  const int containers = listed->containers_size();
+  struct Read {
+    const char* operation;
+    std::function<bool(int)> call;
+  };
+  const std::vector<Read> reads = {
+      {"ListContainers",
+       [&](int) {
+         return bench.cri()
+             .Call(&RuntimeService::Stub::ListContainers, runtime::v1::ListContainersRequest())
+             .ok();
+       }},
+      {"ListPodSandbox",
+       [&](int) {
+         return bench.cri()
+             .Call(&RuntimeService::Stub::ListPodSandbox, runtime::v1::ListPodSandboxRequest())
+             .ok();
+       }},
+      {"ContainerStatus",
+       [&](int i) {
+         runtime::v1::ContainerStatusRequest r;
+         r.set_container_id(listed->containers(i % containers).id());
+         return bench.cri().Call(&RuntimeService::Stub::ContainerStatus, r).ok();
+       }},
+      {"ListContainerStats",
+       [&](int) {
+         return bench.cri()
+             .Call(&RuntimeService::Stub::ListContainerStats,
+                   runtime::v1::ListContainerStatsRequest())
+             .ok();
+       }},
+  };
+  std::printf("%s: %d running containers in %d pods, 100 calls of each read:\n", name, containers,
+              pods);
+  for (const Read& read : reads) {
+    const std::string metrics =
+        bench.berth() != nullptr ? bench.berth()->metrics_address() : std::string();
+    const std::pair<double, double> before =
+        metrics.empty() ? std::pair<double, double>() : ServerTime(metrics, read.operation);
+    Timings calls;
+    for (int i = 0; i < 100; ++i) {
+      const Clock::time_point t0 = Clock::now();
+      if (!read.call(i)) Die(read.operation);
+      calls.Add("call", Ms(t0, Clock::now()));
+    }
+    t.Add(read.operation, calls.Median("call"));
+    std::string server;
+    if (!metrics.empty()) {
+      const std::pair<double, double> after = ServerTime(metrics, read.operation);
+      if (after.second > before.second) {
+        server = absl::StrCat("; berthd's own mean ",
+                              absl::StrFormat("%.2f", 1000 * (after.first - before.first) /
+                                                          (after.second - before.second)),
+                              " ms");
+      }
+    }
+    std::vector<double>& v = calls.steps["call"];
+    std::sort(v.begin(), v.end());
+    std::printf("  %-18s median %6.2f ms   p99 %6.2f ms (client)%s\n", read.operation, v[v.size() / 2],
+                v[std::min(v.size() - 1, v.size() * 99 / 100)], server.c_str());
+  }
+  for (const std::string& pod : ids) bench.Remove(pod);
+}
+
 void Ratio(const char* what, double berth, double containerd) {
   std::printf("  %-34s %9.1f %11.1f %7.2f\n", what, berth, containerd,
               containerd > 0 ? berth / containerd : 0.0);
@@ -391,6 +529,8 @@ int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 20;
   const int m = argc > 2 ? std::atoi(argv[2]) : 10;
   const int k = argc > 3 ? std::atoi(argv[3]) : 50;
+  const int scale_pods = argc > 4 ? std::atoi(argv[4]) : 100;
+  const int per_pod = argc > 5 ? std::atoi(argv[5]) : 5;
   auto registry = berth::testing::TestRegistry::Start();
   if (!registry.ok()) Die(registry.status().ToString());
   g_registry = *std::move(registry);
@@ -429,6 +569,8 @@ int main(int argc, char** argv) {
     Measure(*bench, n, m, "berth", &berth_run);
   }
   const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, "berth with berth-conmon");
+  Timings berth_scale;
+  if (scale_pods > 0) Scale(*Setup(host, ""), scale_pods, per_pod, "berth", &berth_scale);
   if (::access("/usr/bin/conmon", X_OK) == 0) {
     Memory(Setup(host, "/usr/bin/conmon"), "conmon", k, "berth with Debian's conmon");
   }
@@ -441,6 +583,10 @@ int main(int argc, char** argv) {
     containerd.reset();
     const Footprint containerd_memory =
         Memory(SetupContainerd(host), "containerd-shim", k, "containerd");
+    Timings containerd_scale;
+    if (scale_pods > 0) {
+      Scale(*SetupContainerd(host), scale_pods, per_pod, "containerd", &containerd_scale);
+    }
     std::printf("berth / containerd (medians, ms; memory MiB):\n");
     std::printf("  %-34s %9s %11s %7s\n", "", "berth", "containerd", "ratio");
     for (const char* step : Timings::kSteps) {
@@ -453,6 +599,13 @@ int main(int argc, char** argv) {
           containerd_memory.daemon_mib);
     Ratio("monitors/shims RSS", berth_memory.helpers_rss_mib, containerd_memory.helpers_rss_mib);
     Ratio("monitors/shims PSS", berth_memory.helpers_pss_mib, containerd_memory.helpers_pss_mib);
+    if (scale_pods > 0) {
+      for (const char* read : {"start, all at once", "ListContainers", "ListPodSandbox",
+                               "ContainerStatus", "ListContainerStats"}) {
+        Ratio(absl::StrCat(read, ", at scale").c_str(), berth_scale.Median(read),
+              containerd_scale.Median(read));
+      }
+    }
   }
   berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
   g_registry.reset();
