@@ -1,11 +1,13 @@
 // SandboxManager and ContainerManager with a fake OCI runtime, monitor and network: the intent,
 // undo, recovery and retry paths, which real parts make hard to reach.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <thread>
 
@@ -119,13 +121,21 @@ class ManagersTest : public ::testing::Test {
   }
 
   // A process standing in for container `id`'s monitor: its command line names the container.
-  // Killed at the end of the test.
+  // Returns once it has exec'd (until then its command line is this test's, and a recovery that
+  // looked would find no monitor). Killed at the end of the test.
   pid_t LiveMonitor(const std::string& id) {
+    int exec_done[2];
+    EXPECT_EQ(::pipe2(exec_done, O_CLOEXEC), 0);
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::execl("/bin/sleep", id.c_str(), "60", nullptr);
       ::_exit(127);
     }
+    ::close(exec_done[1]);
+    char byte;
+    while (::read(exec_done[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    ::close(exec_done[0]);  // end of file: the exec closed the child's end
     monitors_.push_back(pid);
     return pid;
   }
@@ -253,6 +263,32 @@ TEST_F(ManagersTest, TimesComeFromTheClock) {
   ASSERT_TRUE(containers_->Start("timed").ok());
   EXPECT_EQ((*containers_->Get("timed"))->started_at_ns, absl::ToUnixNanos(clock_.Now()));
   // (finished_at is the exit file's time: an exit while berthd was down keeps its time.)
+}
+
+TEST_F(ManagersTest, AFinishedStopIsRememberedAndRemoveRemovesTheContainersAndThePause) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PutContainer(*pod, "app1", Container::State::kExited, LiveMonitor("app1"));
+  PutContainer(*pod, "app2", Container::State::kExited, LiveMonitor("app2"));
+  fake_.SetStatus("app1", "stopped");
+  fake_.SetStatus("app2", "stopped");
+  Open();
+  ASSERT_TRUE(sandboxes_->Stop(*pod).ok());
+  EXPECT_TRUE(fake_.Called("state " + *pod));
+  EXPECT_TRUE((*sandboxes_->Get(*pod))->stopped);
+  // Stopped is persisted: after a restart, stopping again (as kubelet and RemovePodSandbox do)
+  // asks the runtime nothing.
+  Open();
+  const size_t calls = fake_.Calls().size();
+  ASSERT_TRUE(sandboxes_->Stop(*pod).ok());
+  EXPECT_THAT(fake_.Calls(), SizeIs(calls));
+  ASSERT_TRUE(sandboxes_->Remove(*pod).ok());
+  for (const std::string& id : {*pod, std::string("app1"), std::string("app2")}) {
+    EXPECT_TRUE(fake_.Called("delete " + id)) << id;
+    EXPECT_EQ(fake_.StatusOf(id), "") << id;
+  }
+  EXPECT_THAT(containers_->List(), IsEmpty());
+  EXPECT_THAT(sandboxes_->Ids(), IsEmpty());
 }
 
 TEST_F(ManagersTest, ACreateCutShortIsUndoneAtTheNextStart) {
