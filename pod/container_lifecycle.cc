@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <system_error>
 #include <thread>
 
@@ -181,32 +182,36 @@ absl::Status ContainerManager::Remove(const std::string& id) {
   return absl::OkStatus();
 }
 
-absl::Status ContainerManager::StopAllIn(const std::string& sandbox_id) {
-  // All at once: a pod's containers are killed together, not one after another.
+absl::Status ContainerManager::EachIn(const std::string& sandbox_id,
+                                      const std::function<absl::Status(const std::string&)>& fn) {
   std::vector<std::string> ids;
   for (const ContainerPtr& c : List()) {
     if (c->sandbox_id == sandbox_id) ids.push_back(c->id);
   }
-  std::vector<absl::Status> stopped(ids.size());
+  std::vector<absl::Status> done(ids.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < ids.size(); ++i) {
-    auto stop = [this, &ids, &stopped, i] { stopped[i] = Stop(ids[i], std::chrono::seconds(0)); };
+    auto one = [&ids, &done, &fn, i] { done[i] = fn(ids[i]); };
     try {
-      threads.emplace_back(stop);
+      threads.emplace_back(one);
     } catch (const std::system_error&) {
-      stop();  // no thread to be had: this one here
+      one();  // no thread to be had: this one here
     }
   }
   for (std::thread& t : threads) t.join();
-  for (const absl::Status& s : stopped) RETURN_IF_ERROR(s);
+  for (const absl::Status& s : done) RETURN_IF_ERROR(s);
   return absl::OkStatus();
 }
 
+absl::Status ContainerManager::StopAllIn(const std::string& sandbox_id) {
+  // All at once: a pod's containers are killed together, not one after another.
+  return EachIn(sandbox_id,
+                [this](const std::string& id) { return Stop(id, std::chrono::seconds(0)); });
+}
+
 absl::Status ContainerManager::RemoveAllIn(const std::string& sandbox_id) {
-  for (const ContainerPtr& c : List()) {
-    if (c->sandbox_id == sandbox_id) RETURN_IF_ERROR(Remove(c->id));
-  }
-  return absl::OkStatus();
+  // Their runtime deletes and unmounts are independent: all at once too.
+  return EachIn(sandbox_id, [this](const std::string& id) { return Remove(id); });
 }
 
 absl::Status ContainerManager::UpdateResources(const std::string& id,

@@ -89,6 +89,7 @@ class ContainerManager {
   absl::Status Stop(const std::string& id, std::chrono::seconds timeout);
   // RemoveContainer: kills a running container first. OK for unknown ids.
   absl::Status Remove(const std::string& id);
+  // Stop (timeout 0) or remove every container of a sandbox, all at once, a thread each.
   absl::Status StopAllIn(const std::string& sandbox_id);
   absl::Status RemoveAllIn(const std::string& sandbox_id);
 
@@ -125,6 +126,9 @@ class ContainerManager {
   std::string ExitFile(const std::string& id) const;
 
  private:
+  // fn on each of the sandbox's containers, concurrently; the first error.
+  absl::Status EachIn(const std::string& sandbox_id,
+                      const std::function<absl::Status(const std::string&)>& fn);
   absl::Status Persist(const Container& c);
   // Applies `fn` to a copy of the container, persists and publishes it; `fn` returns false to
   // leave the container unchanged. NotFound if it is gone.

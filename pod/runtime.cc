@@ -1,5 +1,6 @@
 #include "pod/runtime.h"
 
+#include <filesystem>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -62,6 +63,12 @@ absl::Status RuncRuntime::Kill(const std::string& id, int signal, bool all) {
 }
 
 absl::Status RuncRuntime::Delete(const std::string& id, bool force) {
+  // runc and crun keep a container's state in <root>/<id>, and delete removes that directory:
+  // without it there is nothing to delete, and no need to start the runtime to hear so.
+  std::error_code ec;
+  if (!root_.empty() && !std::filesystem::exists(root_ + "/" + id, ec) && !ec) {
+    return absl::OkStatus();
+  }
   std::vector<std::string> args = {"delete"};
   if (force) args.push_back("--force");
   args.push_back(id);

@@ -51,6 +51,9 @@ struct Sandbox {
   std::string id;
   SandboxSpec spec;
   State state = State::kReady;
+  // StopPodSandbox finished: the containers and the pause are stopped, the network detached and
+  // /dev/shm unmounted. A stopped sandbox never runs again, so a later stop has nothing to do.
+  bool stopped = false;
   int64_t created_at_ns = 0;
   std::string runtime_handler;  // resolved
   std::string netns_path;       // "" for host network

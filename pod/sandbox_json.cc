@@ -39,6 +39,7 @@ std::string SandboxToJson(const Sandbox& s) {
   return json{{"id", s.id},
               {"spec", spec},
               {"state", s.state == Sandbox::State::kReady ? "ready" : "notready"},
+              {"stopped", s.stopped},
               {"created_at_ns", s.created_at_ns},
               {"runtime_handler", s.runtime_handler},
               {"netns_path", s.netns_path},
@@ -84,6 +85,7 @@ absl::StatusOr<Sandbox> SandboxFromJson(const std::string& text) {
                                spec["dns"].at("options")};
     }
     s.state = j.at("state") == "ready" ? Sandbox::State::kReady : Sandbox::State::kNotReady;
+    s.stopped = j.value("stopped", false);
     s.created_at_ns = j.at("created_at_ns");
     s.runtime_handler = j.at("runtime_handler");
     s.netns_path = j.at("netns_path");

@@ -115,6 +115,9 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   SandboxPtr current = *Get((*found)->id);
   const std::string what = absl::StrCat("stop pod sandbox ", current->id);
   steps.Step("lock");
+  // kubelet stops a pod more than once, and RemovePodSandbox stops it first: once a stop has
+  // finished there is nothing left to stop, and no need to ask the runtime about the pause.
+  if (current->stopped) return absl::OkStatus();
   if (hooks_.stop_all) RETURN_IF_ERROR(Annotate(hooks_.stop_all(current->id), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.containers_stopped"));
   steps.Step("stop_containers");
@@ -130,7 +133,7 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   }
   RETURN_IF_ERROR(Unmount(PodDir(current->id) + "/shm"));
   steps.Step("unmount_shm");
-  RETURN_IF_ERROR(MarkNotReady(current->id).status());
+  RETURN_IF_ERROR(MarkNotReady(current->id, /*stopped=*/true).status());
   steps.Step("persist");
   return absl::OkStatus();
 }
@@ -146,24 +149,27 @@ void SandboxManager::OnPauseExit(const std::string& id) {
   }
 }
 
-absl::StatusOr<bool> SandboxManager::MarkNotReady(const std::string& id) {
+absl::StatusOr<bool> SandboxManager::MarkNotReady(const std::string& id, bool stopped) {
   absl::MutexLock update(&update_mu_);
   SandboxPtr current;
   {
     absl::ReaderMutexLock lock(&mu_);
     auto it = sandboxes_.find(id);
-    if (it == sandboxes_.end() || it->second->state == Sandbox::State::kNotReady) return false;
+    if (it == sandboxes_.end()) return false;
     current = it->second;
   }
+  const bool was_ready = current->state == Sandbox::State::kReady;
+  if (!was_ready && (!stopped || current->stopped)) return false;
   Sandbox next = *current;
   next.state = Sandbox::State::kNotReady;
+  next.stopped = next.stopped || stopped;
   RETURN_IF_ERROR(Persist(next));
   {
     absl::MutexLock lock(&mu_);
     sandboxes_[id] = std::make_shared<const Sandbox>(std::move(next));
   }
-  Publish(id, ContainerEventType::kStopped);
-  return true;
+  if (was_ready) Publish(id, ContainerEventType::kStopped);
+  return was_ready;
 }
 
 absl::Status SandboxManager::Remove(const std::string& id) {
@@ -171,15 +177,28 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   if (absl::IsNotFound(found.status())) return absl::OkStatus();
   RETURN_IF_ERROR(found.status());
   const std::string full_id = (*found)->id;
+  StepTimer steps("RemovePodSandbox");
   RETURN_IF_ERROR(Stop(full_id));
+  steps.Step("stop");
   const std::string what = absl::StrCat("remove pod sandbox ", full_id);
-  if (hooks_.remove_all) RETURN_IF_ERROR(Annotate(hooks_.remove_all(full_id), what));
+  // The pod is stopped: the pause's runtime state goes while the containers are removed, and
+  // Teardown then finds nothing of it left to delete (or tries again and reports the error).
+  std::thread pause_delete([this, s = *found] {
+    std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), s->runtime_handler);
+    if (runtime == nullptr) return;
+    if (absl::Status deleted = runtime->Delete(s->id, /*force=*/true); !deleted.ok()) {
+      spdlog::warn("sandbox {}: {}", s->id, deleted.message());
+    }
+  });
+  absl::Status containers = hooks_.remove_all ? hooks_.remove_all(full_id) : absl::OkStatus();
+  pause_delete.join();
+  RETURN_IF_ERROR(Annotate(containers, what));
   RETURN_IF_ERROR(Failpoint("sandbox.remove.containers_removed"));
+  steps.Step("remove_containers");
   std::shared_ptr<absl::Mutex> op = op_locks_.Get(full_id);
   absl::MutexLock op_lock(op.get());
   absl::StatusOr<SandboxPtr> current = Get(full_id);
   if (!current.ok()) return absl::OkStatus();  // removed meanwhile
-  StepTimer steps("RemovePodSandbox");
   RETURN_IF_ERROR(Annotate(Teardown(**current), what));
   steps.Step("teardown");
   std::unique_ptr<image::ImageStore::Lease> lease;  // released outside our lock

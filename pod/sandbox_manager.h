@@ -130,8 +130,9 @@ class SandboxManager {
  private:
   absl::Status Persist(const Sandbox& sandbox);
   absl::Status StopPause(const Sandbox& sandbox);
-  // READY -> NOTREADY, persisted and published; false if it was not READY (or is gone).
-  absl::StatusOr<bool> MarkNotReady(const std::string& id);
+  // READY -> NOTREADY, persisted and published; false if it was not READY (or is gone). With
+  // `stopped` (the end of StopPodSandbox) that is persisted too, also on a NOTREADY sandbox.
+  absl::StatusOr<bool> MarkNotReady(const std::string& id, bool stopped = false);
   // Frees everything a sandbox has or may have (pause container and monitor, CNI attachment,
   // /dev/shm, network namespace, bundle and files): idempotent, goes on past a failing step and
   // returns the first error. Undoes a failed or interrupted start; the end of RemovePodSandbox.
