@@ -32,7 +32,7 @@
 #include "cri/network_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
-#include "cri/work_pool.h"
+#include "base/work_pool.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/resource_quota.h"
 #include "spdlog/spdlog.h"

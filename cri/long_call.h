@@ -1,7 +1,7 @@
 #pragma once
 
 #include "absl/functional/any_invocable.h"
-#include "cri/work_pool.h"
+#include "base/work_pool.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
 #include "pod/name_registrar.h"

@@ -55,6 +55,28 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
     return true;
   });
   if (!s.ok() && !absl::IsNotFound(s)) spdlog::error("container {}: record exit: {}", id, s.message());
+  // Not without an exit code: the monitor is gone, but the container may still run.
+  if (s.ok() && have_code) DeleteFromRuntime(id);
+}
+
+void ContainerManager::DeleteFromRuntime(const std::string& id) {
+  (void)deletes_.Submit([this, id] {
+    if (!Get(id).ok()) return;  // removed already
+    std::shared_ptr<absl::Mutex> op = op_locks_.Get(id);
+    absl::MutexLock op_lock(op.get());
+    absl::StatusOr<ContainerPtr> c = Get(id);
+    if (!c.ok()) {
+      op_locks_.Erase(id);  // removed meanwhile: no lock is left behind for it
+      return;
+    }
+    if ((*c)->state != Container::State::kExited) return;
+    std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler);
+    if (runtime == nullptr) return;  // Remove reports it
+    if (absl::Status deleted = runtime->Delete(id, /*force=*/false); !deleted.ok()) {
+      spdlog::warn("container {}: delete from the runtime after its exit: {}", id,
+                   deleted.message());  // Remove tries again
+    }
+  });
 }
 
 bool ContainerManager::WaitExited(const std::string& id, std::chrono::milliseconds timeout) {

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "base/steps.h"
+#include "base/work_pool.h"
 #include "base/sqlite.h"
 #include "config/config.h"
 #include "image/store.h"
@@ -137,6 +138,10 @@ class ContainerManager {
   // Idempotent. While a Start is between `runtime start` and recording RUNNING, the exit is
   // recorded by that Start right after (kubelet expects STARTED before STOPPED).
   void RecordExit(const std::string& id, bool monitor_gone);
+  // Deletes an exited container from its runtime, in the background, as containerd does when
+  // a task exits: RemoveContainer, often much later, is left with mounts and files. Under the
+  // container's operation lock, so that a Remove waits for a delete under way.
+  void DeleteFromRuntime(const std::string& id);
   // Waits until the container is EXITED (the exit watcher records it) or `timeout` passes.
   bool WaitExited(const std::string& id, std::chrono::milliseconds timeout);
   // Frees everything a container has or may have (runtime state, monitor, root filesystem,
@@ -175,6 +180,9 @@ class ContainerManager {
   // monitor gone) was noticed meanwhile.
   std::map<std::string, std::optional<bool>> starting_ ABSL_GUARDED_BY(mu_);
   absl::Mutex update_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one status update at a time
+  // DeleteFromRuntime's thread: one delete at a time (a drain's exits do not all start runc at
+  // once). Before the watcher, which feeds it, so that it goes after it.
+  WorkPool deletes_{{.max_threads = 1, .idle_timeout = absl::Seconds(10)}};
   std::unique_ptr<ExitWatcher> watcher_;  // from Recover() on
 };
 

@@ -126,8 +126,22 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   RETURN_IF_ERROR(Annotate(StopPause(*current), what));
   RETURN_IF_ERROR(Failpoint("sandbox.stop.pause_stopped"));
   steps.Step("stop_pause");
+  // The stopped pause leaves the runtime now, as containerd's does, while CNI DEL runs:
+  // RemovePodSandbox is left with mounts and files. A failure is only logged; Teardown, at the
+  // remove, deletes it again.
+  std::thread pause_delete([this, s = current] {
+    std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), s->runtime_handler);
+    if (runtime == nullptr) return;
+    if (absl::Status deleted = runtime->Delete(s->id, /*force=*/false); !deleted.ok()) {
+      spdlog::warn("sandbox {}: delete the stopped pause from the runtime: {}", s->id,
+                   deleted.message());
+    }
+  });
+  absl::Status detached;
+  if (!current->spec.host_network) detached = network_->Detach(AttachSpecOf(*current));
+  pause_delete.join();
   if (!current->spec.host_network) {
-    RETURN_IF_ERROR(Annotate(network_->Detach(AttachSpecOf(*current)), what));
+    RETURN_IF_ERROR(Annotate(detached, what));
     RETURN_IF_ERROR(Failpoint("sandbox.stop.network_detached"));
     steps.Step("cni_del");
   }
@@ -181,18 +195,7 @@ absl::Status SandboxManager::Remove(const std::string& id) {
   RETURN_IF_ERROR(Stop(full_id));
   steps.Step("stop");
   const std::string what = absl::StrCat("remove pod sandbox ", full_id);
-  // The pod is stopped: the pause's runtime state goes while the containers are removed, and
-  // Teardown then finds nothing of it left to delete (or tries again and reports the error).
-  std::thread pause_delete([this, s = *found] {
-    std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), s->runtime_handler);
-    if (runtime == nullptr) return;
-    if (absl::Status deleted = runtime->Delete(s->id, /*force=*/true); !deleted.ok()) {
-      spdlog::warn("sandbox {}: {}", s->id, deleted.message());
-    }
-  });
-  absl::Status containers = hooks_.remove_all ? hooks_.remove_all(full_id) : absl::OkStatus();
-  pause_delete.join();
-  RETURN_IF_ERROR(Annotate(containers, what));
+  if (hooks_.remove_all) RETURN_IF_ERROR(Annotate(hooks_.remove_all(full_id), what));
   RETURN_IF_ERROR(Failpoint("sandbox.remove.containers_removed"));
   steps.Step("remove_containers");
   std::shared_ptr<absl::Mutex> op = op_locks_.Get(full_id);

@@ -291,6 +291,31 @@ TEST_F(ManagersTest, AFinishedStopIsRememberedAndRemoveRemovesTheContainersAndTh
   EXPECT_THAT(sandboxes_->Ids(), IsEmpty());
 }
 
+TEST_F(ManagersTest, AnExitedContainerLeavesTheRuntimeOneWhoseMonitorDiedDoesNot) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PutContainer(*pod, "done", Container::State::kRunning, LiveMonitor("done"));
+  const pid_t lost_monitor = LiveMonitor("lost");
+  PutContainer(*pod, "lost", Container::State::kRunning, lost_monitor);
+  fake_.SetStatus("done", "stopped");
+  fake_.SetStatus("lost", "running");
+  Open();
+  ASSERT_TRUE(WriteFileAtomic(containers_->ExitFile("done"), "0").ok());
+  EXPECT_TRUE(Eventually([&] { return fake_.Called("delete done"); }));
+  EXPECT_EQ((*containers_->Get("done"))->state, Container::State::kExited);
+  EXPECT_EQ(fake_.StatusOf("done"), "");
+  // No exit code: the container may outlive its monitor, and it stays in the runtime.
+  ::kill(lost_monitor, SIGKILL);
+  ::waitpid(lost_monitor, nullptr, 0);
+  EXPECT_TRUE(Eventually([&] {
+    return (*containers_->Get("lost"))->state == Container::State::kExited;
+  }));
+  EXPECT_FALSE(fake_.Called("delete lost"));
+  EXPECT_EQ(fake_.StatusOf("lost"), "running");
+  ASSERT_TRUE(containers_->Remove("done").ok());
+  EXPECT_THAT(FilesOf("done"), IsEmpty());
+}
+
 TEST_F(ManagersTest, ACreateCutShortIsUndoneAtTheNextStart) {
   absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
   ASSERT_TRUE(pod.ok()) << pod.status();

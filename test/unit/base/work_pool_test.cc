@@ -1,4 +1,4 @@
-#include "cri/work_pool.h"
+#include "base/work_pool.h"
 
 #include <atomic>
 #include <thread>
@@ -9,7 +9,7 @@
 #include "gtest/gtest.h"
 #include "test/lib/eventually.h"
 
-namespace berth::cri {
+namespace berth {
 namespace {
 
 using berth::testing::Eventually;
@@ -109,4 +109,4 @@ TEST(WorkPoolTest, ATaskCanSubmitATask) {
 }
 
 }  // namespace
-}  // namespace berth::cri
+}  // namespace berth

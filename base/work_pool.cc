@@ -1,11 +1,11 @@
-#include "cri/work_pool.h"
+#include "base/work_pool.h"
 
 #include <algorithm>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 
-namespace berth::cri {
+namespace berth {
 
 WorkPool::WorkPool(Options options)
     : options_{.max_threads = std::max<size_t>(1, options.max_threads),
@@ -84,4 +84,4 @@ size_t WorkPool::queued() const {
   return queue_.size();
 }
 
-}  // namespace berth::cri
+}  // namespace berth

@@ -12,10 +12,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
-namespace berth::cri {
+namespace berth {
 
-// Runs blocking work (the CRI's long calls: stops, removes, creates, exec, pulls) off gRPC's
-// threads, so that a call that waits for a container's grace period holds no request thread.
+// Runs blocking work off threads that must stay free: the CRI's long calls (stops, removes,
+// creates, exec, pulls) off gRPC's, so that a call that waits for a container's grace period
+// holds no request thread; the runtime deletes of exited containers off the exit watcher's.
 // Workers are started on demand up to `max_threads` and end after `idle_timeout` without work;
 // tasks beyond max_threads wait in a FIFO queue rather than fail. Owns its threads: Shutdown()
 // (or the destructor) runs what is queued and joins them all. Thread-safe; Shutdown() and the
@@ -66,4 +67,4 @@ class WorkPool {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace berth::cri
+}  // namespace berth
