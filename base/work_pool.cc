@@ -84,4 +84,9 @@ size_t WorkPool::queued() const {
   return queue_.size();
 }
 
+size_t WorkPool::idle() const {
+  absl::MutexLock lock(&mu_);
+  return idle_;
+}
+
 }  // namespace berth

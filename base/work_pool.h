@@ -45,6 +45,7 @@ class WorkPool {
   // Workers alive now, and tasks waiting for one (for metrics and tests).
   size_t threads() const;
   size_t queued() const;
+  size_t idle() const;  // workers waiting for a task
 
  private:
   using Worker = std::list<std::thread>::iterator;

@@ -66,8 +66,8 @@ TEST(WorkPoolTest, ReusesAnIdleWorker) {
     absl::Notification done;
     ASSERT_TRUE(pool.Submit([&] { done.Notify(); }).ok());
     done.WaitForNotification();
-    // The worker that ran it is idle (or about to be) before the next task comes.
-    ASSERT_TRUE(Eventually([&] { return pool.queued() == 0; }));
+    // The worker that ran it is back waiting for work before the next task comes.
+    ASSERT_TRUE(Eventually([&] { return pool.idle() == pool.threads(); }));
   }
   EXPECT_LE(pool.threads(), 2u);
 }
