@@ -8,9 +8,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "test/e2e/pod_cgroup.h"
 
 namespace berth::testing {
@@ -70,6 +72,16 @@ void Mounts(const BerthDaemon& daemon, const LeakScope& scope, std::vector<std::
   }
 }
 
+// The parent pid from /proc/<pid>/status, "" if it is gone.
+std::string ParentOf(const fs::path& proc) {
+  std::istringstream status(ReadAll(proc / "status"));
+  for (std::string line; std::getline(status, line);) {
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "PPid:")) return std::string(absl::StripAsciiWhitespace(rest));
+  }
+  return "";
+}
+
 // Monitors name berthd's directory (bundle, exit dir) on their command line; a process of a
 // known id that is no longer live names it.
 void Processes(const BerthDaemon& daemon, const LeakScope& scope, std::vector<std::string>& out) {
@@ -78,6 +90,7 @@ void Processes(const BerthDaemon& daemon, const LeakScope& scope, std::vector<st
                       std::inserter(dead, dead.end()));
   const std::string self = std::to_string(::getpid());
   const std::string berthd = std::to_string(daemon.pid());
+  const std::string berthd_cmdline = ReadAll(fs::path("/proc") / berthd / "cmdline");
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string pid = e.path().filename().string();
@@ -85,6 +98,9 @@ void Processes(const BerthDaemon& daemon, const LeakScope& scope, std::vector<st
       continue;
     }
     std::string cmdline = ReadAll(e.path() / "cmdline");
+    // berthd starting a helper (a runtime delete after an exit runs in the background): forked,
+    // not yet exec'd, it still has berthd's command line.
+    if (cmdline == berthd_cmdline && ParentOf(e.path()) == berthd) continue;
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     if ((absl::StrContains(cmdline, daemon.dir() + "/") && !MentionsAny(cmdline, scope.live)) ||
         MentionsAny(cmdline, dead)) {
