@@ -7,8 +7,9 @@
 //      an ExecSync of `true`, StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
 //      berth_operation_step_duration_seconds metrics).
 //   2. M pods started concurrently: the same figures.
-//   3. K running pods (one container each): the daemon's RSS, and the monitors' (or shims')
-//      number, RSS and PSS; for berth with berth-conmon and with Debian's conmon.
+//   3. K running pods (one container each): the daemon's RSS, PSS and anonymous RSS, and the
+//      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon and with Debian's
+//      conmon.
 //   4. Scale: S pods started at once, then C containers running in each; kubelet's reads over
 //      them (ListContainers, ListPodSandbox, ContainerStatus, ListContainerStats), timed by the
 //      client and, for berth, by berthd's own latency metrics.
@@ -358,6 +359,8 @@ std::unique_ptr<Bench> SetupContainerd(const std::string& registry_host) {
 
 struct Footprint {
   double daemon_mib = 0;
+  double daemon_pss_mib = 0;   // its shared-library pages divided among their users
+  double daemon_anon_mib = 0;  // its own memory
   size_t helpers = 0;
   double helpers_rss_mib = 0;
   double helpers_pss_mib = 0;
@@ -370,14 +373,18 @@ Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k,
   std::this_thread::sleep_for(std::chrono::seconds(1));
   Footprint f;
   f.daemon_mib = RssKb(bench->pid()) / 1024.0;
+  f.daemon_pss_mib = PssKb(bench->pid()) / 1024.0;
+  f.daemon_anon_mib = berth::testing::ProcStatusField(bench->pid(), "RssAnon") / 1024.0;
   for (pid_t pid : HelperPids(bench->dir(), helper)) {
     ++f.helpers;
     f.helpers_rss_mib += RssKb(pid) / 1024.0;
     f.helpers_pss_mib += PssKb(pid) / 1024.0;
   }
   std::printf("%d running pods, %s:\n", k, label);
-  std::printf("  daemon RSS %8.1f MiB; %zu %s processes, RSS %.1f MiB, PSS %.1f MiB in all\n",
-              f.daemon_mib, f.helpers, helper.c_str(), f.helpers_rss_mib, f.helpers_pss_mib);
+  std::printf("  daemon RSS %8.1f MiB (PSS %.1f, anonymous %.1f); %zu %s processes, RSS %.1f MiB, "
+              "PSS %.1f MiB in all\n",
+              f.daemon_mib, f.daemon_pss_mib, f.daemon_anon_mib, f.helpers, helper.c_str(),
+              f.helpers_rss_mib, f.helpers_pss_mib);
   for (const std::string& pod : pods) bench->Remove(pod);
   return f;
 }
@@ -597,6 +604,8 @@ int main(int argc, char** argv) {
           containerd_run.concurrent.Median("total"));
     Ratio(absl::StrCat("daemon RSS, ", k, " pods").c_str(), berth_memory.daemon_mib,
           containerd_memory.daemon_mib);
+    Ratio("daemon PSS", berth_memory.daemon_pss_mib, containerd_memory.daemon_pss_mib);
+    Ratio("daemon anonymous RSS", berth_memory.daemon_anon_mib, containerd_memory.daemon_anon_mib);
     Ratio("monitors/shims RSS", berth_memory.helpers_rss_mib, containerd_memory.helpers_rss_mib);
     Ratio("monitors/shims PSS", berth_memory.helpers_pss_mib, containerd_memory.helpers_pss_mib);
     if (scale_pods > 0) {
