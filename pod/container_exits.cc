@@ -61,12 +61,11 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
 
 void ContainerManager::DeleteFromRuntime(const std::string& id) {
   (void)deletes_.Submit([this, id] {
-    if (!Get(id).ok()) return;  // removed already
     std::shared_ptr<absl::Mutex> op = op_locks_.Get(id);
     absl::MutexLock op_lock(op.get());
     absl::StatusOr<ContainerPtr> c = Get(id);
     if (!c.ok()) {
-      op_locks_.Erase(id);  // removed meanwhile: no lock is left behind for it
+      op_locks_.Erase(id);  // removed already: no lock is left behind for it
       return;
     }
     if ((*c)->state != Container::State::kExited) return;

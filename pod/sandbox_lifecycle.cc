@@ -12,6 +12,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/concurrently.h"
 #include "base/errno_status.h"
 #include "base/failpoint.h"
 #include "base/logging.h"
@@ -129,17 +130,19 @@ absl::Status SandboxManager::Stop(const std::string& id) {
   // The stopped pause leaves the runtime now, as containerd's does, while CNI DEL runs:
   // RemovePodSandbox is left with mounts and files. A failure is only logged; Teardown, at the
   // remove, deletes it again.
-  std::thread pause_delete([this, s = current] {
-    std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), s->runtime_handler);
-    if (runtime == nullptr) return;
-    if (absl::Status deleted = runtime->Delete(s->id, /*force=*/false); !deleted.ok()) {
-      spdlog::warn("sandbox {}: delete the stopped pause from the runtime: {}", s->id,
-                   deleted.message());
-    }
-  });
   absl::Status detached;
-  if (!current->spec.host_network) detached = network_->Detach(AttachSpecOf(*current));
-  pause_delete.join();
+  Concurrently(
+      [&] {
+        std::unique_ptr<OciRuntime> runtime = RuntimeFor(*config_(), current->runtime_handler);
+        if (runtime == nullptr) return;
+        if (absl::Status deleted = runtime->Delete(current->id, /*force=*/false); !deleted.ok()) {
+          spdlog::warn("sandbox {}: delete the stopped pause from the runtime: {}", current->id,
+                       deleted.message());
+        }
+      },
+      [&] {
+        if (!current->spec.host_network) detached = network_->Detach(AttachSpecOf(*current));
+      });
   if (!current->spec.host_network) {
     RETURN_IF_ERROR(Annotate(detached, what));
     RETURN_IF_ERROR(Failpoint("sandbox.stop.network_detached"));

@@ -5,11 +5,11 @@
 
 #include <filesystem>
 #include <optional>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/concurrently.h"
 #include "base/errno_status.h"
 #include "base/failpoint.h"
 #include "base/file_util.h"
@@ -265,26 +265,27 @@ absl::Status SandboxManager::Make(Sandbox& s, const config::Config& config,
   // needs the namespace to exist, and nothing of the pod runs before both are done. Whatever
   // either made is undone by Teardown if the other fails.
   std::optional<absl::StatusOr<cni::Attachment>> attached;
-  std::thread attach;
+  absl::StatusOr<std::string> pause;
+  auto start_pause = [&] { pause = StartPause(s, config, steps); };
   if (network) {
     ASSIGN_OR_RETURN(cni::NetNs netns, cni::NetNs::Create(s.netns_path));
     netns.Release();
     RETURN_IF_ERROR(Failpoint("sandbox.run.netns_created"));
     steps.Step("netns");
-    attach = std::thread([this, &network, &attached, attach_spec = AttachSpecOf(s)] {
-      StepTimer attach_steps("RunPodSandbox");
-      attached = network_->Attach(*network, attach_spec);
-      attach_steps.Step("cni_add");
-    });
-  }
-  absl::StatusOr<std::string> pause = StartPause(s, config, steps);
-  if (attach.joinable()) {
-    attach.join();
+    Concurrently(
+        [&, attach_spec = AttachSpecOf(s)] {
+          StepTimer attach_steps("RunPodSandbox");
+          attached = network_->Attach(*network, attach_spec);
+          attach_steps.Step("cni_add");
+        },
+        start_pause);
     steps.Step("cni_add_wait");
     RETURN_IF_ERROR(attached->status());
     s.ips = (*attached)->ips;
     s.cni_result = (*attached)->result_json;
     RETURN_IF_ERROR(Failpoint("sandbox.run.network_attached"));
+  } else {
+    start_pause();
   }
   RETURN_IF_ERROR(pause.status());
   s.oci_spec = *std::move(pause);

@@ -276,6 +276,7 @@ TEST_F(ManagersTest, AFinishedStopIsRememberedAndRemoveRemovesTheContainersAndTh
   ASSERT_TRUE(sandboxes_->Stop(*pod).ok());
   EXPECT_TRUE(fake_.Called("state " + *pod));
   EXPECT_TRUE((*sandboxes_->Get(*pod))->stopped);
+  EXPECT_EQ(fake_.StatusOf(*pod), "");  // the stopped pause has left the runtime
   // Stopped is persisted: after a restart, stopping again (as kubelet and RemovePodSandbox do)
   // asks the runtime nothing.
   Open();
