@@ -277,18 +277,28 @@ std::string CredentialsFingerprint(const Credentials& c) {
 
 struct CurlRegistryClient::Impl {
   explicit Impl(Options o) : options(std::move(o)) {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     if (options.user_agent.empty()) options.user_agent = absl::StrCat("berth/", kVersion);
-    share = curl_share_init();
-    curl_share_setopt(share, CURLSHOPT_LOCKFUNC, &Impl::Lock);
-    curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, &Impl::Unlock);
-    curl_share_setopt(share, CURLSHOPT_USERDATA, this);
-    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
   }
-  ~Impl() { curl_share_cleanup(share); }
+  ~Impl() {
+    if (share != nullptr) curl_share_cleanup(share);
+  }
+
+  // libcurl, and through it OpenSSL, is set up at the first request rather than at start: a
+  // berthd that pulls nothing never maps the pages that set-up touches (about 4 MiB).
+  CURLSH* Share() {
+    std::call_once(share_once, [this] {
+      static std::once_flag global;
+      std::call_once(global, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+      share = curl_share_init();
+      curl_share_setopt(share, CURLSHOPT_LOCKFUNC, &Impl::Lock);
+      curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, &Impl::Unlock);
+      curl_share_setopt(share, CURLSHOPT_USERDATA, this);
+      curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+      curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+      curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    });
+    return share;
+  }
 
   static void Lock(CURL*, curl_lock_data data, curl_lock_access, void* user) {
     static_cast<Impl*>(user)->locks[static_cast<size_t>(data) % kLocks].lock();
@@ -319,7 +329,8 @@ struct CurlRegistryClient::Impl {
   }
 
   Options options;
-  CURLSH* share;
+  std::once_flag share_once;
+  CURLSH* share = nullptr;  // set by Share()
   static constexpr size_t kLocks = 8;
   std::array<std::mutex, kLocks> locks;
 
@@ -338,6 +349,7 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
                                            const std::string& form,
                                            const std::string& userpwd) {
   Response response;
+  CURLSH* const shared = Share();  // before curl_easy_init: it sets libcurl up first
   CURL* curl = curl_easy_init();
   absl::Cleanup free_curl = [curl] { curl_easy_cleanup(curl); };
   curl_slist* list = nullptr;
@@ -345,7 +357,7 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
   absl::Cleanup free_list = [list] { curl_slist_free_all(list); };
   char error[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_SHARE, share);
+  curl_easy_setopt(curl, CURLOPT_SHARE, shared);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, options.user_agent.c_str());
