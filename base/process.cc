@@ -38,9 +38,8 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   return out;
 }
 
-// write(2) to a pipe whose reader may be gone (a helper that exits without reading its stdin):
-// EPIPE instead of a SIGPIPE that would kill a process that did not ignore it. SIGPIPE is blocked
-// in this thread for the call and a pending one is consumed.
+}  // namespace
+
 ssize_t WriteNoSigpipe(int fd, const char* data, size_t size) {
   sigset_t pipe_set, old;
   sigemptyset(&pipe_set);
@@ -57,9 +56,6 @@ ssize_t WriteNoSigpipe(int fd, const char* data, size_t size) {
   errno = saved;
   return n;
 }
-
-
-}  // namespace
 
 int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);

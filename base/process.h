@@ -58,6 +58,11 @@ struct SpawnSpec {
 // pid (the caller reaps it); Internal naming the program if it cannot start. Thread-safe.
 absl::StatusOr<pid_t> SpawnProcess(const SpawnSpec& spec);
 
+// write(2) to a pipe whose reader may be gone (a helper that exits without reading its stdin):
+// EPIPE instead of a SIGPIPE that would kill a process that did not ignore it. SIGPIPE is blocked
+// in this thread for the call and a pending one is consumed.
+ssize_t WriteNoSigpipe(int fd, const char* data, size_t size);
+
 // A waitpid() status as an exit code: the exit status, or 128 + the signal that killed it.
 int DecodeWaitStatus(int status);
 

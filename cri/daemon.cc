@@ -17,6 +17,7 @@
 #include "base/sqlite.h"
 #include "base/status_macros.h"
 #include "base/steps.h"
+#include "image/fetch_helper.h"
 #include "image/reference.h"
 #include "image/registry.h"
 #include "pod/apparmor.h"
@@ -104,6 +105,9 @@ void WarnMissingHelpers(const config::Config& config) {
       spdlog::warn("helper {} not found: pods and containers cannot start", path);
     }
   }
+  if (struct stat st; ::stat(helpers.fetch.c_str(), &st) != 0) {
+    spdlog::warn("helper {} not found: images cannot be pulled", helpers.fetch);
+  }
 }
 
 // Patterns of images never garbage-collected: images.pinned and the configured pause image.
@@ -146,11 +150,15 @@ absl::Status Daemon::Run() {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config->root + "/berth.db"));
   ASSIGN_OR_RETURN(std::unique_ptr<image::ImageStore> images,
                    image::ImageStore::Open(db.get(), config->root, PinnedImages(*config)));
-  image::CurlRegistryClient registry(
-      image::CurlRegistryClient::Options{.stall_timeout = config->images.stall_timeout});
-  image::ImagePuller puller(images.get(), &registry, [this] { return config_.Get(); });
-
   const HelperPaths helpers = ResolveHelpers(*config);
+  // Registries and layers are dealt with by berth-fetch, one process per request.
+  image::FetchHelperClient fetch(
+      {.path = helpers.fetch, .stall_timeout = config->images.stall_timeout});
+  image::ImagePuller puller(
+      images.get(), &fetch, [this] { return config_.Get(); },
+      [&fetch](const std::string& blob, const std::string& dest, const image::UnpackLimits& limits) {
+        return fetch.Unpack(blob, dest, limits);
+      });
   const std::string pause_rootfs = config->run_root + "/pause/rootfs";
   if (absl::Status s = PreparePauseRootfs(pause_rootfs, helpers.pause); !s.ok()) {
     spdlog::warn("pods cannot start: {}", s.message());

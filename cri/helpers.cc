@@ -28,6 +28,7 @@ HelperPaths ResolveHelpers(const config::Config& config) {
   paths.monitor =
       config.monitor.path.empty() ? absl::StrCat(libexec, "/berth-conmon") : config.monitor.path;
   paths.pause = absl::StrCat(libexec, "/berth-pause");
+  paths.fetch = absl::StrCat(libexec, "/berth-fetch");
   return paths;
 }
 

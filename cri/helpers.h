@@ -14,6 +14,7 @@ namespace berth::cri {
 struct HelperPaths {
   std::string monitor;  // monitor.path, or berth-conmon
   std::string pause;    // berth-pause
+  std::string fetch;    // berth-fetch
 };
 
 HelperPaths ResolveHelpers(const config::Config& config);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
+#include "image/digest.h"
 #include "image/registry.h"
 #include "nlohmann/json.hpp"
 
@@ -139,6 +140,22 @@ absl::StatusOr<Credentials> CredentialsFromAuthFile(const std::string& path, con
         absl::StrCat("auth file ", path, ": ", creds.status().message()));
   }
   return creds;
+}
+
+absl::Status MaySendCredentials(absl::string_view url, bool insecure_source,
+                                const Credentials& credentials) {
+  if (credentials.empty() || insecure_source || absl::StartsWithIgnoreCase(url, "https://")) {
+    return absl::OkStatus();
+  }
+  return absl::UnauthenticatedError(
+      absl::StrCat("token service ", url, " is not HTTPS: the credentials are not sent there"));
+}
+
+std::string CredentialsFingerprint(const Credentials& c) {
+  if (c.empty()) return "anonymous";
+  return DigestOf(absl::StrCat(c.username.size(), ":", c.username, c.password.size(), ":",
+                               c.password, c.identity_token.size(), ":", c.identity_token,
+                               c.registry_token.size(), ":", c.registry_token));
 }
 
 }  // namespace berth::image

@@ -328,7 +328,7 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
   if (job.stop) RETURN_IF_ERROR(job.stop());
   const std::string layer_dir = tmp + "/layer";
   RETURN_IF_ERROR(MakeDirs(layer_dir + "/diff", 0755));
-  ASSIGN_OR_RETURN(UnpackResult unpacked, UnpackLayer(blob_path, layer_dir + "/diff", job.limits));
+  ASSIGN_OR_RETURN(UnpackResult unpacked, unpack_(blob_path, layer_dir + "/diff", job.limits));
   ::unlink(blob_path.c_str());
   if (unpacked.diff_id != job.diff_ids[index]) {
     return absl::DataLossError(absl::StrCat("layer ", blob.digest, ": uncompressed digest ",

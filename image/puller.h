@@ -15,6 +15,7 @@
 #include "image/reference.h"
 #include "image/registry.h"
 #include "image/store.h"
+#include "image/unpack.h"
 
 namespace berth::image {
 
@@ -31,8 +32,11 @@ struct PullResult {
 class ImagePuller {
  public:
   using ConfigSource = std::function<std::shared_ptr<const config::Config>()>;
-  ImagePuller(ImageStore* store, RegistryClient* registry, ConfigSource config)
-      : store_(store), registry_(registry), config_(std::move(config)) {}
+  // UnpackLayer, or the same through berth-fetch (FetchHelperClient::Unpack).
+  using Unpacker = std::function<absl::StatusOr<UnpackResult>(
+      const std::string& blob_path, const std::string& dest_dir, const UnpackLimits& limits)>;
+  ImagePuller(ImageStore* store, RegistryClient* registry, ConfigSource config, Unpacker unpack)
+      : store_(store), registry_(registry), config_(std::move(config)), unpack_(std::move(unpack)) {}
   ImagePuller(const ImagePuller&) = delete;
   ImagePuller& operator=(const ImagePuller&) = delete;
 
@@ -61,6 +65,7 @@ class ImagePuller {
   ImageStore* const store_;
   RegistryClient* const registry_;
   const ConfigSource config_;
+  const Unpacker unpack_;
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<InFlight>> pulls_ ABSL_GUARDED_BY(mu_);   // by reference

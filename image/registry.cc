@@ -259,22 +259,6 @@ std::string ErrorDetail(absl::string_view body) {
 
 }  // namespace
 
-absl::Status MaySendCredentials(absl::string_view url, bool insecure_source,
-                                const Credentials& credentials) {
-  if (credentials.empty() || insecure_source || absl::StartsWithIgnoreCase(url, "https://")) {
-    return absl::OkStatus();
-  }
-  return absl::UnauthenticatedError(
-      absl::StrCat("token service ", url, " is not HTTPS: the credentials are not sent there"));
-}
-
-std::string CredentialsFingerprint(const Credentials& c) {
-  if (c.empty()) return "anonymous";
-  return DigestOf(absl::StrCat(c.username.size(), ":", c.username, c.password.size(), ":",
-                               c.password, c.identity_token.size(), ":", c.identity_token,
-                               c.registry_token.size(), ":", c.registry_token));
-}
-
 struct CurlRegistryClient::Impl {
   explicit Impl(Options o) : options(std::move(o)) {
     if (options.user_agent.empty()) options.user_agent = absl::StrCat("berth/", kVersion);

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/sqlite.h"
 #include "image/puller.h"
+#include "image/unpack.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
 
@@ -43,9 +44,9 @@ double BerthPull(const std::string& ref, const std::string& host) {
   berth::config::Config config;
   config.images.registries = {{.prefix = host, .insecure = true}};
   berth::image::CurlRegistryClient client;
-  berth::image::ImagePuller puller(store->get(), &client, [&] {
-    return std::make_shared<const berth::config::Config>(config);
-  });
+  berth::image::ImagePuller puller(
+      store->get(), &client, [&] { return std::make_shared<const berth::config::Config>(config); },
+      berth::image::UnpackLayer);
   const Clock::time_point start = Clock::now();
   absl::StatusOr<berth::image::PullResult> result = puller.Pull(ref, std::nullopt);
   const double seconds = Seconds(start);

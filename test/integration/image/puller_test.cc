@@ -45,9 +45,9 @@ class PullerTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
     config_.images.registries = {{.prefix = kHost, .insecure = true}};
-    puller_ = std::make_unique<ImagePuller>(store_.get(), &registry_, [this] {
-      return std::make_shared<const config::Config>(config_);
-    });
+    puller_ = std::make_unique<ImagePuller>(
+        store_.get(), &registry_,
+        [this] { return std::make_shared<const config::Config>(config_); }, UnpackLayer);
   }
   void TearDown() override {
     puller_.reset();
