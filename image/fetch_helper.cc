@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
@@ -58,6 +60,23 @@ absl::Status StatusFrom(const json& j) {
   return absl::Status(static_cast<absl::StatusCode>(code), j.at("message").get<std::string>());
 }
 
+json ToJson(const RegistryMemory& m) {
+  json tokens = json::object();
+  for (const auto& [key, token] : m.tokens) {
+    tokens[key] = {{"header", token.header}, {"expires", token.expires_unix}};
+  }
+  return {{"schemes", m.schemes}, {"tokens", std::move(tokens)}};
+}
+
+RegistryMemory MemoryFrom(const json& j) {
+  RegistryMemory m;
+  m.schemes = j.at("schemes").get<std::map<std::string, std::string>>();
+  for (const auto& [key, token] : j.at("tokens").items()) {
+    m.tokens[key] = {token.at("header").get<std::string>(), token.at("expires").get<int64_t>()};
+  }
+  return m;
+}
+
 void KillAndReap(pid_t pid) {
   ::kill(pid, SIGKILL);
   ReapChild(pid);
@@ -93,6 +112,7 @@ absl::StatusOr<json> FetchHelperClient::Run(
   for (size_t done = 0; done < text.size();) {
     const ssize_t n = WriteNoSigpipe(in_write.get(), text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EPIPE) break;  // it ended already: its exit code says more below
     if (n < 0) return ErrnoToStatus(errno, absl::StrCat("write to ", options_.path));
     done += static_cast<size_t>(n);
   }
@@ -140,11 +160,25 @@ absl::StatusOr<json> FetchHelperClient::Run(
                                             DecodeWaitStatus(status), ") without an answer"));
   }
   try {
+    if (answer->contains("memory")) Remember(MemoryFrom(answer->at("memory")));
     RETURN_IF_ERROR(StatusFrom(answer->at("status")));
     return answer->value("result", json::object());
   } catch (const json::exception& e) {
     return absl::InternalError(absl::StrCat(options_.path, " answered: ", e.what()));
   }
+}
+
+RegistryMemory FetchHelperClient::Remembered() const {
+  absl::MutexLock lock(&mu_);
+  return memory_;
+}
+
+void FetchHelperClient::Remember(const RegistryMemory& memory) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [host, scheme] : memory.schemes) memory_.schemes[host] = scheme;
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  for (const auto& [key, token] : memory.tokens) memory_.tokens[key] = token;
+  std::erase_if(memory_.tokens, [now](const auto& t) { return t.second.expires_unix <= now; });
 }
 
 absl::StatusOr<RegistryClient::Manifest> FetchHelperClient::GetManifest(
@@ -155,6 +189,7 @@ absl::StatusOr<RegistryClient::Manifest> FetchHelperClient::GetManifest(
                         {"source", ToJson(source)},
                         {"reference", std::string(reference)},
                         {"credentials", ToJson(credentials)},
+                        {"memory", ToJson(Remembered())},
                         {"stall_timeout", options_.stall_timeout.count()}},
                        nullptr, stop));
   Manifest manifest;
@@ -182,6 +217,7 @@ absl::Status FetchHelperClient::FetchBlob(const Source& source, absl::string_vie
        {"size", size},
        {"dest", dest_path},
        {"credentials", ToJson(credentials)},
+       {"memory", ToJson(Remembered())},
        {"stall_timeout", options_.stall_timeout.count()}},
       [&](const json& p) -> absl::Status {
         if (progress && p.contains("bytes") && p["bytes"].is_number_integer()) {
@@ -252,14 +288,17 @@ void ServeFetchRequest(const json& request,
                        const std::function<RegistryClient*(std::chrono::seconds)>& registry,
                        const UnpackFunction& unpack,
                        const std::function<void(const json&)>& write_line) {
+  RegistryClient* client = nullptr;
   auto answer = [&](const absl::Status& status, json result) {
-    write_line({{"status", ToJson(status)}, {"result", std::move(result)}});
+    json line = {{"status", ToJson(status)}, {"result", std::move(result)}};
+    if (client != nullptr) line["memory"] = ToJson(client->Remembered());
+    write_line(line);
   };
   try {
     const std::string op = request.at("op").get<std::string>();
     if (op == "manifest" || op == "blob") {
-      RegistryClient* client =
-          registry(std::chrono::seconds(request.at("stall_timeout").get<int64_t>()));
+      client = registry(std::chrono::seconds(request.at("stall_timeout").get<int64_t>()));
+      if (request.contains("memory")) client->Remember(MemoryFrom(request.at("memory")));
       const Source source = SourceFrom(request.at("source"));
       const Credentials credentials = CredentialsFrom(request.at("credentials"));
       if (op == "manifest") {

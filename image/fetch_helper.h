@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "image/registry.h"
 #include "image/unpack.h"
 #include "nlohmann/json.hpp"
@@ -48,6 +49,11 @@ class FetchHelperClient final : public RegistryClient {
   absl::StatusOr<UnpackResult> Unpack(const std::string& blob_path, const std::string& dest_dir,
                                       const UnpackLimits& limits);
 
+  // Each helper is given what the earlier ones learnt (tokens, which hosts speak plain HTTP) and
+  // hands back what it learnt in turn, so that a pull does not fetch a token per blob.
+  RegistryMemory Remembered() const override;
+  void Remember(const RegistryMemory& memory) override;
+
  private:
   // Runs one request to its answer's result. `on_progress` may end the request with an error.
   absl::StatusOr<nlohmann::json> Run(const nlohmann::json& request,
@@ -56,6 +62,8 @@ class FetchHelperClient final : public RegistryClient {
                                      const StopCheck& stop);
 
   const Options options_;
+  mutable absl::Mutex mu_;
+  RegistryMemory memory_ ABSL_GUARDED_BY(mu_);
 };
 
 // The helper's side: answers `request` (parsed from stdin), writing progress lines and the answer

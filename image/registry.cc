@@ -318,7 +318,7 @@ struct CurlRegistryClient::Impl {
   static constexpr size_t kLocks = 8;
   std::array<std::mutex, kLocks> locks;
 
-  absl::Mutex mu;
+  mutable absl::Mutex mu;
   std::map<std::string, std::string> schemes ABSL_GUARDED_BY(mu);  // host -> "http" / "https"
   struct CachedToken {
     std::string header;
@@ -651,6 +651,29 @@ absl::Status CurlRegistryClient::FetchBlob(const Source& source, absl::string_vi
   }
   std::move(remove).Cancel();
   return absl::OkStatus();
+}
+
+RegistryMemory CurlRegistryClient::Remembered() const {
+  RegistryMemory memory;
+  absl::MutexLock lock(&impl_->mu);
+  memory.schemes = impl_->schemes;
+  const absl::Time now = absl::Now();
+  for (const auto& [key, token] : impl_->tokens) {
+    if (token.expires > now) memory.tokens[key] = {token.header, absl::ToUnixSeconds(token.expires)};
+  }
+  return memory;
+}
+
+void CurlRegistryClient::Remember(const RegistryMemory& memory) {
+  absl::MutexLock lock(&impl_->mu);
+  for (const auto& [host, scheme] : memory.schemes) {
+    if (scheme == "http" || scheme == "https") impl_->schemes[host] = scheme;
+  }
+  const absl::Time now = absl::Now();
+  for (const auto& [key, token] : memory.tokens) {
+    const absl::Time expires = absl::FromUnixSeconds(token.expires_unix);
+    if (expires > now) impl_->tokens[key] = {token.header, expires};
+  }
 }
 
 }  // namespace berth::image

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,18 @@ std::vector<Source> SourcesFor(const config::ImagesConfig& images, const Referen
 // (the caller went away, the pull's deadline passed); the request then fails with that status.
 using StopCheck = std::function<absl::Status()>;
 
+// What a registry client has learnt that saves requests: which insecure hosts speak plain HTTP,
+// and the bearer tokens it holds, each keyed by host, scope and a digest of the credentials. A
+// client in a short-lived process (berth-fetch) is given what the last one learnt.
+struct RegistryMemory {
+  std::map<std::string, std::string> schemes;  // host -> "http" / "https"
+  struct Token {
+    std::string header;        // "Bearer ..."
+    int64_t expires_unix = 0;  // seconds since the epoch
+  };
+  std::map<std::string, Token> tokens;
+};
+
 // The registry side of the OCI distribution spec. Implementations are thread-safe: blobs of one
 // image are fetched in parallel.
 class RegistryClient {
@@ -104,6 +117,10 @@ class RegistryClient {
                                  const std::string& dest_path, const Credentials& credentials,
                                  const std::function<void(int64_t)>& progress,
                                  const StopCheck& stop = {}) = 0;
+
+  // What it has learnt, and more to know (added; expired tokens are dropped). Nothing by default.
+  virtual RegistryMemory Remembered() const { return {}; }
+  virtual void Remember(const RegistryMemory& /*memory*/) {}
 };
 using RegistryClientPtr = std::unique_ptr<RegistryClient>;
 
@@ -131,6 +148,8 @@ class CurlRegistryClient final : public RegistryClient {
                          const std::string& dest_path, const Credentials& credentials,
                          const std::function<void(int64_t)>& progress,
                          const StopCheck& stop = {}) override;
+  RegistryMemory Remembered() const override;
+  void Remember(const RegistryMemory& memory) override;
 
  private:
   struct Impl;

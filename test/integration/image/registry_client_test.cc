@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "image/fetch_helper.h"
 #include "image/registry.h"
 #include "test/fixtures/image_builder.h"
 #include "test/fixtures/registry.h"
@@ -364,6 +365,51 @@ TEST_F(RegistryClientTest, TokensAreNotSharedAcrossCredentials) {
   EXPECT_EQ(client_.GetManifest(source, "v1", bob).status().code(),
             absl::StatusCode::kUnauthenticated);
   EXPECT_TRUE(client_.GetManifest(source, "v1", alice).ok());
+}
+
+// berth-fetch runs one request per process: what one helper learnt (the token, that the host
+// speaks plain HTTP) reaches the next, so a pull does not fetch a token per blob. Tokens stay
+// keyed by credentials.
+TEST_F(RegistryClientTest, BerthFetchHelpersPassOnTokensAndSchemes) {
+  const std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]})";
+  std::string host;
+  std::atomic<int> token_requests{0};
+  ScriptedServer server([&](int fd, int, const std::string& request) {
+    const std::string auth = RequestHeader(request, "authorization");
+    if (absl::StartsWith(request, "GET /token")) {
+      ++token_requests;
+      std::string alice;
+      absl::Base64Escape("alice:pw", &alice);
+      const std::string token = auth == "Basic " + alice ? "tok-alice" : "tok-anon";
+      Answer(fd, "200 OK", "Content-Type: application/json\r\n",
+             absl::StrCat(R"({"token":")", token, R"(","expires_in":300})"));
+      return;
+    }
+    if (auth == "Bearer tok-alice") {
+      Answer(fd, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+             manifest);
+      return;
+    }
+    Answer(fd, "401 Unauthorized",
+           absl::StrCat(R"(WWW-Authenticate: Bearer realm="http://)", host,
+                        R"(/token",service="s",scope="repository:repo:pull")", "\r\n"),
+           "{}");
+  });
+  host = server.host();
+  FetchHelperClient helpers({.path = BERTH_FETCH_PATH, .stall_timeout = std::chrono::seconds(5)});
+  const Source source = At(server.host(), "repo");
+  const Credentials alice{.username = "alice", .password = "pw"};
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<RegistryClient::Manifest> m = helpers.GetManifest(source, "v1", alice);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->body, manifest);
+  }
+  EXPECT_EQ(token_requests.load(), 1);
+  EXPECT_EQ(helpers.Remembered().schemes.at(server.host()), "http");
+  // Another caller's credentials get no use of alice's token.
+  EXPECT_EQ(helpers.GetManifest(source, "v1", {}).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(token_requests.load(), 2);
 }
 
 }  // namespace
