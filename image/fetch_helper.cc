@@ -108,7 +108,9 @@ absl::StatusOr<json> FetchHelperClient::Run(
   in_read.Reset();
   out_write.Reset();
   // The request is small (a pipe holds 64 KiB) and the helper reads all of it before anything else.
-  const std::string text = request.dump();
+  // Never a throw for a credential that is not UTF-8: it reaches the helper as U+FFFD, which the
+  // registry then refuses.
+  const std::string text = request.dump(-1, ' ', false, json::error_handler_t::replace);
   for (size_t done = 0; done < text.size();) {
     const ssize_t n = WriteNoSigpipe(in_write.get(), text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;

@@ -91,6 +91,11 @@ TEST_F(FetchHelperTest, AnswersAsTheInProcessClientAndUnpackerDo) {
   EXPECT_EQ(via->digest, direct->digest);
   EXPECT_EQ(via->media_type, direct->media_type);
 
+  // Credentials that are not UTF-8 cannot be encoded as they are: a refusal, not a crash.
+  absl::StatusOr<RegistryClient::Manifest> odd =
+      helper_.GetManifest(source, "v1", {.username = "\xff\xfe", .password = "\xc3"});
+  EXPECT_TRUE(odd.ok() || odd.status().code() != absl::StatusCode::kInternal) << odd.status();
+
   // Errors keep their code and message.
   absl::StatusOr<RegistryClient::Manifest> missing = helper_.GetManifest(source, "v2", {});
   absl::StatusOr<RegistryClient::Manifest> missing_direct = direct_.GetManifest(source, "v2", {});
