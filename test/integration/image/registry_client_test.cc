@@ -329,31 +329,41 @@ void Answer(int fd, const std::string& status, const std::string& headers, const
                                         "\r\nConnection: close\r\n", headers, "\r\n", body));
 }
 
-// A registry whose token service hands each caller a token of its own: alice's token reads the
-// manifest, an anonymous one does not. A cached token must never cross from one to the other.
-TEST_F(RegistryClientTest, TokensAreNotSharedAcrossCredentials) {
-  const std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]})";
-  std::string host;
-  ScriptedServer server([&](int fd, int, const std::string& request) {
+constexpr char kEmptyManifest[] = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]})";
+
+// A registry whose token service hands each caller a token of its own (valid `expires_in`
+// seconds): alice's token reads the manifest, an anonymous one does not. `*host` is the server's,
+// set once it listens; `token_requests` counts the token service's answers.
+std::function<void(int, int, const std::string&)> AliceOnlyRegistry(
+    const std::string* host, const std::string& expires_in, std::atomic<int>* token_requests) {
+  return [=](int fd, int, const std::string& request) {
     const std::string auth = RequestHeader(request, "authorization");
     if (absl::StartsWith(request, "GET /token")) {
+      ++*token_requests;
       std::string alice;
       absl::Base64Escape("alice:pw", &alice);
       const std::string token = auth == "Basic " + alice ? "tok-alice" : "tok-anon";
       Answer(fd, "200 OK", "Content-Type: application/json\r\n",
-             absl::StrCat(R"({"token":")", token, R"(","expires_in":"soon"})"));
+             absl::StrCat(R"({"token":")", token, R"(","expires_in":)", expires_in, "}"));
       return;
     }
     if (auth == "Bearer tok-alice") {
       Answer(fd, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
-             manifest);
+             kEmptyManifest);
       return;
     }
     Answer(fd, "401 Unauthorized",
-           absl::StrCat(R"(WWW-Authenticate: Bearer realm="http://)", host,
+           absl::StrCat(R"(WWW-Authenticate: Bearer realm="http://)", *host,
                         R"(/token",service="s",scope="repository:repo:pull")", "\r\n"),
            R"({"errors":[{"code":"UNAUTHORIZED","message":{"not":"a string"}}]})");
-  });
+  };
+}
+
+// A cached token must never cross from one caller's credentials to another's.
+TEST_F(RegistryClientTest, TokensAreNotSharedAcrossCredentials) {
+  std::string host;
+  std::atomic<int> token_requests{0};
+  ScriptedServer server(AliceOnlyRegistry(&host, R"("soon")", &token_requests));
   host = server.host();
   const Source source = At(server.host(), "repo");
   Credentials alice{.username = "alice", .password = "pw"};
@@ -371,30 +381,9 @@ TEST_F(RegistryClientTest, TokensAreNotSharedAcrossCredentials) {
 // speaks plain HTTP) reaches the next, so a pull does not fetch a token per blob. Tokens stay
 // keyed by credentials.
 TEST_F(RegistryClientTest, BerthFetchHelpersPassOnTokensAndSchemes) {
-  const std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]})";
   std::string host;
   std::atomic<int> token_requests{0};
-  ScriptedServer server([&](int fd, int, const std::string& request) {
-    const std::string auth = RequestHeader(request, "authorization");
-    if (absl::StartsWith(request, "GET /token")) {
-      ++token_requests;
-      std::string alice;
-      absl::Base64Escape("alice:pw", &alice);
-      const std::string token = auth == "Basic " + alice ? "tok-alice" : "tok-anon";
-      Answer(fd, "200 OK", "Content-Type: application/json\r\n",
-             absl::StrCat(R"({"token":")", token, R"(","expires_in":300})"));
-      return;
-    }
-    if (auth == "Bearer tok-alice") {
-      Answer(fd, "200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
-             manifest);
-      return;
-    }
-    Answer(fd, "401 Unauthorized",
-           absl::StrCat(R"(WWW-Authenticate: Bearer realm="http://)", host,
-                        R"(/token",service="s",scope="repository:repo:pull")", "\r\n"),
-           "{}");
-  });
+  ScriptedServer server(AliceOnlyRegistry(&host, "300", &token_requests));
   host = server.host();
   FetchHelperClient helpers({.path = BERTH_FETCH_PATH, .stall_timeout = std::chrono::seconds(5)});
   const Source source = At(server.host(), "repo");
@@ -402,7 +391,7 @@ TEST_F(RegistryClientTest, BerthFetchHelpersPassOnTokensAndSchemes) {
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<RegistryClient::Manifest> m = helpers.GetManifest(source, "v1", alice);
     ASSERT_TRUE(m.ok()) << m.status();
-    EXPECT_EQ(m->body, manifest);
+    EXPECT_EQ(m->body, kEmptyManifest);
   }
   EXPECT_EQ(token_requests.load(), 1);
   EXPECT_EQ(helpers.Remembered().schemes.at(server.host()), "http");
