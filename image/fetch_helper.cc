@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include <atomic>
 #include <optional>
 
@@ -92,11 +94,18 @@ absl::StatusOr<json> FetchHelperClient::Run(
   UniqueFd in_read(in[0]), in_write(in[1]);
   if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "pipe");
   UniqueFd out_read(out[0]), out_write(out[1]);
+  // Spawned from this thread, which waits for it: the helper's PR_SET_PDEATHSIG is tied to the
+  // thread that started it. (SpawnSpec::nice would start it from a thread that ends at once; the
+  // helper lowers its own priority instead.)
+  // berthd's environment, as libcurl read it in-process (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE).
+  std::vector<std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) env.emplace_back(*e);
+  env.push_back(absl::StrCat(kFetchParentEnv, "=", ::getpid()));
   absl::StatusOr<pid_t> spawned = SpawnProcess({.argv = {options_.path},
+                                                .env = std::move(env),
                                                 .stdin_fd = in_read.get(),
                                                 .stdout_fd = out_write.get(),
-                                                .stderr_fd = STDERR_FILENO,
-                                                .nice = kHelperNice});
+                                                .stderr_fd = STDERR_FILENO});
   if (!spawned.ok()) {  // not the image's NotFound: berth's own installation is at fault
     return absl::InternalError(absl::StrCat("image helper: ", spawned.status().message()));
   }

@@ -66,6 +66,10 @@ class FetchHelperClient final : public RegistryClient {
   RegistryMemory memory_ ABSL_GUARDED_BY(mu_);
 };
 
+// The environment variable that gives berth-fetch its parent's pid: if that is not its parent
+// any more once it has asked to die with it, it ends at once.
+inline constexpr char kFetchParentEnv[] = "BERTH_FETCH_PARENT";
+
 // The helper's side: answers `request` (parsed from stdin), writing progress lines and the answer
 // with `write_line`. `registry` and `unpack` do the work (CurlRegistryClient, UnpackLayer).
 using UnpackFunction = std::function<absl::StatusOr<UnpackResult>(

@@ -3,13 +3,17 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <memory>
 #include <string>
 
+#include "base/process.h"
 #include "image/fetch_helper.h"
 #include "image/registry.h"
 #include "image/unpack.h"
@@ -34,7 +38,14 @@ void WriteLine(const nlohmann::json& line) {
 }  // namespace
 
 int main() {
+  // Ends with the berthd thread that started it and waits for it (berthd killed included).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const char* parent = ::getenv(berth::image::kFetchParentEnv);
+  if (parent == nullptr || std::atoi(parent) != ::getppid()) return 1;  // berthd is gone already
+  // Below berthd's own threads: an unpack may use a whole CPU (berth::kHelperNice).
+  errno = 0;
+  const int current = ::getpriority(PRIO_PROCESS, 0);
+  if (errno == 0) ::setpriority(PRIO_PROCESS, 0, std::min(19, current + berth::kHelperNice));
   ::signal(SIGPIPE, SIG_IGN);
   std::string text;
   char chunk[16 << 10];

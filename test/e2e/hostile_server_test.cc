@@ -4,12 +4,18 @@
 // leaking credentials); HostileTest checks that berthd still serves and that nothing is left.
 
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "base/file_util.h"
 #include "test/e2e/hostile_env.h"
+#include "test/lib/eventually.h"
 
 namespace berth::testing {
 namespace {
@@ -75,6 +81,46 @@ TEST_F(HostileServerTest, BlobThatStallsHalfwayFailsAfterTheStallTimeout) {
 TEST_F(HostileServerTest, ManifestNeverAnsweredFailsAfterTheStallTimeout) {
   registry_->On(ManifestPath(), Reply{.silent = true});
   RefusedQuickly(Code::kUnavailable, "(images.stall_timeout)");
+}
+
+// The berth-fetch child of `parent`, or -1.
+pid_t FetchHelperOf(pid_t parent) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    absl::StatusOr<std::string> stat = ReadFile(entry.path().string() + "/stat");
+    if (!stat.ok() || stat->find("(berth-fetch)") == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat->c_str() + stat->rfind(')') + 2, "%c %d", &state, &ppid) == 2 &&
+        ppid == parent) {
+      return pid;
+    }
+  }
+  return -1;
+}
+
+// Gone, or a zombie: it ran nothing more.
+bool Ended(pid_t pid) {
+  absl::StatusOr<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  return !stat.ok() || stat->find(") Z ") != std::string::npos;
+}
+
+// A helper waiting on a registry that never answers does not outlive a berthd killed with
+// SIGKILL, and the restarted berthd has nothing of that pull left.
+TEST_F(HostileServerTest, AFetchHelperEndsWithAKilledBerthd) {
+  registry_->On(ManifestPath(), Reply{.silent = true});
+  std::thread pull([this] { (void)cri().PullImage(Ref(kRepo)); });
+  pid_t helper = -1;
+  Eventually([&] { return (helper = FetchHelperOf(daemon_->pid())) > 0; },
+             std::chrono::seconds(kStallSeconds));
+  daemon_->Kill();
+  pull.join();
+  ASSERT_GT(helper, 0) << "no berth-fetch while the manifest was awaited";
+  // Well before the stall timeout would end it anyway.
+  EXPECT_TRUE(Eventually([&] { return Ended(helper); }, std::chrono::milliseconds(1000)))
+      << "berth-fetch " << helper << " outlived berthd";
+  ASSERT_TRUE(daemon_->Start().ok());
 }
 
 TEST_F(HostileServerTest, ConfigWithHeadersButNoBodyFailsAfterTheStallTimeout) {
