@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/observer.h"
 
 namespace berth {
 namespace {
@@ -120,5 +121,22 @@ absl::StatusOr<std::vector<std::string>> SqliteDb::LoadTexts(absl::string_view s
   }
   return out;
 }
+
+namespace {
+constinit ProcessObserver<TransactionObserver> transaction_observer;
+}  // namespace
+
+void SetTransactionObserver(TransactionObserver observer) {
+  transaction_observer.Set(std::move(observer));
+}
+
+namespace internal {
+void ObserveTransaction(std::chrono::steady_clock::time_point began, bool committed) {
+  if (std::shared_ptr<const TransactionObserver> observe = transaction_observer.Get()) {
+    (*observe)(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count(),
+               committed);
+  }
+}
+}  // namespace internal
 
 }  // namespace berth

@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +80,15 @@ class SqliteStatement {
   SqliteDb* db_;
 };
 
+// Told how long each SqliteTransaction took, from BEGIN to its COMMIT or rollback (berthd's
+// berth_db_transaction_duration_seconds). Process-wide; an empty one removes it. Thread-safe.
+using TransactionObserver = std::function<void(double seconds, bool committed)>;
+void SetTransactionObserver(TransactionObserver observer);
+
+namespace internal {
+void ObserveTransaction(std::chrono::steady_clock::time_point began, bool committed);
+}  // namespace internal
+
 // Rolls back on destruction unless committed: one per multi-statement change.
 class SqliteTransaction {
  public:
@@ -85,7 +96,10 @@ class SqliteTransaction {
   // Holds db.mu() until it is destroyed.
   explicit SqliteTransaction(SqliteDb& db) : lock_(&db.mu()), db_(db), status_(db.Begin()) {}
   ~SqliteTransaction() {
-    if (status_.ok() && !committed_) db_.Rollback();
+    if (status_.ok() && !committed_) {
+      db_.Rollback();
+      internal::ObserveTransaction(began_, false);
+    }
   }
   SqliteTransaction(const SqliteTransaction&) = delete;
   SqliteTransaction& operator=(const SqliteTransaction&) = delete;
@@ -94,11 +108,13 @@ class SqliteTransaction {
   absl::Status Commit() {
     absl::Status s = db_.Commit();
     committed_ = s.ok();
+    if (committed_) internal::ObserveTransaction(began_, true);
     return s;
   }
 
  private:
   absl::MutexLock lock_;
+  const std::chrono::steady_clock::time_point began_ = std::chrono::steady_clock::now();
   SqliteDb& db_;
   absl::Status status_;
   bool committed_ = false;

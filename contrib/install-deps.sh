@@ -25,8 +25,8 @@ PACKAGES=(
   libcivetweb-dev civetweb zlib1g-dev libboost-dev
   # runtime
   runc crun conmon containernetworking-plugins iptables iproute2 apparmor
-  # test fixtures
-  docker-registry skopeo umoci busybox-static
+  # test fixtures; promtool (in prometheus) checks the metrics berthd serves
+  docker-registry skopeo umoci busybox-static prometheus
 )
 
 die() { echo "install-deps: $*" >&2; exit 1; }
@@ -43,8 +43,16 @@ install_debian_packages() {
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q || die "apt-get update failed"
-  apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-    die "apt-get install failed for: ${missing[*]}"
+  # Packages with a service (prometheus, docker-registry) are installed for their tools and for
+  # the tests, which start their own instances on loopback: keep their services from starting.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
+  fi
+  local rc=0
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || rc=$?
+  [ "$own_policy" -eq 0 ] || rm -f "$policy"
+  [ "$rc" -eq 0 ] || die "apt-get install failed for: ${missing[*]}"
 }
 
 # A throwaway apt configuration for trixie under $1, built from the machine's own archive address.

@@ -31,6 +31,7 @@
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
 #include "cri/network_metrics.h"
+#include "cri/node_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
 #include "base/work_pool.h"
@@ -145,6 +146,9 @@ absl::Status Daemon::Run() {
     metrics_.RecordStep(operation, step, seconds);
   });
   absl::Cleanup no_more_steps = [] { SetStepObserver(nullptr); };
+  SetTransactionObserver(
+      [this](double seconds, bool committed) { metrics_.RecordTransaction(seconds, committed); });
+  absl::Cleanup no_more_transactions = [] { SetTransactionObserver(nullptr); };
   WarnMissingHelpers(*config);
 
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(config->root + "/berth.db"));
@@ -190,7 +194,14 @@ absl::Status Daemon::Run() {
                                                   : "not enabled on this host");
   pod::ContainerManager containers(db.get(), [this] { return config_.Get(); }, &sandboxes,
                                    images.get(), &events,
-                                   {.monitor_path = helpers.monitor, .apparmor = &apparmor});
+                                   {.monitor_path = helpers.monitor,
+                                    .apparmor = &apparmor,
+                                    .on_exit = [this](const pod::Container& c,
+                                                      const pod::Sandbox* sandbox) {
+                                      metrics_.RecordExit(
+                                          c.reason, sandbox ? sandbox->spec.namespace_name : "",
+                                          sandbox ? sandbox->spec.name : "");
+                                    }});
   sandboxes.SetContainerHooks(
       {.stop_all = [&](const std::string& id) { return containers.StopAllIn(id); },
        .remove_all = [&](const std::string& id) { return containers.RemoveAllIn(id); }});
@@ -205,7 +216,27 @@ absl::Status Daemon::Run() {
     spdlog::info("orphan sweep: {} runtime container(s), {} CNI attachment(s), {} mount(s), {} "
                  "path(s) removed", swept.runtime_containers, swept.network_attachments,
                  swept.mounts, swept.paths);
+    metrics_.RecordRecovery({.pods = static_cast<int>(sandboxes.Ids().size()),
+                             .containers = containers.recovery().loaded,
+                             .settled = containers.recovery().settled,
+                             .orphan_runtime_containers = swept.runtime_containers,
+                             .orphan_network_attachments = swept.network_attachments,
+                             .orphan_mounts = swept.mounts,
+                             .orphan_paths = swept.paths});
   }
+  auto node_metrics = std::make_shared<NodeCollector>([&] {
+    NodeCounts counts;
+    for (const pod::SandboxPtr& s : sandboxes.List()) {
+      ++(s->state == pod::Sandbox::State::kReady ? counts.pods_ready : counts.pods_not_ready);
+    }
+    for (const pod::ContainerPtr& c : containers.List()) {
+      const size_t state = static_cast<size_t>(c->state);
+      if (state < counts.containers.size()) ++counts.containers[state];
+    }
+    return counts;
+  });
+  metrics_.Add(node_metrics);
+  absl::Cleanup no_node_metrics = [&] { metrics_.Remove(node_metrics); };
 
   streaming::Server streaming(config->streaming, &containers, &sandboxes);
   RETURN_IF_ERROR(streaming.Start());

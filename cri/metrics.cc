@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "cri/node_metrics.h"
 
 namespace berth::cri {
 namespace {
@@ -13,6 +14,13 @@ namespace {
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240};
+  return kBuckets;
+}
+
+// From 50 us: a transaction is a few rows and one fsync.
+const prometheus::Histogram::BucketBoundaries& TransactionBuckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
   return kBuckets;
 }
 
@@ -52,7 +60,31 @@ Metrics::Metrics()
                  .Name("berth_operation_step_duration_seconds")
                  .Help("Duration of the steps of pod and container operations, by operation and "
                        "step")
-                 .Register(*registry_)) {}
+                 .Register(*registry_)),
+      exits_(prometheus::BuildCounter()
+                 .Name("berth_container_exits_total")
+                 .Help("Container exits recorded, by reason (Completed, Error, OOMKilled)")
+                 .Register(*registry_)),
+      oom_kills_(prometheus::BuildCounter()
+                     .Name("berth_container_oom_kills_total")
+                     .Help("Containers killed by the kernel's OOM killer, by pod namespace and name")
+                     .Register(*registry_)),
+      transactions_(prometheus::BuildHistogram()
+                        .Name("berth_db_transaction_duration_seconds")
+                        .Help("Duration of berthd's database transactions, BEGIN to COMMIT or "
+                              "rollback, by result")
+                        .Register(*registry_)),
+      recovery_(prometheus::BuildGauge()
+                    .Name("berth_recovery_objects")
+                    .Help("What berthd's start-up recovery found: pods and containers loaded, "
+                          "containers settled, orphans removed, by kind")
+                    .Register(*registry_)),
+      process_(std::make_shared<ProcessCollector>()) {
+  // Present from the start, so that a rate over them is defined before the first exit.
+  for (const char* reason : {"Completed", "Error", "OOMKilled"}) exits_.Add({{"reason", reason}});
+  transactions_.Add({{"result", "commit"}}, TransactionBuckets());
+  transactions_.Add({{"result", "rollback"}}, TransactionBuckets());
+}
 
 absl::Status Metrics::Serve(const std::string& address, std::chrono::milliseconds retry_for) {
   // A berthd that was just stopped may hold the port for a moment while its HTTP server winds
@@ -70,7 +102,16 @@ absl::Status Metrics::Serve(const std::string& address, std::chrono::millisecond
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(process_);
   return absl::OkStatus();
+}
+
+void Metrics::Add(const std::shared_ptr<prometheus::Collectable>& collectable) {
+  if (exposer_ != nullptr) exposer_->RegisterCollectable(collectable);
+}
+
+void Metrics::Remove(const std::shared_ptr<prometheus::Collectable>& collectable) {
+  if (exposer_ != nullptr) exposer_->RemoveCollectable(collectable);
 }
 
 void Metrics::RecordOperation(absl::string_view operation, absl::string_view code, double seconds) {
@@ -95,6 +136,33 @@ void Metrics::RecordStep(absl::string_view operation, absl::string_view step, do
       5, 10, 30, 60};
   steps_.Add({{"operation", std::string(operation)}, {"step", std::string(step)}}, kBuckets)
       .Observe(seconds);
+}
+
+void Metrics::RecordExit(absl::string_view reason, absl::string_view pod_namespace,
+                         absl::string_view pod_name) {
+  exits_.Add({{"reason", std::string(reason)}}).Increment();
+  if (reason == "OOMKilled") {
+    oom_kills_.Add({{"namespace", std::string(pod_namespace)}, {"pod", std::string(pod_name)}})
+        .Increment();
+  }
+}
+
+void Metrics::RecordTransaction(double seconds, bool committed) {
+  transactions_.Add({{"result", committed ? "commit" : "rollback"}}, TransactionBuckets())
+      .Observe(seconds);
+}
+
+void Metrics::RecordRecovery(const Recovery& r) {
+  const std::pair<const char*, int> found[] = {
+      {"pods_loaded", r.pods},
+      {"containers_loaded", r.containers},
+      {"containers_settled", r.settled},
+      {"orphan_runtime_containers_removed", r.orphan_runtime_containers},
+      {"orphan_network_attachments_removed", r.orphan_network_attachments},
+      {"orphan_mounts_removed", r.orphan_mounts},
+      {"orphan_paths_removed", r.orphan_paths},
+  };
+  for (const auto& [what, n] : found) recovery_.Add({{"what", what}}).Set(n);
 }
 
 }  // namespace berth::cri

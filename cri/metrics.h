@@ -9,6 +9,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 
@@ -36,7 +37,33 @@ class Metrics {
   // One step of an operation (base/steps.h): berth_operation_step_duration_seconds.
   void RecordStep(absl::string_view operation, absl::string_view step, double seconds);
 
+  // A container exit as recorded: berth_container_exits_total{reason}, and for reason OOMKilled
+  // berth_container_oom_kills_total{namespace, pod} (the pod's namespace and name).
+  void RecordExit(absl::string_view reason, absl::string_view pod_namespace,
+                  absl::string_view pod_name);
+
+  // One database transaction: berth_db_transaction_duration_seconds{result="commit"|"rollback"}.
+  void RecordTransaction(double seconds, bool committed);
+
+  // What the start-up recovery found, as gauges (berth_recovery_*): pods and containers loaded,
+  // containers settled, and what the orphan sweep removed, by kind.
+  struct Recovery {
+    int pods = 0;
+    int containers = 0;
+    int settled = 0;
+    int orphan_runtime_containers = 0;
+    int orphan_network_attachments = 0;
+    int orphan_mounts = 0;
+    int orphan_paths = 0;
+  };
+  void RecordRecovery(const Recovery& recovery);
+
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // Also serves what `collectable` collects at each scrape, until Remove; the caller keeps it
+  // alive meanwhile (the exposer holds it weakly). No-op before Serve.
+  void Add(const std::shared_ptr<prometheus::Collectable>& collectable);
+  void Remove(const std::shared_ptr<prometheus::Collectable>& collectable);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -47,6 +74,12 @@ class Metrics {
   prometheus::Counter& pull_bytes_;
   prometheus::Histogram& pull_duration_;
   prometheus::Family<prometheus::Histogram>& steps_;
+  prometheus::Family<prometheus::Counter>& exits_;
+  prometheus::Family<prometheus::Counter>& oom_kills_;
+  prometheus::Family<prometheus::Histogram>& transactions_;
+  prometheus::Family<prometheus::Gauge>& recovery_;
+  // The exposer holds collectables weakly.
+  const std::shared_ptr<prometheus::Collectable> process_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
 

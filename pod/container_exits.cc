@@ -40,8 +40,10 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
   if (have_code && ::stat(exit_file.c_str(), &st) == 0) {
     finished = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   }
+  bool recorded = false;  // now, not before
   absl::Status s = UpdateStatus(id, [&](Container& c) {
     if (c.state == Container::State::kExited) return false;
+    recorded = true;
     c.state = Container::State::kExited;
     c.finished_at_ns = finished;
     if (have_code) {
@@ -55,6 +57,12 @@ void ContainerManager::RecordExit(const std::string& id, bool monitor_gone) {
     return true;
   });
   if (!s.ok() && !absl::IsNotFound(s)) spdlog::error("container {}: record exit: {}", id, s.message());
+  if (s.ok() && recorded && options_.on_exit) {
+    if (absl::StatusOr<ContainerPtr> c = Get(id); c.ok()) {
+      absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get((*c)->sandbox_id);
+      options_.on_exit(**c, sandbox.ok() ? sandbox->get() : nullptr);
+    }
+  }
   // Not without an exit code: the monitor is gone, but the container may still run.
   if (s.ok() && have_code) DeleteFromRuntime(id);
 }

@@ -59,6 +59,9 @@ class ContainerManager {
     // How long a container made for a caller that gave up waits for the caller's retry.
     std::chrono::seconds keep_abandoned{std::chrono::minutes(5)};
     const Clock* clock = nullptr;  // unset: Clock::Real()
+    // Told of every exit recorded, those found at start too: the container as recorded and its
+    // pod (null if the pod is gone). Called on the thread that recorded it; must not block.
+    std::function<void(const Container& container, const Sandbox* sandbox)> on_exit;
   };
 
   ContainerManager(SqliteDb* db, ConfigSource config, SandboxManager* sandboxes,
@@ -73,6 +76,13 @@ class ContainerManager {
   // gone without one is exited with an error; after a reboot (empty run_root) everything is
   // exited and its mounts are gone. Then starts watching for exits.
   absl::Status Recover();
+  // What the last Recover found: containers loaded, and those it settled (exits that happened
+  // while berthd was down, monitors that were gone, starts it had not seen through).
+  struct RecoveryCounts {
+    int loaded = 0;
+    int settled = 0;
+  };
+  RecoveryCounts recovery() const { return recovery_; }
   // Stops the exit watcher (also done by the destructor).
   void Shutdown();
 
@@ -166,6 +176,7 @@ class ContainerManager {
   image::ImageStore* const images_;
   EventBus* const events_;  // may be null
   const Options options_;
+  RecoveryCounts recovery_;  // written by Recover, before any other thread reads it
   const RuntimeFactory runtimes_;
   const MonitorFactory monitors_;
   const Clock& clock_;

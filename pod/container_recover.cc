@@ -76,6 +76,7 @@ absl::Status ContainerManager::Recover() {
     }
   }
   spdlog::info("recovered {} container(s), {} of them settled", loaded.size(), settled);
+  recovery_ = {static_cast<int>(loaded.size()), settled};
   watcher_ = std::make_unique<ExitWatcher>(
       config_()->run_root + "/exits", kCheckEvery,
       ExitWatcher::Callbacks{.on_exit = [this](const std::string& name) { OnExitFile(name); },

@@ -36,6 +36,7 @@
 #include "test/e2e/leaks.h"
 #include "test/lib/berth_daemon.h"
 #include "test/lib/eventually.h"
+#include "test/lib/http.h"
 #include "test/lib/process.h"
 #include "test/lib/spdy_client.h"
 #include "test/lib/ws_client.h"
@@ -529,6 +530,17 @@ TEST_P(ContainerTest, OomKilled) {
   ASSERT_TRUE(AwaitExit(*id));
   EXPECT_EQ(Status(*id)->status().reason(), "OOMKilled");
   EXPECT_EQ(Status(*id)->status().exit_code(), 137);
+  // Counted for the operator: by pod, and among the exits by reason.
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(berth_container_oom_kills_total{namespace="e2e",pod="pod"} 1)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_container_exits_total{reason="OOMKilled"} 1)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_containers{state="exited"} 1)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_pods{state="ready"} 1)"));
+  // The pod and the container were recorded in transactions.
+  EXPECT_THAT(metrics->body,
+              Not(HasSubstr(R"(berth_db_transaction_duration_seconds_count{result="commit"} 0)")));
 }
 
 TEST_P(ContainerTest, SecurityContextIsAppliedInsideTheContainer) {

@@ -4,16 +4,19 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "base/process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -170,6 +173,45 @@ TEST(DaemonTest, MetricsCountTheCalls) {
       << after->body;
   EXPECT_THAT(after->body,
               HasSubstr(R"(berth_operations_latency_seconds_bucket{operation="Version",le="0.001"})"));
+}
+
+// The value of the sample `series` (name and labels exactly as served), or nullopt.
+std::optional<double> Sample(const std::string& body, const std::string& series) {
+  const size_t at = body.find("\n" + series + " ");
+  if (at == std::string::npos) return std::nullopt;
+  return std::stod(body.substr(at + series.size() + 2));
+}
+
+// What an operator alerts on is there from the start, and all of it passes Prometheus's own
+// linter (Debian's promtool, installed by contrib/install-deps.sh).
+TEST(DaemonTest, OperatorMetricsAreServedAndPassPromtool) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const std::string& body = metrics->body;
+  // The process, as every Prometheus client library exports it.
+  EXPECT_GT(Sample(body, "process_resident_memory_bytes").value_or(0), 1 << 20) << body;
+  EXPECT_GT(Sample(body, "process_virtual_memory_bytes").value_or(0), 1 << 20);
+  EXPECT_GT(Sample(body, "process_open_fds").value_or(0), 3);
+  EXPECT_GT(Sample(body, "process_max_fds").value_or(0), 0);
+  EXPECT_TRUE(Sample(body, "process_cpu_seconds_total").has_value());
+  const double now = static_cast<double>(::time(nullptr));
+  EXPECT_NEAR(Sample(body, "process_start_time_seconds").value_or(0), now, 120);
+  // What the node runs, and what the start-up found: nothing yet.
+  EXPECT_EQ(Sample(body, R"(berth_pods{state="ready"})"), 0.0);
+  EXPECT_EQ(Sample(body, R"(berth_containers{state="running"})"), 0.0);
+  EXPECT_EQ(Sample(body, R"(berth_container_exits_total{reason="OOMKilled"})"), 0.0);
+  EXPECT_EQ(Sample(body, R"(berth_recovery_objects{what="containers_loaded"})"), 0.0);
+  EXPECT_EQ(Sample(body, R"(berth_recovery_objects{what="orphan_mounts_removed"})"), 0.0);
+  EXPECT_TRUE(
+      Sample(body, R"(berth_db_transaction_duration_seconds_count{result="commit"})").has_value());
+
+  absl::StatusOr<ProcessResult> lint = RunProcess(
+      {.argv = {"/usr/bin/promtool", "check", "metrics"}, .stdin_data = body});
+  ASSERT_TRUE(lint.ok()) << lint.status();
+  EXPECT_EQ(lint->exit_code, 0) << lint->stdout_data << lint->stderr_data;
+  EXPECT_EQ(lint->stdout_data + lint->stderr_data, "") << "promtool's findings";
 }
 
 TEST(DaemonTest, LongCallsAreMeasuredAndLoggedLikeTheOthers) {

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <array>
+#include <functional>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+
+namespace berth::cri {
+
+// berthd's own process, read at each scrape from /proc/self, under the names every Prometheus
+// client library uses: process_cpu_seconds_total, process_resident_memory_bytes,
+// process_virtual_memory_bytes, process_open_fds, process_max_fds, process_start_time_seconds.
+class ProcessCollector final : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override;
+};
+
+// What the node runs, counted at each scrape: berth_pods{state="ready"|"notready"} and
+// berth_containers{state="created"|"running"|"exited"|"unknown"}.
+struct NodeCounts {
+  int pods_ready = 0;
+  int pods_not_ready = 0;
+  std::array<int, 4> containers{};  // by pod::Container::State: created, running, exited, unknown
+};
+
+class NodeCollector final : public prometheus::Collectable {
+ public:
+  explicit NodeCollector(std::function<NodeCounts()> count) : count_(std::move(count)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const std::function<NodeCounts()> count_;
+};
+
+}  // namespace berth::cri
