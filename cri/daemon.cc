@@ -22,6 +22,7 @@
 #include "image/registry.h"
 #include "pod/apparmor.h"
 #include "pod/cgroup_support.h"
+#include "pod/monitor.h"
 #include "pod/orphans.h"
 #include "pod/sandbox_manager.h"
 #include "base/version.h"
@@ -224,6 +225,9 @@ absl::Status Daemon::Run() {
                              .orphan_mounts = swept.mounts,
                              .orphan_paths = swept.paths});
   }
+
+  streaming::Server streaming(config->streaming, &containers, &sandboxes);
+  RETURN_IF_ERROR(streaming.Start());
   auto node_metrics = std::make_shared<NodeCollector>([&] {
     NodeCounts counts;
     for (const pod::SandboxPtr& s : sandboxes.List()) {
@@ -232,14 +236,20 @@ absl::Status Daemon::Run() {
     for (const pod::ContainerPtr& c : containers.List()) {
       const size_t state = static_cast<size_t>(c->state);
       if (state < counts.containers.size()) ++counts.containers[state];
+      if (c->state != pod::Container::State::kExited) {
+        ++(pod::MonitorAlive(c->monitor_pid, c->id) ? counts.monitors_alive
+                                                    : counts.monitors_gone);
+      }
     }
+    const streaming::Server::SessionCounts sessions = streaming.sessions();
+    counts.sessions_active = sessions.active;
+    counts.sessions_started = sessions.started;
+    counts.sessions_refused = sessions.refused;
+    counts.sessions_refused_unknown = sessions.refused_unknown;
     return counts;
   });
   metrics_.Add(node_metrics);
   absl::Cleanup no_node_metrics = [&] { metrics_.Remove(node_metrics); };
-
-  streaming::Server streaming(config->streaming, &containers, &sandboxes);
-  RETURN_IF_ERROR(streaming.Start());
   WorkPool long_calls({.max_threads = kMaxLongCallThreads, .idle_timeout = kLongCallThreadIdle});
   RuntimeService runtime_service(&config_, &sandboxes, &containers, &events, &streaming,
                                  &long_calls);

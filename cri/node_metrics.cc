@@ -99,7 +99,41 @@ std::vector<MetricFamily> NodeCollector::Collect() const {
     m.gauge.value = counts.containers[i];
     containers.metric.push_back(m);
   }
-  return {pods, containers};
+  MetricFamily monitors{"berth_container_monitors",
+                        "Monitors of the containers not exited: alive, or gone", MetricType::Gauge,
+                        {}};
+  for (const auto& [state, n] : {std::pair{"alive", counts.monitors_alive},
+                                 std::pair{"gone", counts.monitors_gone}}) {
+    ClientMetric m;
+    m.label = {{"state", state}};
+    m.gauge.value = n;
+    monitors.metric.push_back(m);
+  }
+  MetricFamily active{"berth_streaming_sessions", "Streaming sessions running, by kind",
+                      MetricType::Gauge, {}};
+  MetricFamily started{"berth_streaming_sessions_total", "Streaming sessions started, by kind",
+                       MetricType::Counter, {}};
+  MetricFamily refused{"berth_streaming_sessions_refused_total",
+                       "Streaming requests refused (bad token, protocol or upgrade, too many "
+                       "sessions), by kind",
+                       MetricType::Counter, {}};
+  const char* const kKinds[] = {"exec", "attach", "portforward"};
+  for (size_t i = 0; i < 3; ++i) {
+    ClientMetric m;
+    m.label = {{"kind", kKinds[i]}};
+    m.gauge.value = static_cast<double>(counts.sessions_active[i]);
+    active.metric.push_back(m);
+    m.gauge = {};
+    m.counter.value = static_cast<double>(counts.sessions_started[i]);
+    started.metric.push_back(m);
+    m.counter.value = static_cast<double>(counts.sessions_refused[i]);
+    refused.metric.push_back(m);
+  }
+  ClientMetric unknown;
+  unknown.label = {{"kind", "unknown"}};
+  unknown.counter.value = static_cast<double>(counts.sessions_refused_unknown);
+  refused.metric.push_back(unknown);
+  return {pods, containers, monitors, active, started, refused};
 }
 
 }  // namespace berth::cri

@@ -173,14 +173,24 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
                                                    absl::SkipEmpty());
   Request request;
   if (parts.size() != 2 || !TakeToken(parts[1], &request)) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++counts_.refused_unknown;
+    }
     in->Refuse(404, "Not Found", "unknown or expired streaming token\n");
     return;
   }
+  const size_t kind = static_cast<size_t>(request.kind);
+  auto refused = [this, kind] {
+    absl::MutexLock lock(&mu_);
+    ++counts_.refused[kind];
+  };
   const bool port_forward = request.kind == Request::Kind::kPortForward;
   const char* want = request.kind == Request::Kind::kExec     ? "exec"
                      : request.kind == Request::Kind::kAttach ? "attach"
                                                               : "portforward";
   if (parts[0] != want) {
+    refused();
     in->Refuse(404, "Not Found", "unknown or expired streaming token\n");
     return;
   }
@@ -188,6 +198,7 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
   const bool spdy = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "SPDY/3.1");
   const bool websocket = !upgrade.empty() && absl::EqualsIgnoreCase(upgrade[0], "websocket");
   if (!spdy && !websocket) {
+    refused();
     in->Refuse(400, "Bad Request", "this endpoint needs an Upgrade to SPDY/3.1 or websocket\n");
     return;
   }
@@ -207,6 +218,7 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     }
   }
   if (protocol.empty()) {
+    refused();
     const char* speaks =
         websocket ? (port_forward ? "SPDY/3.1+portforward.k8s.io, v4.channel.k8s.io"
                                   : "v5.channel.k8s.io, v4.channel.k8s.io")
@@ -220,16 +232,28 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     absl::MutexLock lock(&mu_);
     if (stopping_ || active_ >= kMaxSessions) {
       spdlog::warn("streaming: {} sessions already, refusing one", active_);
+      ++counts_.refused[kind];
       in->Refuse(503, "Service Unavailable", "too many streaming sessions\n");
       return;
     }
     ++active_;
+    ++counts_.active[kind];
+    ++counts_.started[kind];
   }
+  // A session that ends, or never starts: no longer active.
+  auto ended = [this, kind](bool started) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    --active_;
+    --counts_.active[kind];
+    if (!started) {
+      --counts_.started[kind];
+      ++counts_.refused[kind];
+    }
+  };
   absl::StatusOr<int> taken = in->Take();
   if (!taken.ok()) {
     spdlog::warn("streaming: cannot serve a session: {}", taken.status().message());
     absl::MutexLock lock(&mu_);
-    --active_;
+    ended(false);
     return;
   }
   const int fd = *taken;
@@ -237,7 +261,7 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     absl::MutexLock lock(&mu_);
     connections_.insert(fd);
   }
-  auto session = [this, fd, request = std::move(request), protocol, websocket,
+  auto session = [this, fd, ended, request = std::move(request), protocol, websocket,
                   head = WebSocket::HttpHead{http.method, http.path, {}},
                   headers = http.headers]() mutable {
     if (websocket) {
@@ -255,7 +279,7 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     }
     absl::MutexLock lock(&mu_);
     connections_.erase(fd);
-    --active_;
+    ended(true);
   };
   try {
     std::thread(std::move(session)).detach();
@@ -265,8 +289,13 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     ::close(fd);
     absl::MutexLock lock(&mu_);
     connections_.erase(fd);
-    --active_;
+    ended(false);
   }
+}
+
+Server::SessionCounts Server::sessions() const {
+  absl::MutexLock lock(&mu_);
+  return counts_;
 }
 
 }  // namespace berth::cri::streaming

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <array>
 #include <map>
 #include <memory>
 #include <set>
@@ -57,6 +58,15 @@ class Server {
   std::string Register(Request request);
   const std::string& base_url() const { return base_url_; }
 
+  // Sessions so far, by kind (index: Request::Kind): those running now, those started, and those
+  // refused (no upgrade, a protocol berth does not speak, too many sessions, no thread). A token
+  // that is unknown or expired has no kind: refused_unknown.
+  struct SessionCounts {
+    std::array<int64_t, 3> active{}, started{}, refused{};
+    int64_t refused_unknown = 0;
+  };
+  SessionCounts sessions() const;
+
  private:
   struct Pending {
     Request request;
@@ -82,10 +92,11 @@ class Server {
   std::string base_url_;
   std::unique_ptr<Gate> gate_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::set<int> connections_ ABSL_GUARDED_BY(mu_);
   int active_ ABSL_GUARDED_BY(mu_) = 0;
+  SessionCounts counts_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -928,6 +928,21 @@ TEST_P(ContainerTest, StreamingExecCarriesStdioAndTheExitCode) {
   const std::string forged = exec->url().substr(0, exec->url().rfind('/')) + "/forged";
   EXPECT_FALSE(SpdyClient::Connect(forged, {"v4.channel.k8s.io"}, &refused).ok());
   EXPECT_EQ(refused.http_status, 404);
+
+  // The operator's count: one exec session started and ended, two requests refused for their
+  // token; the container's monitor is alive.
+  s->client.reset();
+  EXPECT_TRUE(Eventually([&] {
+    absl::StatusOr<HttpResponse> m = HttpGet(daemon_->metrics_address(), "/metrics");
+    return m.ok() && absl::StrContains(m->body, R"(berth_streaming_sessions{kind="exec"} 0)");
+  }));
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_streaming_sessions_total{kind="exec"} 1)"));
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(berth_streaming_sessions_refused_total{kind="unknown"} 2)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_container_monitors{state="alive"} 1)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_container_monitors{state="gone"} 0)"));
 }
 
 TEST_P(ContainerTest, StreamingExecV3ReportsFailuresAsText) {
