@@ -163,6 +163,9 @@ absl::Status Daemon::Run() {
       images.get(), &fetch, [this] { return config_.Get(); },
       [&fetch](const std::string& blob, const std::string& dest, const image::UnpackLimits& limits) {
         return fetch.Unpack(blob, dest, limits);
+      },
+      [this](absl::string_view stage, double seconds, int64_t bytes) {
+        metrics_.RecordPullStage(stage, seconds, bytes);
       });
   const std::string pause_rootfs = config->run_root + "/pause/rootfs";
   if (absl::Status s = PreparePauseRootfs(pause_rootfs, helpers.pause); !s.ok()) {

@@ -61,6 +61,20 @@ Metrics::Metrics()
                  .Help("Duration of the steps of pod and container operations, by operation and "
                        "step")
                  .Register(*registry_)),
+      pull_stages_(prometheus::BuildHistogram()
+                       .Name("berth_image_pull_stage_duration_seconds")
+                       .Help("Duration of the stages of image pulls: resolve (manifests and "
+                             "config), download and unpack (per layer)")
+                       .Register(*registry_)),
+      pull_layers_(prometheus::BuildCounter()
+                       .Name("berth_image_pull_layers_total")
+                       .Help("Layers of pulled images, by result (downloaded, reused)")
+                       .Register(*registry_)),
+      unpacked_bytes_(prometheus::BuildCounter()
+                          .Name("berth_image_unpacked_bytes_total")
+                          .Help("Bytes of layer content unpacked (uncompressed tar streams)")
+                          .Register(*registry_)
+                          .Add({})),
       exits_(prometheus::BuildCounter()
                  .Name("berth_container_exits_total")
                  .Help("Container exits recorded, by reason (Completed, Error, OOMKilled)")
@@ -82,6 +96,10 @@ Metrics::Metrics()
       process_(std::make_shared<ProcessCollector>()) {
   // Present from the start, so that a rate over them is defined before the first exit.
   for (const char* reason : {"Completed", "Error", "OOMKilled"}) exits_.Add({{"reason", reason}});
+  for (const char* result : {"downloaded", "reused"}) pull_layers_.Add({{"result", result}});
+  for (const char* stage : {"resolve", "download", "unpack"}) {
+    pull_stages_.Add({{"stage", stage}}, LatencyBuckets());
+  }
   transactions_.Add({{"result", "commit"}}, TransactionBuckets());
   transactions_.Add({{"result", "rollback"}}, TransactionBuckets());
 }
@@ -136,6 +154,16 @@ void Metrics::RecordStep(absl::string_view operation, absl::string_view step, do
       5, 10, 30, 60};
   steps_.Add({{"operation", std::string(operation)}, {"step", std::string(step)}}, kBuckets)
       .Observe(seconds);
+}
+
+void Metrics::RecordPullStage(absl::string_view stage, double seconds, int64_t bytes) {
+  if (stage == "reuse") {
+    pull_layers_.Add({{"result", "reused"}}).Increment();
+    return;
+  }
+  pull_stages_.Add({{"stage", std::string(stage)}}, LatencyBuckets()).Observe(seconds);
+  if (stage == "download") pull_layers_.Add({{"result", "downloaded"}}).Increment();
+  if (stage == "unpack") unpacked_bytes_.Increment(static_cast<double>(bytes));
 }
 
 void Metrics::RecordExit(absl::string_view reason, absl::string_view pod_namespace,

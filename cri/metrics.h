@@ -37,6 +37,11 @@ class Metrics {
   // One step of an operation (base/steps.h): berth_operation_step_duration_seconds.
   void RecordStep(absl::string_view operation, absl::string_view step, double seconds);
 
+  // A stage of an image pull (image::ImagePuller::StageObserver): "resolve", "download" and
+  // "unpack" in berth_image_pull_stage_duration_seconds{stage}; layers downloaded and reused in
+  // berth_image_pull_layers_total{result}; bytes unpacked in berth_image_unpacked_bytes_total.
+  void RecordPullStage(absl::string_view stage, double seconds, int64_t bytes);
+
   // A container exit as recorded: berth_container_exits_total{reason}, and for reason OOMKilled
   // berth_container_oom_kills_total{namespace, pod} (the pod's namespace and name).
   void RecordExit(absl::string_view reason, absl::string_view pod_namespace,
@@ -74,6 +79,9 @@ class Metrics {
   prometheus::Counter& pull_bytes_;
   prometheus::Histogram& pull_duration_;
   prometheus::Family<prometheus::Histogram>& steps_;
+  prometheus::Family<prometheus::Histogram>& pull_stages_;
+  prometheus::Family<prometheus::Counter>& pull_layers_;
+  prometheus::Counter& unpacked_bytes_;
   prometheus::Family<prometheus::Counter>& exits_;
   prometheus::Family<prometheus::Counter>& oom_kills_;
   prometheus::Family<prometheus::Histogram>& transactions_;

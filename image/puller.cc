@@ -165,9 +165,17 @@ absl::StatusOr<PullResult> ImagePuller::DoPull(const Reference& ref,
   return absl::NotFoundError(absl::StrCat("pull ", ref.String(), ": no source configured"));
 }
 
+void ImagePuller::Observe(absl::string_view stage, std::chrono::steady_clock::time_point since,
+                          int64_t bytes) const {
+  if (!observe_) return;
+  observe_(stage, std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
+           bytes);
+}
+
 absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Reference& ref,
                                                  const Credentials& credentials,
                                                  const StopCheck& stop) {
+  const auto resolving = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(RegistryClient::Manifest top,
                    registry_->GetManifest(source, ref.ManifestRef(), credentials, stop));
   const std::string repo_digest = top.digest;
@@ -203,6 +211,7 @@ absl::StatusOr<PullResult> ImagePuller::PullFrom(const Source& source, const Ref
   ASSIGN_OR_RETURN(std::string config_json, ReadFile(tmp + "/config"));
   ASSIGN_OR_RETURN(ImageConfig config, ParseImageConfig(config_json));
   RETURN_IF_ERROR(Failpoint("image.pull.config_fetched"));
+  Observe("resolve", resolving, parsed.config.size);
   if (config.diff_ids.size() != parsed.layers.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("image config lists ", config.diff_ids.size(), " layers, the manifest ",
@@ -270,6 +279,7 @@ absl::Status ImagePuller::FetchLayers(Job& job) {
 // Makes layer `index` present, sharing the work with any other pull that needs the same layer.
 absl::Status ImagePuller::FetchLayer(Job& job, size_t index) {
   const std::string& chain_id = job.chain_ids[index];
+  bool made = false;  // by this pull, below: not a reuse
   for (;;) {
     if (absl::StatusOr<LayerRecord> have = store_->ReadLayer(chain_id); have.ok()) {
       // Present already (or made by another pull): it counts against this image's budget too.
@@ -279,6 +289,7 @@ absl::Status ImagePuller::FetchLayer(Job& job, size_t index) {
             absl::StrCat("image ", job.name, ": larger than images.max_image_size (",
                          job.limits.max_image_bytes, " bytes uncompressed)"));
       }
+      if (!made) Observe("reuse", std::chrono::steady_clock::now(), have->size_bytes);
       job.records[index] = *std::move(have);
       return absl::OkStatus();
     }
@@ -297,6 +308,7 @@ absl::Status ImagePuller::FetchLayer(Job& job, size_t index) {
       continue;  // the other pull made it: read its record
     }
     absl::Status status = MakeLayer(job, index);
+    made = status.ok();
     flight->result = status.ok() ? absl::StatusOr<PullResult>(PullResult{}) : status;
     {
       absl::MutexLock lock(&mu_);
@@ -321,14 +333,18 @@ absl::Status ImagePuller::MakeLayer(Job& job, size_t index) {
     spdlog::info("pull {}: layer {}: {} of {} MiB", job.name, blob.digest, bytes >> 20,
                  blob.size >> 20);
   };
+  const auto downloading = std::chrono::steady_clock::now();
   RETURN_IF_ERROR(registry_->FetchBlob(job.source, blob.digest, blob.size, blob_path,
                                        job.credentials, progress, job.stop));
+  Observe("download", downloading, blob.size);
   job.downloaded += blob.size;
   RETURN_IF_ERROR(Failpoint("image.pull.layer_fetched"));
   if (job.stop) RETURN_IF_ERROR(job.stop());
   const std::string layer_dir = tmp + "/layer";
   RETURN_IF_ERROR(MakeDirs(layer_dir + "/diff", 0755));
+  const auto unpacking = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(UnpackResult unpacked, unpack_(blob_path, layer_dir + "/diff", job.limits));
+  Observe("unpack", unpacking, unpacked.stream_bytes);
   ::unlink(blob_path.c_str());
   if (unpacked.diff_id != job.diff_ids[index]) {
     return absl::DataLossError(absl::StrCat("layer ", blob.digest, ": uncompressed digest ",

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,8 +36,18 @@ class ImagePuller {
   // UnpackLayer, or the same through berth-fetch (FetchHelperClient::Unpack).
   using Unpacker = std::function<absl::StatusOr<UnpackResult>(
       const std::string& blob_path, const std::string& dest_dir, const UnpackLimits& limits)>;
-  ImagePuller(ImageStore* store, RegistryClient* registry, ConfigSource config, Unpacker unpack)
-      : store_(store), registry_(registry), config_(std::move(config)), unpack_(std::move(unpack)) {}
+  // Told the stages of each pull, for the metrics: "resolve" (manifests and config fetched),
+  // then per layer "download" and "unpack" (with the bytes fetched or unpacked), or "reuse" (the
+  // layer was there already; no time). Called on the pulling threads; must not block.
+  using StageObserver =
+      std::function<void(absl::string_view stage, double seconds, int64_t bytes)>;
+  ImagePuller(ImageStore* store, RegistryClient* registry, ConfigSource config, Unpacker unpack,
+              StageObserver observe = {})
+      : store_(store),
+        registry_(registry),
+        config_(std::move(config)),
+        unpack_(std::move(unpack)),
+        observe_(std::move(observe)) {}
   ImagePuller(const ImagePuller&) = delete;
   ImagePuller& operator=(const ImagePuller&) = delete;
 
@@ -66,6 +77,9 @@ class ImagePuller {
   RegistryClient* const registry_;
   const ConfigSource config_;
   const Unpacker unpack_;
+  const StageObserver observe_;
+  void Observe(absl::string_view stage, std::chrono::steady_clock::time_point since,
+               int64_t bytes) const;
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<InFlight>> pulls_ ABSL_GUARDED_BY(mu_);   // by reference

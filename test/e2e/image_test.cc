@@ -18,6 +18,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::UnorderedElementsAre;
 
 size_t CountEntries(const std::string& dir) {
@@ -118,6 +119,18 @@ TEST_F(ImageTest, SecondPullIsServedFromTheStoreAndCounted) {
   EXPECT_THAT(metrics->body, HasSubstr("berth_image_pull_duration_seconds_count 2"));
   EXPECT_THAT(metrics->body, HasSubstr("berth_image_pull_bytes_total"));
   EXPECT_THAT(daemon_->Log(), HasSubstr("pulled " + ref_));
+  // By stage: each layer downloaded and unpacked once, then found in the store.
+  const size_t layers = image_.layers.size();
+  EXPECT_THAT(metrics->body, HasSubstr(absl::StrCat(
+                                 R"(berth_image_pull_layers_total{result="downloaded"} )", layers)));
+  EXPECT_THAT(metrics->body, HasSubstr(absl::StrCat(
+                                 R"(berth_image_pull_layers_total{result="reused"} )", layers)));
+  EXPECT_THAT(metrics->body,
+              HasSubstr(absl::StrCat(
+                  R"(berth_image_pull_stage_duration_seconds_count{stage="unpack"} )", layers)));
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(berth_image_pull_stage_duration_seconds_count{stage="resolve"} 2)"));
+  EXPECT_THAT(metrics->body, Not(HasSubstr("berth_image_unpacked_bytes_total 0\n")));
 }
 
 TEST_F(ImageTest, ImagesSurviveARestart) {
