@@ -121,8 +121,20 @@ static bool DoneInProcess(const json& list, size_t index) {
 }
 
 // Runs one plugin of the chain. On failure: the plugin's error message, details and stderr.
+static absl::StatusOr<std::string> InvokeOnce(const CniExecPlugin::Options& options,
+                                              const Call& call, const json& plugin,
+                                              const AttachSpec& spec);
+
 static absl::StatusOr<std::string> Invoke(const CniExecPlugin::Options& options, const Call& call,
                                           const json& plugin, const AttachSpec& spec) {
+  absl::StatusOr<std::string> out = InvokeOnce(options, call, plugin, spec);
+  if (!out.ok() && options.on_error) options.on_error(call.command, plugin.value("type", ""));
+  return out;
+}
+
+static absl::StatusOr<std::string> InvokeOnce(const CniExecPlugin::Options& options,
+                                              const Call& call, const json& plugin,
+                                              const AttachSpec& spec) {
   const std::string type = plugin.value("type", "");
   const std::string binary = FindPlugin(options.bin_dirs, type);
   if (binary.empty()) {
@@ -189,6 +201,7 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
     if (DoneInProcess(list, i)) {
       absl::Status up = BringUpLoopback(spec.netns_path);
       out = up.ok() ? absl::StatusOr<std::string>(result) : Annotate(up, "CNI ADD loopback");
+      if (!up.ok() && options_.on_error) options_.on_error("ADD", "loopback");
     } else {
       out = Invoke(options_, call, plugin, spec);
     }
@@ -205,6 +218,7 @@ absl::StatusOr<Attachment> CniExecPlugin::Attach(const NetworkConf& network,
     }
     json parsed = json::parse(*out, nullptr, false);
     if (!parsed.is_object()) {
+      if (options_.on_error) options_.on_error("ADD", plugin.value("type", ""));
       return absl::InternalError(absl::StrCat("network ", network.name, ": CNI ADD ",
                                               plugin.value("type", ""), " printed no result"));
     }

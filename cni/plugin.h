@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,6 +83,9 @@ class CniExecPlugin final : public NetworkPlugin {
     std::vector<std::string> bin_dirs;
     std::string cache_dir;  // e.g. <root>/cni-cache: it must outlive a reboot
     std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+    // Told of each plugin call that failed (not found, failed, timed out, printed no result):
+    // the command ("ADD", "DEL", "CHECK") and the plugin's type. Must not block.
+    std::function<void(absl::string_view command, absl::string_view plugin)> on_error;
   };
   explicit CniExecPlugin(Options options) : options_(std::move(options)) {}
 

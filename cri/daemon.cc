@@ -172,7 +172,11 @@ absl::Status Daemon::Run() {
     spdlog::warn("pods cannot start: {}", s.message());
   }
   cni::CniExecPlugin network({.bin_dirs = config->network.bin_dirs,
-                              .cache_dir = config->root + "/cni-cache"});
+                              .cache_dir = config->root + "/cni-cache",
+                              .on_error = [this](absl::string_view command,
+                                                 absl::string_view plugin) {
+                                metrics_.RecordCniError(command, plugin);
+                              }});
   InstrumentedNetworkPlugin measured_network(&network, *metrics_.registry());
   const pod::CgroupSupport cgroups = pod::ProbeCgroupSupport();
   spdlog::info("cgroups: {}", cgroups.Describe());

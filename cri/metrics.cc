@@ -75,6 +75,11 @@ Metrics::Metrics()
                           .Help("Bytes of layer content unpacked (uncompressed tar streams)")
                           .Register(*registry_)
                           .Add({})),
+      cni_errors_(prometheus::BuildCounter()
+                      .Name("berth_cni_errors_total")
+                      .Help("CNI plugin calls that failed, by operation (ADD, DEL, CHECK) and "
+                            "plugin type")
+                      .Register(*registry_)),
       exits_(prometheus::BuildCounter()
                  .Name("berth_container_exits_total")
                  .Help("Container exits recorded, by reason (Completed, Error, OOMKilled)")
@@ -164,6 +169,11 @@ void Metrics::RecordPullStage(absl::string_view stage, double seconds, int64_t b
   pull_stages_.Add({{"stage", std::string(stage)}}, LatencyBuckets()).Observe(seconds);
   if (stage == "download") pull_layers_.Add({{"result", "downloaded"}}).Increment();
   if (stage == "unpack") unpacked_bytes_.Increment(static_cast<double>(bytes));
+}
+
+void Metrics::RecordCniError(absl::string_view operation, absl::string_view plugin) {
+  cni_errors_.Add({{"operation", std::string(operation)}, {"plugin", std::string(plugin)}})
+      .Increment();
 }
 
 void Metrics::RecordExit(absl::string_view reason, absl::string_view pod_namespace,

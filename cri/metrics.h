@@ -42,6 +42,9 @@ class Metrics {
   // berth_image_pull_layers_total{result}; bytes unpacked in berth_image_unpacked_bytes_total.
   void RecordPullStage(absl::string_view stage, double seconds, int64_t bytes);
 
+  // A CNI plugin call that failed: berth_cni_errors_total{operation, plugin}.
+  void RecordCniError(absl::string_view operation, absl::string_view plugin);
+
   // A container exit as recorded: berth_container_exits_total{reason}, and for reason OOMKilled
   // berth_container_oom_kills_total{namespace, pod} (the pod's namespace and name).
   void RecordExit(absl::string_view reason, absl::string_view pod_namespace,
@@ -82,6 +85,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& pull_stages_;
   prometheus::Family<prometheus::Counter>& pull_layers_;
   prometheus::Counter& unpacked_bytes_;
+  prometheus::Family<prometheus::Counter>& cni_errors_;
   prometheus::Family<prometheus::Counter>& exits_;
   prometheus::Family<prometheus::Counter>& oom_kills_;
   prometheus::Family<prometheus::Histogram>& transactions_;

@@ -22,6 +22,7 @@ namespace berth::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using runtime::v1::RuntimeService;
 
@@ -180,6 +181,12 @@ TEST_F(FailingPluginTest, PluginErrorIsReportedAndNothingIsLeft) {
   ExpectNoLeaks();
   // The name is free again.
   EXPECT_EQ(Run(Request("victim")).status().code(), absl::StatusCode::kInternal);
+  // Counted by plugin, for the operator: two ADDs failed in "failer"; no other plugin failed.
+  absl::StatusOr<HttpResponse> metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(metrics->body,
+              HasSubstr(R"(berth_cni_errors_total{operation="ADD",plugin="failer"} 2)"));
+  EXPECT_THAT(metrics->body, Not(HasSubstr(R"(plugin="bridge")")));
 }
 
 TEST_F(FailureTest, RuntimeErrorIsReportedAndNothingIsLeft) {
