@@ -25,7 +25,11 @@ class Instrumentation final : public grpc::experimental::Interceptor {
       : method_(info->method() != nullptr ? info->method() : ""),
         operation_(OperationName(info->method())),
         metrics_(metrics),
-        start_(std::chrono::steady_clock::now()) {}
+        start_(std::chrono::steady_clock::now()) {
+    metrics_->InFlight(operation_, +1);
+  }
+  // Also for a call that ends without a status sent (its client went away first).
+  ~Instrumentation() override { metrics_->InFlight(operation_, -1); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {

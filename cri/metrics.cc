@@ -40,6 +40,10 @@ Metrics::Metrics()
                    .Name("berth_operations_latency_seconds")
                    .Help("Latency of CRI operations, by operation")
                    .Register(*registry_)),
+      in_flight_(prometheus::BuildGauge()
+                     .Name("berth_operations_in_flight")
+                     .Help("CRI calls under way, by operation")
+                     .Register(*registry_)),
       pulls_(prometheus::BuildCounter()
                  .Name("berth_image_pulls_total")
                  .Help("Image pulls, by result (success, failure)")
@@ -135,6 +139,10 @@ void Metrics::Add(const std::shared_ptr<prometheus::Collectable>& collectable) {
 
 void Metrics::Remove(const std::shared_ptr<prometheus::Collectable>& collectable) {
   if (exposer_ != nullptr) exposer_->RemoveCollectable(collectable);
+}
+
+void Metrics::InFlight(absl::string_view operation, int delta) {
+  in_flight_.Add({{"operation", std::string(operation)}}).Increment(delta);
 }
 
 void Metrics::RecordOperation(absl::string_view operation, absl::string_view code, double seconds) {

@@ -28,6 +28,10 @@ class Metrics {
   absl::Status Serve(const std::string& address,
                      std::chrono::milliseconds retry_for = std::chrono::seconds(5));
 
+  // A CRI call begins (+1) or ends (-1): berth_operations_in_flight{operation} (ExecSync probes
+  // waiting, event streams open, pulls under way).
+  void InFlight(absl::string_view operation, int delta);
+
   // Counts one finished RPC: its latency always, an error with its code unless code is "OK".
   void RecordOperation(absl::string_view operation, absl::string_view code, double seconds);
 
@@ -78,6 +82,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& operations_;
   prometheus::Family<prometheus::Counter>& errors_;
   prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Gauge>& in_flight_;
   prometheus::Family<prometheus::Counter>& pulls_;
   prometheus::Counter& pull_bytes_;
   prometheus::Histogram& pull_duration_;

@@ -173,6 +173,10 @@ TEST(DaemonTest, MetricsCountTheCalls) {
       << after->body;
   EXPECT_THAT(after->body,
               HasSubstr(R"(berth_operations_latency_seconds_bucket{operation="Version",le="0.001"})"));
+  // None under way any more; the calls in flight are counted while they run.
+  EXPECT_THAT(after->body, HasSubstr(R"(berth_operations_in_flight{operation="Version"} 0)"));
+  EXPECT_THAT(after->body,
+              HasSubstr(R"(berth_operations_in_flight{operation="CheckpointContainer"} 0)"));
 }
 
 // The value of the sample `series` (name and labels exactly as served), or nullopt.
@@ -356,6 +360,10 @@ TEST(DaemonTest, SighupReloadsTheLogLevelAndKeepsServing) {
   // The file now sets log_level twice: a broken config is refused and the daemon keeps going.
   ASSERT_EQ(::kill(daemon->pid(), SIGHUP), 0);
   EXPECT_TRUE(daemon->client().Version().ok());
+  // Handled before the next one is sent: two pending SIGHUPs are one.
+  for (int i = 0; i < 200 && daemon->Log().find("not reloaded") == std::string::npos; ++i) {
+    usleep(10000);
+  }
   std::string config = ReadFile(daemon->config_path()).value();
   config.replace(config.find("log_level: debug\n"), 17, "");
   ASSERT_TRUE(WriteFileAtomic(daemon->config_path(), config).ok());
