@@ -132,7 +132,9 @@ void BlockDaemonSignals() {
 }
 
 Daemon::Daemon(config::LoadOptions load_options, config::Config config)
-    : load_options_(std::move(load_options)), config_(std::move(config)) {}
+    : load_options_(std::move(load_options)),
+      config_(std::move(config)),
+      notifier_(ServiceNotifier::FromEnvironment()) {}
 
 absl::Status Daemon::Run() {
   std::shared_ptr<const config::Config> config = config_.Get();
@@ -287,27 +289,55 @@ absl::Status Daemon::Run() {
   spdlog::info("berthd {} serving the CRI on {}{}", kVersion, socket.path(),
                config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
 
+  auto notify = [this](absl::string_view state) {
+    if (absl::Status s = notifier_.Notify(state); !s.ok()) {
+      spdlog::warn("service manager: {}", s.message());
+    }
+  };
+  notify(absl::StrCat("READY=1\nSTATUS=serving the CRI on ", socket.path()));
+  const std::optional<std::chrono::microseconds> watchdog = notifier_.watchdog_interval();
+  auto next_watchdog = std::chrono::steady_clock::now();
+
   sigset_t signals = DaemonSignals();
   bool deferred = false;
   for (;;) {
+    if (watchdog && std::chrono::steady_clock::now() >= next_watchdog) {
+      notify("WATCHDOG=1");  // from this loop: a berthd stuck here is a berthd to restart
+      next_watchdog = std::chrono::steady_clock::now() + *watchdog;
+    }
     // What berthd's children left to it and that has exited since: monitors that conmon's
     // double fork left, containers whose monitor died (ExecSync reaps its own processes).
     int sig = 0;
-    if (deferred) {
-      const timespec soon = {.tv_sec = 0, .tv_nsec = kReapDeferredAfter.count() * 1000000};
+    std::optional<std::chrono::nanoseconds> wait;
+    if (deferred) wait = kReapDeferredAfter;
+    if (watchdog) {
+      const auto until = std::max<std::chrono::nanoseconds>(
+          next_watchdog - std::chrono::steady_clock::now(), std::chrono::nanoseconds(0));
+      wait = wait ? std::min(*wait, until) : until;
+    }
+    if (wait) {
+      const timespec soon = {.tv_sec = static_cast<time_t>(wait->count() / 1000000000),
+                             .tv_nsec = static_cast<long>(wait->count() % 1000000000)};
       sig = sigtimedwait(&signals, nullptr, &soon);
     } else {
       sig = sigwaitinfo(&signals, nullptr);
     }
     if (sig < 0 || sig == SIGCHLD) {
-      if (sig >= 0 || errno == EAGAIN) ReapAdoptedChildren(kYoungAdopted, &deferred);
+      if (sig >= 0 || (errno == EAGAIN && deferred)) {
+        ReapAdoptedChildren(kYoungAdopted, &deferred);
+      }
       continue;
     }
     if (sig == SIGHUP) {
+      if (absl::Status s = notifier_.NotifyReloading(); !s.ok()) {
+        spdlog::warn("service manager: {}", s.message());
+      }
       Reload();
+      notify("READY=1");
       continue;
     }
     spdlog::info("signal {}: shutting down", sig);
+    notify("STOPPING=1");
     break;
   }
   // Open event streams would hold the shutdown for its whole grace period.

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "config/loader.h"
 #include "config/store.h"
+#include "base/service_notifier.h"
 #include "cri/metrics.h"
 
 namespace berth::cri {
@@ -29,6 +30,9 @@ class Daemon {
   config::LoadOptions load_options_;
   config::ConfigStore config_;
   Metrics metrics_;
+  // systemd's Type=notify: READY, RELOADING, STOPPING and the watchdog. Read (and taken out of
+  // the environment) when the daemon is made, before any thread starts.
+  const ServiceNotifier notifier_;
 };
 
 // Blocks the signals Daemon::Run waits for. Call first thing in main(), before any thread starts.

@@ -1,5 +1,6 @@
 // berthd as a process: the CRI server, configuration, metrics, socket handling and signals.
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +29,7 @@ namespace berth::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 using ::testing::Not;
 
 constexpr char kConflist[] = R"({
@@ -377,6 +379,71 @@ TEST(DaemonTest, SighupReloadsTheLogLevelAndKeepsServing) {
   absl::StatusOr<runtime::v1::StatusResponse> s = daemon->client().Status(true);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(nlohmann::json::parse(s->info().at("config"))["log_level"], "warn");
+}
+
+// Plays systemd's part for a Type=notify service with a watchdog: a datagram socket named by
+// NOTIFY_SOCKET, WATCHDOG_USEC for berthd's own pid.
+class ServiceManager {
+ public:
+  explicit ServiceManager(const std::string& path) : path_(path) {
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    bound_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~ServiceManager() { ::close(fd_); }
+  bool bound() const { return bound_; }
+
+  // The next notification other than WATCHDOG=1 (those are counted), or "" after `timeout`.
+  std::string Next(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) return "";
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) return "";
+      std::string message(buf, static_cast<size_t>(n));
+      if (message == "WATCHDOG=1") {
+        ++watchdogs_;
+        continue;
+      }
+      return message;
+    }
+  }
+  int watchdogs() const { return watchdogs_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool bound_ = false;
+  int watchdogs_ = 0;
+};
+
+TEST(DaemonTest, TellsTheServiceManagerAsSystemdExpects) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  ServiceManager systemd((*daemon)->dir() + "/notify");
+  ASSERT_TRUE(systemd.bound());
+  ASSERT_TRUE((*daemon)
+                  ->Start({"NOTIFY_SOCKET=" + (*daemon)->dir() + "/notify",
+                           "WATCHDOG_USEC=400000"})
+                  .ok());
+  EXPECT_THAT(systemd.Next(), StartsWith("READY=1\nSTATUS=serving the CRI on "));
+  // The watchdog is fed every half of its timeout.
+  usleep(700000);
+  EXPECT_EQ(systemd.Next(std::chrono::milliseconds(0)), "");
+  EXPECT_GE(systemd.watchdogs(), 2);
+  ASSERT_EQ(::kill((*daemon)->pid(), SIGHUP), 0);
+  EXPECT_THAT(systemd.Next(), StartsWith("RELOADING=1\nMONOTONIC_USEC="));
+  EXPECT_EQ(systemd.Next(), "READY=1");
+  absl::StatusOr<int> code = (*daemon)->Stop(SIGTERM);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_EQ(systemd.Next(), "STOPPING=1");
 }
 
 TEST(CommandLineTest, VersionAndConfig) {
