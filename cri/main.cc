@@ -1,5 +1,5 @@
 // berthd: the berth CRI daemon. `berthd` serves; `berthd config` prints the effective configuration;
-// `berthd version` prints the version.
+// `berthd check` checks the node; `berthd version` prints the version.
 
 #include <cstdio>
 #include <iostream>
@@ -11,6 +11,7 @@
 #include "base/version.h"
 #include "config/loader.h"
 #include "cri/daemon.h"
+#include "cri/node_check.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -62,6 +63,9 @@ int main(int argc, char** argv) {
   CLI::App* version_cmd = app.add_subcommand("version", "print the version and exit");
   CLI::App* config_cmd = app.add_subcommand("config", "print the effective configuration as YAML");
   config_cmd->fallthrough();
+  CLI::App* check_cmd = app.add_subcommand(
+      "check", "check that this node can run berthd as configured, and say what is missing");
+  check_cmd->fallthrough();
   app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
@@ -77,6 +81,12 @@ int main(int argc, char** argv) {
   if (config_cmd->parsed()) {
     std::cout << berth::config::ToYaml(*config);
     return 0;
+  }
+  if (check_cmd->parsed()) {
+    std::string report;
+    const int code = berth::cri::PrintFindings(berth::cri::CheckNode(*config), &report);
+    std::cout << report;
+    return code;
   }
 
   berth::InitLogging(*berth::ParseLogLevel(config->log_level));

@@ -462,6 +462,42 @@ TEST(CommandLineTest, VersionAndConfig) {
   EXPECT_THAT(config->output, HasSubstr("cgroup_manager: cgroupfs"));
 }
 
+// `berthd check` on this node with the test's configuration: the runtimes, helpers, overlayfs,
+// cgroups and namespaces are there; the CNI directory is empty (a warning, not a failure).
+TEST(CommandLineTest, CheckFindsThisNodeReady) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok());
+  absl::StatusOr<CommandResult> check =
+      RunCommand({BerthdPath(), "--config", (*daemon)->config_path(), "check"});
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->exit_code, 0) << check->output;
+  for (const char* line : {"ok    runtime runc (default): runc version", "ok    overlayfs: ",
+                           "ok    cgroups: ", "ok    namespaces: ", "ok    helper: ",
+                           "warn  CNI: ", "this node can run berthd"}) {
+    EXPECT_THAT(check->output, HasSubstr(line)) << check->output;
+  }
+  EXPECT_THAT(check->output, Not(HasSubstr("FAIL")));
+  // The overlay it mounted to find out is gone, and its directory too.
+  EXPECT_THAT(ReadFile("/proc/self/mountinfo").value_or(""), Not(HasSubstr("berth-check-overlay")));
+}
+
+// What is missing is said in plain words, and the exit code says the node is not ready.
+TEST(CommandLineTest, CheckSaysWhatIsMissing) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create(
+      {.extra_yaml = "default_runtime: gone\n",
+       .extra_runtimes = "  gone: {path: /nonexistent/runc, root: /run/berth-gone}\n"});
+  ASSERT_TRUE(daemon.ok());
+  absl::StatusOr<CommandResult> check =
+      RunCommand({BerthdPath(), "--config", (*daemon)->config_path(), "check"});
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->exit_code, 1) << check->output;
+  EXPECT_THAT(check->output,
+              HasSubstr("FAIL  runtime gone (default): /nonexistent/runc is not an executable "
+                        "file: no pod can start"));
+  EXPECT_THAT(check->output, HasSubstr("ok    runtime runc: "));
+  EXPECT_THAT(check->output, HasSubstr("cannot run pods with berthd as configured"));
+}
+
 TEST(CommandLineTest, BrokenConfigNamesFileLineAndKey) {
   absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
   ASSERT_TRUE(daemon.ok());
