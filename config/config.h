@@ -96,6 +96,7 @@ struct Config {
   std::string run_root = "/run/berth";
   std::string listen = "/run/berth/berth.sock";
   std::string log_level = "info";  // trace|debug|info|warn|error
+  std::string log_format = "text";  // text|json (applies at start)
   std::string cgroup_manager = "cgroupfs";  // cgroupfs|systemd
   std::string default_runtime = "runc";
   std::map<std::string, RuntimeHandler> runtimes = {

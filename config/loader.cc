@@ -102,6 +102,14 @@ class YamlApplier {
            }
            return absl::OkStatus();
          }},
+        {"log_format",
+         [&](const YAML::Node& n, const std::string& k) {
+           RETURN_IF_ERROR(String(n, k, c.log_format));
+           if (!ParseLogFormat(c.log_format).ok()) {
+             return Error(n, k, absl::StrCat("'", c.log_format, "' is not one of text, json"));
+           }
+           return absl::OkStatus();
+         }},
         {"cgroup_manager",
          [&](const YAML::Node& n, const std::string& k) {
            RETURN_IF_ERROR(String(n, k, c.cgroup_manager));
@@ -604,6 +612,9 @@ absl::Status Validate(const Config& c, const Origins* origins) {
     return fail("log_level",
                 absl::StrCat("'", c.log_level, "' is not one of trace, debug, info, warn, error"));
   }
+  if (!ParseLogFormat(c.log_format).ok()) {
+    return fail("log_format", absl::StrCat("'", c.log_format, "' is not one of text, json"));
+  }
   if (c.cgroup_manager != "cgroupfs" && c.cgroup_manager != "systemd") {
     return fail("cgroup_manager",
                 absl::StrCat("'", c.cgroup_manager, "' is not one of cgroupfs, systemd"));
@@ -693,6 +704,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "run_root" << YAML::Value << c.run_root;
   out << YAML::Key << "listen" << YAML::Value << c.listen;
   out << YAML::Key << "log_level" << YAML::Value << c.log_level;
+  out << YAML::Key << "log_format" << YAML::Value << c.log_format;
   out << YAML::Key << "cgroup_manager" << YAML::Value << c.cgroup_manager;
   out << YAML::Key << "default_runtime" << YAML::Value << c.default_runtime;
   out << YAML::Key << "runtimes" << YAML::Value << YAML::BeginMap;
@@ -800,6 +812,7 @@ std::string ToJson(const Config& c) {
       {"run_root", c.run_root},
       {"listen", c.listen},
       {"log_level", c.log_level},
+      {"log_format", c.log_format},
       {"cgroup_manager", c.cgroup_manager},
       {"default_runtime", c.default_runtime},
       {"runtimes", runtimes},

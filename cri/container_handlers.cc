@@ -7,6 +7,8 @@
 #include "cri/helpers.h"
 #include "cri/resources.h"
 #include "cri/runtime_service.h"
+
+#include "base/logging.h"
 #include "nlohmann/json.hpp"
 
 namespace berth::cri {
@@ -152,10 +154,12 @@ grpc::ServerUnaryReactor* RuntimeService::CreateContainer(
     if (request->pod_sandbox_id().empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError("pod_sandbox_id is empty"));
     }
+    SetLogContainer(request->config().metadata().name());  // until it has an id
     absl::StatusOr<std::string> id =
         containers_->Create(request->pod_sandbox_id(), ToSpec(request->config()),
                             CallerOf(context));
     if (!id.ok()) return ToGrpcStatus(id.status());
+    SetLogContainer(id->substr(0, 13));
     response->set_container_id(*id);
     return grpc::Status::OK;
   });

@@ -360,8 +360,11 @@ void Daemon::Reload() {
   }
   std::shared_ptr<const config::Config> current = config_.Get();
   if (next->listen != current->listen || next->root != current->root ||
-      next->run_root != current->run_root || next->metrics != current->metrics) {
-    spdlog::warn("SIGHUP: changes to listen, root, run_root and metrics apply after a restart");
+      next->run_root != current->run_root || next->metrics != current->metrics ||
+      next->log_format != current->log_format) {
+    spdlog::warn(
+        "SIGHUP: changes to listen, root, run_root, metrics and log_format apply after a restart");
+    next->log_format = current->log_format;
     next->listen = current->listen;
     next->root = current->root;
     next->run_root = current->run_root;

@@ -1,10 +1,15 @@
 #include "cri/instrumentation.h"
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/logging.h"
+#include "base/random_id.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "spdlog/spdlog.h"
 
 namespace berth::cri {
@@ -19,21 +24,45 @@ std::string OperationName(const char* method) {
   return slash == std::string::npos ? name : name.substr(slash + 1);
 }
 
+// The request's string field `name` (pod_sandbox_id, container_id), shortened as crictl shows
+// ids; "" when it has none.
+std::string IdField(const google::protobuf::Message& request, const char* name) {
+  const google::protobuf::FieldDescriptor* field = request.GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr || field->is_repeated() ||
+      field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) {
+    return "";
+  }
+  return request.GetReflection()->GetString(request, field).substr(0, 13);
+}
+
 class Instrumentation final : public grpc::experimental::Interceptor {
  public:
   Instrumentation(grpc::experimental::ServerRpcInfo* info, Metrics* metrics)
       : method_(info->method() != nullptr ? info->method() : ""),
         operation_(OperationName(info->method())),
         metrics_(metrics),
-        start_(std::chrono::steady_clock::now()) {
+        start_(std::chrono::steady_clock::now()),
+        request_id_(NewRandomId().substr(0, 8)) {
     metrics_->InFlight(operation_, +1);
   }
   // Also for a call that ends without a status sent (its client went away first).
   ~Instrumentation() override { metrics_->InFlight(operation_, -1); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    // The handler runs next, on this thread: its log lines carry the call's request id (and the
+    // pod and container once it knows them; a long call carries them to its pool thread).
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+      LogContext context{.request = request_id_};
+      if (const auto* request =
+              static_cast<const google::protobuf::Message*>(methods->GetRecvMessage())) {
+        context.pod = IdField(*request, "pod_sandbox_id");
+        context.container = IdField(*request, "container_id");
+      }
+      SetLogContext(std::move(context));
+    }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Finish(methods);
+      if (CurrentLogContext().request == request_id_) SetLogContext({});
     }
     methods->Proceed();
   }
@@ -51,6 +80,10 @@ class Instrumentation final : public grpc::experimental::Interceptor {
     std::string code =
         absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
     metrics_->RecordOperation(operation_, code, seconds);
+    // Said with the call's request id even where the status is sent from another thread.
+    const bool ours = CurrentLogContext().request == request_id_;
+    std::optional<ScopedLogContext> context;
+    if (!ours) context.emplace(LogContext{.request = request_id_});
     if (status.ok()) {
       spdlog::debug("{} OK in {:.3f} ms", operation_, seconds * 1e3);
     } else {
@@ -63,6 +96,7 @@ class Instrumentation final : public grpc::experimental::Interceptor {
   std::string operation_;
   Metrics* metrics_;
   std::chrono::steady_clock::time_point start_;
+  std::string request_id_;  // in every log line of the call: "request=<8 hex digits>"
 };
 
 }  // namespace

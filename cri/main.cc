@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
     return code;
   }
 
-  berth::InitLogging(*berth::ParseLogLevel(config->log_level));
+  berth::InitLogging(*berth::ParseLogLevel(config->log_level),
+                     *berth::ParseLogFormat(config->log_format));
   berth::cri::Daemon daemon(std::move(options), *std::move(config));
   absl::Status status = daemon.Run();
   if (!status.ok()) {

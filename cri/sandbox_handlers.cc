@@ -6,6 +6,8 @@
 #include "cri/helpers.h"
 #include "cri/resources.h"
 #include "cri/runtime_service.h"
+
+#include "base/logging.h"
 #include "nlohmann/json.hpp"
 
 namespace berth::cri {
@@ -88,8 +90,12 @@ grpc::ServerUnaryReactor* RuntimeService::RunPodSandbox(
                           "linux.security_context.namespace_options.userns_options: user "
                           "namespaces are not supported by berth (mode must be NODE)");
     }
+    // Named in the call's log lines until it has an id.
+    SetLogPod(absl::StrCat(request->config().metadata().namespace_(), "/",
+                           request->config().metadata().name()));
     absl::StatusOr<std::string> id = sandboxes_->Run(ToSpec(*request), CallerOf(context));
     if (!id.ok()) return ToGrpcStatus(id.status());
+    SetLogPod(id->substr(0, 13));
     response->set_pod_sandbox_id(*id);
     return grpc::Status::OK;
   });

@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/process.h"
 #include "gmock/gmock.h"
@@ -218,6 +220,40 @@ TEST(DaemonTest, OperatorMetricsAreServedAndPassPromtool) {
   ASSERT_TRUE(lint.ok()) << lint.status();
   EXPECT_EQ(lint->exit_code, 0) << lint->stdout_data << lint->stderr_data;
   EXPECT_EQ(lint->stdout_data + lint->stderr_data, "") << "promtool's findings";
+}
+
+// Every line of a CRI call names its request, and the pod or container once known; with
+// log_format json every line is one JSON object.
+TEST(DaemonTest, LogLinesCarryTheRequestAndTheIdsAndCanBeJson) {
+  auto daemon = Started({.extra_yaml = "log_format: json\n"});
+  ASSERT_NE(daemon, nullptr);
+  runtime::v1::ContainerStatusRequest status;
+  status.set_container_id("deadbeef");
+  EXPECT_FALSE(daemon->client().Call(&runtime::v1::RuntimeService::Stub::ContainerStatus, status).ok());
+  runtime::v1::StopPodSandboxRequest stop;  // a long call: served on the pool
+  stop.set_pod_sandbox_id("0123456789abcdef0123");
+  EXPECT_TRUE(daemon->client().Call(&runtime::v1::RuntimeService::Stub::StopPodSandbox, stop).ok());
+  std::map<std::string, nlohmann::json> by_operation;
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(daemon->Log(), '\n', absl::SkipEmpty())) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not JSON: " << line;
+    ASSERT_TRUE(j.contains("time") && j.contains("level") && j.contains("msg")) << line;
+    ++lines;
+    const std::string msg = j["msg"];
+    for (const char* op : {"ContainerStatus failed", "StopPodSandbox OK"}) {
+      if (absl::StartsWith(msg, op)) by_operation[op] = j;
+    }
+  }
+  EXPECT_GT(lines, 3);
+  ASSERT_TRUE(by_operation.count("ContainerStatus failed")) << daemon->Log();
+  const nlohmann::json& failed = by_operation["ContainerStatus failed"];
+  EXPECT_EQ(failed["level"], "warning");
+  EXPECT_EQ(failed["container"], "deadbeef");
+  EXPECT_EQ(failed.value("request", "").size(), 8u) << failed.dump();
+  ASSERT_TRUE(by_operation.count("StopPodSandbox OK")) << daemon->Log();
+  EXPECT_EQ(by_operation["StopPodSandbox OK"]["pod"], "0123456789abc");
+  EXPECT_NE(by_operation["StopPodSandbox OK"]["request"], failed["request"]);
 }
 
 TEST(DaemonTest, LongCallsAreMeasuredAndLoggedLikeTheOthers) {

@@ -169,8 +169,8 @@ TEST(ApplyYamlTest, YamlRoundTripKeepsARemovedDefaultHandlerRemoved) {
 
 TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   nlohmann::json j = nlohmann::json::parse(ToJson(Config{}));
-  for (const char* key : {"root", "run_root", "listen", "log_level", "cgroup_manager",
-                          "default_runtime", "runtimes", "monitor", "pause", "network", "images",
+  for (const char* key : {"root", "run_root", "listen", "log_level", "log_format",
+                          "cgroup_manager", "default_runtime", "runtimes", "monitor", "pause", "network", "images",
                           "streaming", "metrics"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
@@ -237,6 +237,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"root: relative\n", "test.yaml:1:7", "root", "absolute path"},
         BadCase{"listen: ''\n", "test.yaml:1:9", "listen", "absolute path"},
         BadCase{"log_level: loud\n", "test.yaml:1:12", "log_level", "trace, debug"},
+        BadCase{"log_format: xml\n", "test.yaml:1:13", "log_format", "text, json"},
         BadCase{"cgroup_manager: cgroupv3\n", "test.yaml:1:", "cgroup_manager", "systemd"},
         BadCase{"root: /a\nroot: /b\n", "test.yaml:2:1", "root", "twice"},
         BadCase{"network: /x\n", "test.yaml:1:10", "network", "expected a mapping"},
