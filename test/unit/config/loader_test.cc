@@ -170,8 +170,8 @@ TEST(ApplyYamlTest, YamlRoundTripKeepsARemovedDefaultHandlerRemoved) {
 TEST(ApplyYamlTest, JsonHasEveryTopLevelKey) {
   nlohmann::json j = nlohmann::json::parse(ToJson(Config{}));
   for (const char* key : {"root", "run_root", "listen", "log_level", "log_format",
-                          "cgroup_manager", "default_runtime", "runtimes", "monitor", "pause", "network", "images",
-                          "streaming", "metrics"}) {
+                          "cgroup_manager", "default_runtime", "runtimes", "monitor", "pause",
+                          "network", "images", "streaming", "metrics"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["streaming"]["idle_timeout"], "4h");
