@@ -81,59 +81,50 @@ std::vector<MetricFamily> ProcessCollector::Collect() const {
 }
 
 std::vector<MetricFamily> NodeCollector::Collect() const {
-  const NodeCounts counts = count_();
-  MetricFamily pods{"berth_pods", "Pod sandboxes berthd knows, by state", MetricType::Gauge, {}};
-  for (const auto& [state, n] : {std::pair{"ready", counts.pods_ready},
-                                 std::pair{"notready", counts.pods_not_ready}}) {
-    ClientMetric m;
-    m.label = {{"state", state}};
-    m.gauge.value = n;
-    pods.metric.push_back(m);
-  }
-  MetricFamily containers{"berth_containers", "Containers berthd knows, by state",
-                          MetricType::Gauge, {}};
-  const char* const kStates[] = {"created", "running", "exited", "unknown"};
-  for (size_t i = 0; i < counts.containers.size(); ++i) {
-    ClientMetric m;
-    m.label = {{"state", kStates[i]}};
-    m.gauge.value = counts.containers[i];
-    containers.metric.push_back(m);
-  }
-  MetricFamily monitors{"berth_container_monitors",
-                        "Monitors of the containers not exited: alive, or gone", MetricType::Gauge,
-                        {}};
-  for (const auto& [state, n] : {std::pair{"alive", counts.monitors_alive},
-                                 std::pair{"gone", counts.monitors_gone}}) {
-    ClientMetric m;
-    m.label = {{"state", state}};
-    m.gauge.value = n;
-    monitors.metric.push_back(m);
-  }
-  MetricFamily active{"berth_streaming_sessions", "Streaming sessions running, by kind",
-                      MetricType::Gauge, {}};
-  MetricFamily started{"berth_streaming_sessions_total", "Streaming sessions started, by kind",
-                       MetricType::Counter, {}};
-  MetricFamily refused{"berth_streaming_sessions_refused_total",
-                       "Streaming requests refused (bad token, protocol or upgrade, too many "
-                       "sessions), by kind",
-                       MetricType::Counter, {}};
-  const char* const kKinds[] = {"exec", "attach", "portforward"};
-  for (size_t i = 0; i < 3; ++i) {
-    ClientMetric m;
-    m.label = {{"kind", kKinds[i]}};
-    m.gauge.value = static_cast<double>(counts.sessions_active[i]);
-    active.metric.push_back(m);
-    m.gauge = {};
-    m.counter.value = static_cast<double>(counts.sessions_started[i]);
-    started.metric.push_back(m);
-    m.counter.value = static_cast<double>(counts.sessions_refused[i]);
-    refused.metric.push_back(m);
-  }
-  ClientMetric unknown;
-  unknown.label = {{"kind", "unknown"}};
-  unknown.counter.value = static_cast<double>(counts.sessions_refused_unknown);
-  refused.metric.push_back(unknown);
-  return {pods, containers, monitors, active, started, refused};
+  const NodeCounts c = count_();
+  // One family, one sample per value of its label.
+  auto family = [](const char* name, const char* help, MetricType type, const char* label,
+                   std::initializer_list<std::pair<const char*, double>> samples) {
+    MetricFamily f{name, help, type, {}};
+    for (const auto& [value, n] : samples) {
+      ClientMetric m;
+      m.label = {{label, value}};
+      (type == MetricType::Counter ? m.counter.value : m.gauge.value) = n;
+      f.metric.push_back(m);
+    }
+    return f;
+  };
+  auto d = [](int64_t n) { return static_cast<double>(n); };
+  return {
+      family("berth_pods", "Pod sandboxes berthd knows, by state", MetricType::Gauge, "state",
+             {{"ready", d(c.pods_ready)}, {"notready", d(c.pods_not_ready)}}),
+      family("berth_containers", "Containers berthd knows, by state", MetricType::Gauge, "state",
+             {{"created", d(c.containers[0])},
+              {"running", d(c.containers[1])},
+              {"exited", d(c.containers[2])},
+              {"unknown", d(c.containers[3])}}),
+      family("berth_container_monitors", "Monitors of the containers not exited: alive, or gone",
+             MetricType::Gauge, "state",
+             {{"alive", d(c.monitors_alive)}, {"gone", d(c.monitors_gone)}}),
+      family("berth_streaming_sessions", "Streaming sessions running, by kind", MetricType::Gauge,
+             "kind",
+             {{"exec", d(c.sessions_active[0])},
+              {"attach", d(c.sessions_active[1])},
+              {"portforward", d(c.sessions_active[2])}}),
+      family("berth_streaming_sessions_total", "Streaming sessions started, by kind",
+             MetricType::Counter, "kind",
+             {{"exec", d(c.sessions_started[0])},
+              {"attach", d(c.sessions_started[1])},
+              {"portforward", d(c.sessions_started[2])}}),
+      family("berth_streaming_sessions_refused_total",
+             "Streaming requests refused (bad token, protocol or upgrade, too many sessions), by "
+             "kind",
+             MetricType::Counter, "kind",
+             {{"exec", d(c.sessions_refused[0])},
+              {"attach", d(c.sessions_refused[1])},
+              {"portforward", d(c.sessions_refused[2])},
+              {"unknown", d(c.sessions_refused_unknown)}}),
+  };
 }
 
 }  // namespace berth::cri
