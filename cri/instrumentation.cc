@@ -1,15 +1,15 @@
 #include "cri/instrumentation.h"
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 
+#include "api.pb.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/logging.h"
 #include "base/random_id.h"
-#include "google/protobuf/descriptor.h"
-#include "google/protobuf/message.h"
 #include "spdlog/spdlog.h"
 
 namespace berth::cri {
@@ -24,15 +24,45 @@ std::string OperationName(const char* method) {
   return slash == std::string::npos ? name : name.substr(slash + 1);
 }
 
-// The request's string field `name` (pod_sandbox_id, container_id), shortened as crictl shows
-// ids; "" when it has none.
-std::string IdField(const google::protobuf::Message& request, const char* name) {
-  const google::protobuf::FieldDescriptor* field = request.GetDescriptor()->FindFieldByName(name);
-  if (field == nullptr || field->is_repeated() ||
-      field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) {
-    return "";
-  }
-  return request.GetReflection()->GetString(request, field).substr(0, 13);
+// What a request names: its pod or its container (as crictl shortens ids), read by method with
+// the request's own type. Not by protobuf reflection: building api.proto's descriptors for it
+// would cost berthd half a MiB.
+struct Named {
+  std::string pod, container;
+};
+template <typename Request>
+Named Pod(const void* message) {
+  return {static_cast<const Request*>(message)->pod_sandbox_id().substr(0, 13), ""};
+}
+template <typename Request>
+Named Container(const void* message) {
+  return {"", static_cast<const Request*>(message)->container_id().substr(0, 13)};
+}
+
+Named NamedBy(absl::string_view operation, const void* message) {
+  namespace v1 = runtime::v1;
+  using Reader = Named (*)(const void*);
+  static const auto* const kReaders = new std::map<absl::string_view, Reader>{
+      {"StopPodSandbox", &Pod<v1::StopPodSandboxRequest>},
+      {"RemovePodSandbox", &Pod<v1::RemovePodSandboxRequest>},
+      {"PodSandboxStatus", &Pod<v1::PodSandboxStatusRequest>},
+      {"PodSandboxStats", &Pod<v1::PodSandboxStatsRequest>},
+      {"PortForward", &Pod<v1::PortForwardRequest>},
+      {"CreateContainer", &Pod<v1::CreateContainerRequest>},
+      {"StartContainer", &Container<v1::StartContainerRequest>},
+      {"StopContainer", &Container<v1::StopContainerRequest>},
+      {"RemoveContainer", &Container<v1::RemoveContainerRequest>},
+      {"ContainerStatus", &Container<v1::ContainerStatusRequest>},
+      {"ContainerStats", &Container<v1::ContainerStatsRequest>},
+      {"UpdateContainerResources", &Container<v1::UpdateContainerResourcesRequest>},
+      {"ReopenContainerLog", &Container<v1::ReopenContainerLogRequest>},
+      {"ExecSync", &Container<v1::ExecSyncRequest>},
+      {"Exec", &Container<v1::ExecRequest>},
+      {"Attach", &Container<v1::AttachRequest>},
+      {"CheckpointContainer", &Container<v1::CheckpointContainerRequest>},
+  };
+  auto it = kReaders->find(operation);
+  return it == kReaders->end() || message == nullptr ? Named{} : it->second(message);
 }
 
 class Instrumentation final : public grpc::experimental::Interceptor {
@@ -52,13 +82,10 @@ class Instrumentation final : public grpc::experimental::Interceptor {
     // The handler runs next, on this thread: its log lines carry the call's request id (and the
     // pod and container once it knows them; a long call carries them to its pool thread).
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
-      LogContext context{.request = request_id_};
-      if (const auto* request =
-              static_cast<const google::protobuf::Message*>(methods->GetRecvMessage())) {
-        context.pod = IdField(*request, "pod_sandbox_id");
-        context.container = IdField(*request, "container_id");
-      }
-      SetLogContext(std::move(context));
+      Named named = NamedBy(operation_, methods->GetRecvMessage());
+      SetLogContext({.request = request_id_,
+                     .pod = std::move(named.pod),
+                     .container = std::move(named.container)});
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Finish(methods);
