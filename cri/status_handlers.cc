@@ -1,5 +1,8 @@
 // Version, Status and RuntimeConfig: what kubelet asks first and then every few seconds.
 
+#include <set>
+#include <string>
+
 #include "base/version.h"
 #include "cni/conf.h"
 #include "config/loader.h"
@@ -73,6 +76,34 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
       cni["error"] = std::string(network.status().message());
     }
     info["cniconfig"] = cni.dump();
+    // The handlers a RuntimeClass can name, as cri-o shows them, with what each supports.
+    nlohmann::json handlers = nlohmann::json::array();
+    for (const auto& [name, handler] : config->runtimes) {
+      const pod::HandlerFeatures f = sandboxes_->FeaturesOf(name);
+      handlers.push_back({{"name", name},
+                          {"default", name == config->default_runtime},
+                          {"path", handler.path},
+                          {"root", handler.root},
+                          {"features",
+                           {{"recursiveReadOnlyMounts", f.recursive_read_only_mounts},
+                            {"idmappedMounts", f.idmapped_mounts},
+                            {"userNamespaces", false}}}});
+    }
+    info["runtimeHandlers"] = handlers.dump();
+    const pod::CgroupSupport& cgroups = sandboxes_->HostCgroups();
+    const std::set<std::string>& controllers =
+        cgroups.v2() ? cgroups.v2_controllers : cgroups.v1_controllers;
+    info["cgroup"] = nlohmann::json{
+        {"driver", config->cgroup_manager},
+        {"version", cgroups.v2() ? "v2"
+                    : cgroups.mode == pod::CgroupMode::kHybrid ? "v1 (hybrid)"
+                                                               : "v1"},
+        {"controllers", controllers},
+        {"description", cgroups.Describe()}}.dump();
+    info["storage"] = nlohmann::json{{"driver", "overlay"},
+                                     {"root", config->root},
+                                     {"layers", config->root + "/layers"},
+                                     {"runRoot", config->run_root}}.dump();
   }
   return grpc::Status::OK;
 }

@@ -103,6 +103,8 @@ class SandboxManager {
   std::string CgroupsPathFor(const Sandbox& sandbox, const std::string& container_id) const;
   // What the cgroup of a container (or the pause) of this sandbox can enforce.
   CgroupSupport CgroupsFor(const Sandbox& sandbox) const;
+  // What the host's cgroups can enforce, as probed at start.
+  const CgroupSupport& HostCgroups() const { return options_.cgroups; }
 
   // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
   absl::StatusOr<SandboxPtr> Get(const std::string& id) const;

@@ -85,6 +85,26 @@ TEST(DaemonTest, StatusWithoutCniConfigIsNotNetworkReady) {
   nlohmann::json config = nlohmann::json::parse(s->info().at("config"));
   EXPECT_EQ(config["listen"], daemon->socket_path());
   EXPECT_EQ(config["root"], daemon->root());
+  // What crictl info shows an operator besides: the handlers and what they support, the cgroups
+  // and the storage.
+  ASSERT_TRUE(s->info().contains("runtimeHandlers"));
+  nlohmann::json handlers = nlohmann::json::parse(s->info().at("runtimeHandlers"));
+  ASSERT_TRUE(handlers.is_array());
+  bool runc_is_default = false;
+  for (const auto& h : handlers) {
+    EXPECT_TRUE(h["features"].contains("recursiveReadOnlyMounts")) << h.dump();
+    if (h["name"] == "runc") runc_is_default = h["default"] && h["path"] == "/usr/sbin/runc";
+  }
+  EXPECT_TRUE(runc_is_default) << handlers.dump();
+  ASSERT_TRUE(s->info().contains("cgroup"));
+  nlohmann::json cgroup = nlohmann::json::parse(s->info().at("cgroup"));
+  EXPECT_EQ(cgroup["driver"], "cgroupfs");
+  EXPECT_THAT(cgroup["version"].get<std::string>(), StartsWith("v"));
+  EXPECT_FALSE(cgroup["controllers"].empty()) << cgroup.dump();
+  ASSERT_TRUE(s->info().contains("storage"));
+  nlohmann::json storage = nlohmann::json::parse(s->info().at("storage"));
+  EXPECT_EQ(storage["driver"], "overlay");
+  EXPECT_EQ(storage["layers"], daemon->root() + "/layers");
 }
 
 TEST(DaemonTest, StatusFollowsTheCniConfDir) {
