@@ -158,4 +158,17 @@ std::string CredentialsFingerprint(const Credentials& c) {
                                c.registry_token.size(), ":", c.registry_token));
 }
 
+std::string RegistryMemory::TokenFor(const std::string& key, int64_t now_unix) const {
+  auto it = tokens.find(key);
+  return it != tokens.end() && it->second.expires_unix > now_unix ? it->second.header : "";
+}
+
+void RegistryMemory::Merge(const RegistryMemory& other, int64_t now_unix) {
+  for (const auto& [host, scheme] : other.schemes) {
+    if (scheme == "http" || scheme == "https") schemes[host] = scheme;
+  }
+  for (const auto& [key, token] : other.tokens) tokens[key] = token;
+  std::erase_if(tokens, [now_unix](const auto& t) { return t.second.expires_unix <= now_unix; });
+}
+
 }  // namespace berth::image

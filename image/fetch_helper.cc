@@ -5,16 +5,15 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <vector>
-
 #include <atomic>
 #include <optional>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/errno_status.h"
 #include "base/process.h"
 #include "base/reaper.h"
@@ -186,10 +185,7 @@ RegistryMemory FetchHelperClient::Remembered() const {
 
 void FetchHelperClient::Remember(const RegistryMemory& memory) {
   absl::MutexLock lock(&mu_);
-  for (const auto& [host, scheme] : memory.schemes) memory_.schemes[host] = scheme;
-  const int64_t now = absl::ToUnixSeconds(absl::Now());
-  for (const auto& [key, token] : memory.tokens) memory_.tokens[key] = token;
-  std::erase_if(memory_.tokens, [now](const auto& t) { return t.second.expires_unix <= now; });
+  memory_.Merge(memory, absl::ToUnixSeconds(absl::Now()));
 }
 
 absl::StatusOr<RegistryClient::Manifest> FetchHelperClient::GetManifest(

@@ -319,12 +319,8 @@ struct CurlRegistryClient::Impl {
   std::array<std::mutex, kLocks> locks;
 
   mutable absl::Mutex mu;
-  std::map<std::string, std::string> schemes ABSL_GUARDED_BY(mu);  // host -> "http" / "https"
-  struct CachedToken {
-    std::string header;
-    absl::Time expires;
-  };
-  std::map<std::string, CachedToken> tokens ABSL_GUARDED_BY(mu);  // host + scope
+  // Which hosts speak plain HTTP, and the bearer tokens, by host + scope + credentials.
+  RegistryMemory memory ABSL_GUARDED_BY(mu);
 };
 
 Response CurlRegistryClient::Impl::Perform(const std::string& url,
@@ -379,13 +375,13 @@ Response CurlRegistryClient::Impl::Perform(const std::string& url,
 
 std::string CurlRegistryClient::Impl::Scheme(const Source& source) {
   absl::MutexLock lock(&mu);
-  auto it = schemes.find(source.host);
-  return it == schemes.end() ? "https" : it->second;
+  auto it = memory.schemes.find(source.host);
+  return it == memory.schemes.end() ? "https" : it->second;
 }
 
 void CurlRegistryClient::Impl::SetScheme(const std::string& host, const std::string& scheme) {
   absl::MutexLock lock(&mu);
-  schemes[host] = scheme;
+  memory.schemes[host] = scheme;
 }
 
 absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source,
@@ -407,8 +403,10 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
                            Context(source)));
   {
     absl::MutexLock lock(&mu);
-    auto it = tokens.find(key);
-    if (it != tokens.end() && it->second.expires > absl::Now()) return it->second.header;
+    if (std::string header = memory.TokenFor(key, absl::ToUnixSeconds(absl::Now()));
+        !header.empty()) {
+      return header;
+    }
   }
   auto escape = [](const std::string& s) {
     char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
@@ -454,7 +452,8 @@ absl::StatusOr<std::string> CurlRegistryClient::Impl::Token(const Source& source
   }
   const std::string header = absl::StrCat("Bearer ", token);
   absl::MutexLock lock(&mu);
-  tokens[key] = {header, absl::Now() + absl::Seconds(std::max<int64_t>(expires_in - 5, 1))};
+  memory.tokens[key] = {header,
+                        absl::ToUnixSeconds(absl::Now()) + std::max<int64_t>(expires_in - 5, 1)};
   return header;
 }
 
@@ -470,9 +469,10 @@ absl::StatusOr<Response> CurlRegistryClient::Impl::Get(const Source& source,
     authorization = absl::StrCat("Bearer ", credentials.registry_token);
   } else {
     absl::MutexLock lock(&mu);
-    auto it = tokens.find(TokenKey(
-        source.host, absl::StrCat("repository:", source.repository, ":pull"), credentials));
-    if (it != tokens.end() && it->second.expires > absl::Now()) authorization = it->second.header;
+    authorization = memory.TokenFor(
+        TokenKey(source.host, absl::StrCat("repository:", source.repository, ":pull"),
+                 credentials),
+        absl::ToUnixSeconds(absl::Now()));
   }
   bool challenged = false;
   absl::Duration backoff = absl::FromChrono(options.first_backoff);
@@ -654,26 +654,15 @@ absl::Status CurlRegistryClient::FetchBlob(const Source& source, absl::string_vi
 }
 
 RegistryMemory CurlRegistryClient::Remembered() const {
-  RegistryMemory memory;
   absl::MutexLock lock(&impl_->mu);
-  memory.schemes = impl_->schemes;
-  const absl::Time now = absl::Now();
-  for (const auto& [key, token] : impl_->tokens) {
-    if (token.expires > now) memory.tokens[key] = {token.header, absl::ToUnixSeconds(token.expires)};
-  }
+  RegistryMemory memory;
+  memory.Merge(impl_->memory, absl::ToUnixSeconds(absl::Now()));
   return memory;
 }
 
 void CurlRegistryClient::Remember(const RegistryMemory& memory) {
   absl::MutexLock lock(&impl_->mu);
-  for (const auto& [host, scheme] : memory.schemes) {
-    if (scheme == "http" || scheme == "https") impl_->schemes[host] = scheme;
-  }
-  const absl::Time now = absl::Now();
-  for (const auto& [key, token] : memory.tokens) {
-    const absl::Time expires = absl::FromUnixSeconds(token.expires_unix);
-    if (expires > now) impl_->tokens[key] = {token.header, expires};
-  }
+  impl_->memory.Merge(memory, absl::ToUnixSeconds(absl::Now()));
 }
 
 }  // namespace berth::image

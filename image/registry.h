@@ -83,6 +83,12 @@ struct RegistryMemory {
     int64_t expires_unix = 0;  // seconds since the epoch
   };
   std::map<std::string, Token> tokens;
+
+  // The header of the token under `key` if it has not expired by `now_unix`, else "".
+  std::string TokenFor(const std::string& key, int64_t now_unix) const;
+  // Adds what `other` knows (a scheme other than http or https is ignored), then drops the
+  // tokens expired by `now_unix`.
+  void Merge(const RegistryMemory& other, int64_t now_unix);
 };
 
 // The registry side of the OCI distribution spec. Implementations are thread-safe: blobs of one
