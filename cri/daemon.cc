@@ -32,6 +32,7 @@
 #include "cri/image_service.h"
 #include "cri/instrumentation.h"
 #include "cri/network_metrics.h"
+#include "cri/node_check.h"
 #include "cri/node_metrics.h"
 #include "cri/listen_socket.h"
 #include "cri/runtime_service.h"
@@ -100,15 +101,8 @@ absl::Status MakeStateDirs(const config::Config& config) {
 }
 
 void WarnMissingHelpers(const config::Config& config) {
-  HelperPaths helpers = ResolveHelpers(config);
-  for (const std::string& path : {helpers.monitor, helpers.pause}) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) {
-      spdlog::warn("helper {} not found: pods and containers cannot start", path);
-    }
-  }
-  if (struct stat st; ::stat(helpers.fetch.c_str(), &st) != 0) {
-    spdlog::warn("helper {} not found: images cannot be pulled", helpers.fetch);
+  for (const NodeFinding& f : CheckHelpers(config)) {
+    if (f.level != NodeFinding::Level::kOk) spdlog::warn("{}: {}", f.what, f.detail);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "cri/node_check.h"
 
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,22 +57,6 @@ void CheckRuntimes(const config::Config& config, std::vector<NodeFinding>* out) 
   }
 }
 
-void CheckHelpers(const config::Config& config, std::vector<NodeFinding>* out) {
-  const HelperPaths helpers = ResolveHelpers(config);
-  const std::pair<std::string, const char*> all[] = {
-      {helpers.monitor, "no container can start"},
-      {helpers.pause, "no pod can start"},
-      {helpers.fetch, "no image can be pulled"},
-  };
-  for (const auto& [path, without] : all) {
-    if (Executable(path)) {
-      out->push_back({Level::kOk, "helper", path});
-    } else {
-      out->push_back({Level::kFail, "helper", absl::StrCat(path, " is missing: ", without)});
-    }
-  }
-}
-
 void CheckOverlay(const config::Config& config, std::vector<NodeFinding>* out) {
   absl::StatusOr<std::string> filesystems = ReadFile("/proc/filesystems");
   const bool listed = filesystems.ok() && absl::StrContains(*filesystems, "\toverlay\n");
@@ -83,7 +68,11 @@ void CheckOverlay(const config::Config& config, std::vector<NodeFinding>* out) {
   }
   // The real test: an overlay with a lower, an upper and a work directory, mounted and gone, on
   // the file system of root (where layers and containers' upper directories live), or of the
-  // nearest directory above it that exists yet.
+  // nearest directory above it that exists yet. In a mount namespace of this process's own where
+  // it can have one: a check killed half-way leaves no mount on the host.
+  if (::unshare(CLONE_NEWNS) == 0) {
+    (void)::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
+  }
   std::string under = config.root;
   while (::access(under.c_str(), F_OK) != 0 && under != "/") under = DirName(under);
   absl::StatusOr<std::string> dir = MakeTempDirIn(under, ".berth-check-overlay-");
@@ -185,6 +174,24 @@ void CheckDirectories(const config::Config& config, std::vector<NodeFinding>* ou
 
 }  // namespace
 
+std::vector<NodeFinding> CheckHelpers(const config::Config& config) {
+  const HelperPaths helpers = ResolveHelpers(config);
+  const std::pair<std::string, const char*> all[] = {
+      {helpers.monitor, "no container can start"},
+      {helpers.pause, "no pod can start"},
+      {helpers.fetch, "no image can be pulled"},
+  };
+  std::vector<NodeFinding> findings;
+  for (const auto& [path, without] : all) {
+    if (Executable(path)) {
+      findings.push_back({Level::kOk, "helper", path});
+    } else {
+      findings.push_back({Level::kFail, "helper", absl::StrCat(path, " is missing: ", without)});
+    }
+  }
+  return findings;
+}
+
 std::vector<NodeFinding> CheckNode(const config::Config& config) {
   std::vector<NodeFinding> findings;
   if (::geteuid() != 0) {
@@ -192,7 +199,7 @@ std::vector<NodeFinding> CheckNode(const config::Config& config) {
   }
   CheckDirectories(config, &findings);
   CheckRuntimes(config, &findings);
-  CheckHelpers(config, &findings);
+  for (NodeFinding& f : CheckHelpers(config)) findings.push_back(std::move(f));
   CheckOverlay(config, &findings);
   CheckCgroups(&findings);
   CheckKernel(&findings);

@@ -18,6 +18,10 @@ struct NodeFinding {
   std::string detail;  // what was found, or what is missing and what it means
 };
 
+// Whether berth's helpers (berth-conmon or monitor.path, berth-pause, berth-fetch) are there;
+// berthd says the same in its log at start.
+std::vector<NodeFinding> CheckHelpers(const config::Config& config);
+
 // Runs every check (as root it also mounts a test overlay under run_root and unmounts it).
 std::vector<NodeFinding> CheckNode(const config::Config& config);
 

@@ -139,7 +139,7 @@ void Server::Stop() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return active_ == 0; };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Active() == 0; };
   mu_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(10));
 }
 
@@ -230,19 +230,17 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
   }
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || active_ >= kMaxSessions) {
-      spdlog::warn("streaming: {} sessions already, refusing one", active_);
+    if (stopping_ || Active() >= kMaxSessions) {
+      spdlog::warn("streaming: {} sessions already, refusing one", Active());
       ++counts_.refused[kind];
       in->Refuse(503, "Service Unavailable", "too many streaming sessions\n");
       return;
     }
-    ++active_;
     ++counts_.active[kind];
     ++counts_.started[kind];
   }
   // A session that ends, or never starts: no longer active.
   auto ended = [this, kind](bool started) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    --active_;
     --counts_.active[kind];
     if (!started) {
       --counts_.started[kind];
@@ -291,6 +289,10 @@ void Server::Dispatch(std::unique_ptr<Incoming> in) {
     connections_.erase(fd);
     ended(false);
   }
+}
+
+int64_t Server::Active() const {
+  return counts_.active[0] + counts_.active[1] + counts_.active[2];
 }
 
 Server::SessionCounts Server::sessions() const {

@@ -95,8 +95,8 @@ class Server {
   mutable absl::Mutex mu_;
   std::map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::set<int> connections_ ABSL_GUARDED_BY(mu_);
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
   SessionCounts counts_ ABSL_GUARDED_BY(mu_);
+  int64_t Active() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // sessions running, of every kind
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 };
 
