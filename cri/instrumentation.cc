@@ -1,6 +1,8 @@
 #include "cri/instrumentation.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -8,6 +10,7 @@
 #include "api.pb.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/logging.h"
 #include "base/random_id.h"
 #include "spdlog/spdlog.h"
@@ -65,6 +68,19 @@ Named NamedBy(absl::string_view operation, const void* message) {
   return it == kReaders->end() || message == nullptr ? Named{} : it->second(message);
 }
 
+// The id in every log line of a call: eight hex digits, counted from a random start, so that ids
+// differ across berthd restarts without a getrandom() on every call (kubelet's lists come every
+// second).
+std::string NextRequestId() {
+  static std::atomic<uint32_t> next{[] {
+    uint32_t seed = 0;
+    const std::string bytes = RandomBytes(sizeof(seed));
+    std::memcpy(&seed, bytes.data(), sizeof(seed));
+    return seed;
+  }()};
+  return absl::StrFormat("%08x", next.fetch_add(1, std::memory_order_relaxed));
+}
+
 class Instrumentation final : public grpc::experimental::Interceptor {
  public:
   Instrumentation(grpc::experimental::ServerRpcInfo* info, Metrics* metrics)
@@ -72,7 +88,7 @@ class Instrumentation final : public grpc::experimental::Interceptor {
         operation_(OperationName(info->method())),
         metrics_(metrics),
         start_(std::chrono::steady_clock::now()),
-        request_id_(NewRandomId().substr(0, 8)) {
+        request_id_(NextRequestId()) {
     metrics_->InFlight(operation_, +1);
   }
   // Also for a call that ends without a status sent (its client went away first).

@@ -24,8 +24,8 @@ namespace {
 
 constexpr char kPrometheus[] = "/usr/bin/prometheus";
 
-// PromQL `query` over Prometheus's HTTP API (only characters that need no escaping but spaces).
-nlohmann::json Query(const std::string& prometheus, std::string query) {
+// PromQL `query` over Prometheus's HTTP API (escaping what the queries below use).
+nlohmann::json Query(const std::string& prometheus, const std::string& query) {
   std::string escaped;
   for (char c : query) {
     if (c == ' ') {
@@ -51,15 +51,13 @@ class PrometheusTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start().ok());
     dir_ = daemon_->dir() + "/prometheus";
     ASSERT_TRUE(MakeDirs(dir_).ok());
-    const std::string rules = std::string(BERTH_SOURCE_DIR) + "/contrib/prometheus/berth-rules.yml";
-    ASSERT_TRUE(WriteFileAtomic(dir_ + "/prometheus.yml",
-                                absl::StrCat("global: {scrape_interval: 1s, evaluation_interval: 1s}\n",
-                                             "rule_files: [", rules, "]\n",
-                                             "scrape_configs:\n",
-                                             "  - job_name: berth\n",
-                                             "    static_configs: [{targets: [\"",
-                                             daemon_->metrics_address(), "\"]}]\n"))
-                    .ok());
+    const std::string rules =
+        std::string(BERTH_SOURCE_DIR) + "/contrib/prometheus/berth-rules.yml";
+    const std::string config = absl::StrCat(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n", "rule_files: [", rules,
+        "]\n", "scrape_configs:\n", "  - job_name: berth\n", "    static_configs: [{targets: [\"",
+        daemon_->metrics_address(), "\"]}]\n");
+    ASSERT_TRUE(WriteFileAtomic(dir_ + "/prometheus.yml", config).ok());
     address_ = absl::StrCat("127.0.0.1:", FreeTcpPort());
     absl::StatusOr<pid_t> pid = SpawnWithLog(
         {kPrometheus, "--config.file=" + dir_ + "/prometheus.yml",
