@@ -25,8 +25,9 @@ PACKAGES=(
   libcivetweb-dev civetweb zlib1g-dev libboost-dev
   # runtime
   runc crun conmon containernetworking-plugins iptables iproute2 apparmor
-  # test fixtures; promtool (in prometheus) checks the metrics berthd serves
-  docker-registry skopeo umoci busybox-static prometheus
+  # test fixtures; promtool (in prometheus) checks the metrics berthd serves, systemd-analyze
+  # (in systemd) the units in contrib/
+  docker-registry skopeo umoci busybox-static prometheus systemd
 )
 
 die() { echo "install-deps: $*" >&2; exit 1; }

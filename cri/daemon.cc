@@ -10,6 +10,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
@@ -128,14 +129,45 @@ void BlockDaemonSignals() {
 Daemon::Daemon(config::LoadOptions load_options, config::Config config)
     : load_options_(std::move(load_options)),
       config_(std::move(config)),
-      notifier_(ServiceNotifier::FromEnvironment()) {}
+      notifier_(ServiceNotifier::FromEnvironment()),
+      inherited_(TakeInheritedSockets()) {}
+
+absl::StatusOr<ListenSocket> Daemon::TakeSocket(const std::string& path) {
+  if (!inherited_.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket activation: ", inherited_.status().message()));
+  }
+  if (inherited_->empty()) return ListenSocket::Claim(path);
+  std::vector<InheritedSocket> sockets = std::move(*inherited_);
+  inherited_->clear();
+  if (sockets.size() == 1) return ListenSocket::Adopt(path, std::move(sockets[0].fd));
+  // Several: ours is the one on `path`; the others are not berthd's to serve.
+  std::optional<absl::StatusOr<ListenSocket>> ours;
+  std::vector<std::string> passed;
+  for (InheritedSocket& s : sockets) {
+    absl::StatusOr<std::string> bound = ListeningUnixSocketPath(s.fd.get());
+    passed.push_back(bound.ok() ? *bound : std::string(bound.status().message()));
+    if (bound.ok() && *bound == path && !ours) {
+      ours = ListenSocket::Adopt(path, std::move(s.fd));
+    } else {
+      spdlog::warn("socket activation: {} ({}) is not the CRI socket {}: closed", passed.back(),
+                   s.name.empty() ? "unnamed" : s.name, path);
+    }
+  }
+  if (!ours) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket activation: none of the sockets passed (", absl::StrJoin(passed, ", "),
+        ") is the configured listen socket ", path));
+  }
+  return std::move(*ours);
+}
 
 absl::Status Daemon::Run() {
   std::shared_ptr<const config::Config> config = config_.Get();
   RETURN_IF_ERROR(MakeStateDirs(*config));
   // Before any monitor starts: what berthd's children leave running becomes its own child.
   RETURN_IF_ERROR(BecomeSubreaper());
-  ASSIGN_OR_RETURN(ListenSocket socket, ListenSocket::Claim(config->listen));
+  ASSIGN_OR_RETURN(ListenSocket socket, TakeSocket(config->listen));
   if (config->metrics.enabled) {
     RETURN_IF_ERROR(metrics_.Serve(config->metrics.address));
   }
@@ -258,7 +290,10 @@ absl::Status Daemon::Run() {
                                  &long_calls);
   ImageService image_service(images.get(), &puller, &metrics_, &long_calls);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix:", socket.path()), grpc::InsecureServerCredentials());
+  if (socket.adopted_fd() < 0) {
+    builder.AddListeningPort(absl::StrCat("unix:", socket.path()),
+                             grpc::InsecureServerCredentials());
+  }
   builder.RegisterService(&runtime_service);
   builder.RegisterService(&image_service);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -279,8 +314,12 @@ absl::Status Daemon::Run() {
     return absl::UnavailableError(absl::StrCat("cannot serve the CRI on ", socket.path()));
   }
   poller.Start();
+  // A socket systemd made queued what came while berthd started: served from here.
+  SocketAcceptor acceptor;
+  if (socket.adopted_fd() >= 0) RETURN_IF_ERROR(acceptor.Start(socket.adopted_fd(), server.get()));
   RETURN_IF_ERROR(socket.Secure());
-  spdlog::info("berthd {} serving the CRI on {}{}", kVersion, socket.path(),
+  spdlog::info("berthd {} serving the CRI on {}{}{}", kVersion, socket.path(),
+               socket.adopted_fd() >= 0 ? " (the socket systemd passed)" : "",
                config->metrics.enabled ? ", metrics on http://" + config->metrics.address : "");
 
   auto notify = [this](absl::string_view state) {
@@ -334,6 +373,8 @@ absl::Status Daemon::Run() {
     notify("STOPPING=1");
     break;
   }
+  // What connects from now on waits on systemd's socket for the next berthd.
+  acceptor.Stop();
   // Open event streams would hold the shutdown for its whole grace period.
   runtime_service.EndEventStreams();
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);

@@ -1,14 +1,19 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "config/loader.h"
 #include "config/store.h"
 #include "base/service_notifier.h"
+#include "base/socket_activation.h"
 #include "cri/metrics.h"
 
 namespace berth::cri {
+
+class ListenSocket;
 
 // berthd's life: claims the socket, serves the CRI over gRPC and the metrics over HTTP, reloads the
 // configuration on SIGHUP, and shuts down gracefully on SIGTERM/SIGINT. The caller must have blocked
@@ -26,6 +31,8 @@ class Daemon {
 
  private:
   void Reload();
+  // The CRI socket: the one systemd passed (socket activation), or one berthd makes.
+  absl::StatusOr<ListenSocket> TakeSocket(const std::string& path);
 
   config::LoadOptions load_options_;
   config::ConfigStore config_;
@@ -33,6 +40,9 @@ class Daemon {
   // systemd's Type=notify: READY, RELOADING, STOPPING and the watchdog. Read (and taken out of
   // the environment) when the daemon is made, before any thread starts.
   const ServiceNotifier notifier_;
+  // systemd's socket activation: the sockets passed with LISTEN_FDS, taken (and LISTEN_* taken
+  // out of the environment) when the daemon is made, before any thread starts.
+  absl::StatusOr<std::vector<InheritedSocket>> inherited_;
 };
 
 // Blocks the signals Daemon::Run waits for. Call first thing in main(), before any thread starts.

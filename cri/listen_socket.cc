@@ -1,6 +1,8 @@
 #include "cri/listen_socket.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -8,13 +10,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
+#include "base/socket_activation.h"
 #include "base/status_macros.h"
+#include "grpcpp/server_posix.h"
+#include "spdlog/spdlog.h"
 
 namespace berth::cri {
 namespace {
@@ -57,9 +63,8 @@ absl::Status WritePid(int fd, const std::string& lock_path) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<ListenSocket> ListenSocket::Claim(const std::string& path) {
+// The exclusive lock on "<path>.lock", with our pid in it.
+absl::StatusOr<UniqueFd> LockPath(const std::string& path) {
   RETURN_IF_ERROR(MakeDirs(DirName(path), 0755));
   std::string lock_path = absl::StrCat(path, ".lock");
   UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -75,18 +80,45 @@ absl::StatusOr<ListenSocket> ListenSocket::Claim(const std::string& path) {
     return absl::FailedPreconditionError(
         absl::StrCat("another berthd (pid ", pid, ") is already serving ", path));
   }
-  RETURN_IF_ERROR(RemoveStaleSocket(path));
   RETURN_IF_ERROR(WritePid(lock.get(), lock_path));
-  return ListenSocket(path, std::move(lock));
+  return lock;
+}
+
+}  // namespace
+
+absl::StatusOr<ListenSocket> ListenSocket::Claim(const std::string& path) {
+  ASSIGN_OR_RETURN(UniqueFd lock, LockPath(path));
+  RETURN_IF_ERROR(RemoveStaleSocket(path));
+  return ListenSocket(path, std::move(lock), UniqueFd());
+}
+
+absl::StatusOr<ListenSocket> ListenSocket::Adopt(const std::string& path, UniqueFd fd) {
+  ASSIGN_OR_RETURN(std::string bound, ListeningUnixSocketPath(fd.get()));
+  if (bound != path) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the service manager passed a socket on ", bound, ", but berthd is configured to listen on ",
+        path, ": make the socket unit's ListenStream= and the configuration's listen agree"));
+  }
+  ASSIGN_OR_RETURN(UniqueFd lock, LockPath(path));
+  return ListenSocket(path, std::move(lock), std::move(fd));
 }
 
 ListenSocket::~ListenSocket() {
-  if (lock_.valid()) {
+  if (lock_.valid() && !adopted_.valid()) {
     ::unlink(path_.c_str());
   }
 }
 
 absl::Status ListenSocket::Secure() const {
+  if (adopted_.valid()) {
+    struct stat st;
+    if (::stat(path_.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) != 0) {
+      spdlog::warn("{} is mode {:04o}: every local user can run containers as root; give the "
+                   "socket unit SocketMode=0660",
+                   path_, st.st_mode & 07777);
+    }
+    return absl::OkStatus();
+  }
   if (::chown(path_.c_str(), 0, 0) != 0 && errno != EPERM) {
     return ErrnoToStatus(errno, absl::StrCat("chown ", path_));
   }
@@ -94,6 +126,52 @@ absl::Status ListenSocket::Secure() const {
     return ErrnoToStatus(errno, absl::StrCat("chmod ", path_));
   }
   return absl::OkStatus();
+}
+
+SocketAcceptor::~SocketAcceptor() { Stop(); }
+
+absl::Status SocketAcceptor::Start(int listen_fd, grpc::Server* server) {
+  wake_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.valid()) return ErrnoToStatus(errno, "eventfd");
+  thread_ = std::thread([this, listen_fd, server] { Loop(listen_fd, server); });
+  return absl::OkStatus();
+}
+
+void SocketAcceptor::Stop() {
+  if (!thread_.joinable()) return;
+  const uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  thread_.join();
+}
+
+void SocketAcceptor::Loop(int listen_fd, grpc::Server* server) {
+  for (;;) {
+    pollfd fds[2] = {{.fd = listen_fd, .events = POLLIN, .revents = 0},
+                     {.fd = wake_.get(), .events = POLLIN, .revents = 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("CRI socket: poll: {}", std::strerror(errno));
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+      spdlog::error("CRI socket: the inherited socket failed (poll events {:#x})",
+                    static_cast<unsigned>(fds[0].revents));
+      return;
+    }
+    // The socket itself stays blocking: its file description is shared with the service manager.
+    // Only berthd accepts from it, so a connection poll announced is there to take.
+    const int conn = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+      spdlog::error("CRI socket: accept: {}", std::strerror(errno));
+      // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits in the queue; do not
+      // spin on it.
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    grpc::AddInsecureChannelFromFd(server, conn);  // gRPC owns `conn` from here
+  }
 }
 
 }  // namespace berth::cri

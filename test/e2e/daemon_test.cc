@@ -8,7 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <optional>
 #include <memory>
@@ -16,10 +18,13 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "base/process.h"
+#include "base/unique_fd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -500,6 +505,123 @@ TEST(DaemonTest, TellsTheServiceManagerAsSystemdExpects) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
   EXPECT_EQ(systemd.Next(), "STOPPING=1");
+}
+
+// A listening unix socket at `path`, as systemd makes for berthd.socket (mode 0660).
+UniqueFd ListeningSocket(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (!fd.valid() || !MakeDirs(DirName(path)).ok() ||
+      ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd.get(), 128) != 0 || ::chmod(path.c_str(), 0660) != 0) {
+    ADD_FAILURE() << "listen on " << path << ": " << strerror(errno);
+    return UniqueFd();
+  }
+  return fd;
+}
+
+ino_t Inode(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// A Version call started now, on a channel of its own that connects as kubelet's does, waiting
+// up to 20 s for an answer.
+std::future<absl::StatusOr<runtime::v1::VersionResponse>> VersionLater(const std::string& socket) {
+  return std::async(std::launch::async, [socket] {
+    return CriClient(socket, std::chrono::seconds(20), CriClient::Connect::kLikeKubelet).Version();
+  });
+}
+
+// systemd's socket activation, the test playing systemd: it makes the socket, as berthd.socket
+// would, and passes it. A client that connects before berthd runs, or while it restarts after
+// a SIGKILL, waits on the socket's queue and is answered; the socket is never removed or
+// replaced, and it stays for the next berthd after a clean stop.
+TEST(DaemonTest, ServesTheSocketSystemdPassesAndKeepsItAcrossRestarts) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  const std::string path = (*daemon)->socket_path();
+  UniqueFd listener = ListeningSocket(path);
+  ASSERT_TRUE(listener.valid());
+  const ino_t inode = Inode(path);
+
+  auto early = VersionLater(path);
+  EXPECT_EQ(early.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "answered with no berthd running";
+  ASSERT_TRUE((*daemon)->StartActivated(listener.get()).ok()) << (*daemon)->Log();
+  absl::StatusOr<runtime::v1::VersionResponse> answer = early.get();
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->runtime_name(), "berth");
+  EXPECT_THAT((*daemon)->Log(), HasSubstr("serving the CRI on " + path + " (the socket systemd passed)"));
+  EXPECT_EQ(Inode(path), inode);
+
+  (*daemon)->Kill();
+  auto during_restart = VersionLater(path);
+  EXPECT_EQ(during_restart.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  ASSERT_TRUE((*daemon)->StartActivated(listener.get()).ok()) << (*daemon)->Log();
+  answer = during_restart.get();
+  EXPECT_TRUE(answer.ok()) << answer.status();
+
+  // A clean stop leaves the socket, and the connections queued on it, to systemd.
+  absl::StatusOr<int> code = (*daemon)->Stop(SIGTERM);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_EQ(Inode(path), inode);
+  auto after_stop = VersionLater(path);
+  ASSERT_TRUE((*daemon)->StartActivated(listener.get()).ok()) << (*daemon)->Log();
+  EXPECT_TRUE(after_stop.get().ok());
+}
+
+// A passed socket that is not the configured one is refused with what to fix, and left alone.
+TEST(DaemonTest, ASocketSystemdPassesForAnotherPathIsRefused) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  const std::string other = (*daemon)->dir() + "/other.sock";
+  UniqueFd listener = ListeningSocket(other);
+  ASSERT_TRUE(listener.valid());
+  EXPECT_FALSE((*daemon)->StartActivated(listener.get()).ok());
+  EXPECT_THAT((*daemon)->Log(),
+              HasSubstr("the service manager passed a socket on " + other +
+                        ", but berthd is configured to listen on " + (*daemon)->socket_path()));
+  EXPECT_NE(Inode(other), 0u);
+  EXPECT_EQ(::access((*daemon)->socket_path().c_str(), F_OK), -1);
+}
+
+// contrib's berthd.service and berthd.socket, with ExecStart naming the berthd under test: clean
+// under `systemd-analyze verify` (which also checks that ExecStart runs), and the socket unit
+// listens where berthd's default configuration does.
+TEST(SystemdUnitTest, UnitsPassSystemdAnalyzeAndAgreeWithTheDefaults) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  absl::StatusOr<std::string> service = ReadFile(BERTH_SOURCE_DIR "/contrib/berthd.service");
+  absl::StatusOr<std::string> socket = ReadFile(BERTH_SOURCE_DIR "/contrib/berthd.socket");
+  ASSERT_TRUE(service.ok() && socket.ok());
+  EXPECT_THAT(*service, HasSubstr("\nExecStart=/usr/local/bin/berthd\n"));
+  EXPECT_THAT(*service, HasSubstr("\nType=notify\n"));
+  const std::string units = (*daemon)->dir() + "/units";
+  ASSERT_TRUE(MakeDirs(units).ok());
+  ASSERT_TRUE(WriteFileAtomic(units + "/berthd.service",
+                              absl::StrReplaceAll(*service, {{"/usr/local/bin/berthd", BerthdPath()}}))
+                  .ok());
+  ASSERT_TRUE(WriteFileAtomic(units + "/berthd.socket", *socket).ok());
+  absl::StatusOr<CommandResult> verify =
+      RunCommand({"systemd-analyze", "verify", "--man=no", units + "/berthd.socket",
+                  units + "/berthd.service"});
+  ASSERT_TRUE(verify.ok()) << verify.status();
+  EXPECT_EQ(verify->exit_code, 0) << verify->output;
+  EXPECT_EQ(verify->output, "") << "systemd-analyze has something to say";
+
+  absl::StatusOr<CommandResult> defaults =
+      RunCommand({BerthdPath(), "--config", "/dev/null", "config"});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  std::string listen;
+  for (absl::string_view line : absl::StrSplit(defaults->output, '\n')) {
+    if (absl::ConsumePrefix(&line, "listen: ")) listen = std::string(line);
+  }
+  ASSERT_FALSE(listen.empty()) << defaults->output;
+  EXPECT_THAT(*socket, HasSubstr("\nListenStream=" + listen + "\n"));
 }
 
 TEST(CommandLineTest, VersionAndConfig) {

@@ -67,7 +67,21 @@ BerthDaemon::~BerthDaemon() {
 
 absl::Status BerthDaemon::Start(const std::vector<std::string>& env) {
   if (pid_ > 0) return absl::FailedPreconditionError("berthd is already running");
-  absl::StatusOr<pid_t> pid = SpawnWithLog({binary_, "--config", config_path()}, log_path(), env);
+  return Spawned(SpawnWithLog({binary_, "--config", config_path()}, log_path(), env));
+}
+
+absl::Status BerthDaemon::StartActivated(int listen_fd, const std::vector<std::string>& env) {
+  if (pid_ > 0) return absl::FailedPreconditionError("berthd is already running");
+  std::vector<std::string> activation = env;
+  activation.push_back("LISTEN_FDS=1");
+  activation.push_back("LISTEN_FDNAMES=berthd.socket");
+  // LISTEN_PID is the pid systemd forked: a shell that sets it to its own and execs berthd.
+  return Spawned(SpawnWithLog({"/bin/sh", "-c", "export LISTEN_PID=$$; exec \"$0\" \"$@\"",
+                               binary_, "--config", config_path()},
+                              log_path(), activation, listen_fd));
+}
+
+absl::Status BerthDaemon::Spawned(absl::StatusOr<pid_t> pid) {
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

@@ -35,6 +35,10 @@ class BerthDaemon {
   // Starts berthd (with `env` entries "K=V" added to its environment) and waits (up to 20 s)
   // until Version answers. If the process exits first, the error carries its exit code and log.
   absl::Status Start(const std::vector<std::string>& env = {});
+  // Starts berthd as systemd's socket activation does: `listen_fd` (a listening socket on
+  // socket_path()) as its descriptor 3, LISTEN_FDS=1, LISTEN_FDNAMES and LISTEN_PID = its pid.
+  // Waits as Start does.
+  absl::Status StartActivated(int listen_fd, const std::vector<std::string>& env = {});
   // Sends `signal` and waits for the exit: its exit code (128 + signal if killed).
   absl::StatusOr<int> Stop(int signal = 15, std::chrono::seconds timeout = std::chrono::seconds(20));
   // SIGKILL and reap.
@@ -60,6 +64,7 @@ class BerthDaemon {
 
  private:
   BerthDaemon() = default;
+  absl::Status Spawned(absl::StatusOr<pid_t> pid);
 
   std::string binary_;
   std::string dir_;

@@ -16,8 +16,13 @@ namespace berth::testing {
 // Thread-safe (gRPC stubs are).
 class CriClient {
  public:
+  // How the channel connects. kFast retries every 20-200 ms, with a handshake that must finish
+  // as quickly, for tests that poll a starting daemon. kLikeKubelet keeps gRPC's defaults, as
+  // kubelet does: a server that accepted late still has 20 s to answer the handshake.
+  enum class Connect { kFast, kLikeKubelet };
   explicit CriClient(const std::string& socket_path,
-                     std::chrono::milliseconds deadline = std::chrono::seconds(30));
+                     std::chrono::milliseconds deadline = std::chrono::seconds(30),
+                     Connect connect = Connect::kFast);
 
   // Any RPC of either service: client.Call(&RuntimeService::Stub::ListContainers, request).
   template <typename Stub, typename Request, typename Response>

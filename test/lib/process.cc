@@ -41,9 +41,11 @@ std::vector<std::string> EnvWith(const std::vector<std::string>& extra) {
 }
 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& env, int out_fd) {
+                            const std::vector<std::string>& env, int out_fd, int fd3 = -1) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  // (glibc clears close-on-exec when fd3 is already 3, as POSIX asks.)
+  if (fd3 >= 0) posix_spawn_file_actions_adddup2(&actions, fd3, 3);
   posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, out_fd, STDERR_FILENO);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
@@ -124,10 +126,10 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
 
 absl::StatusOr<pid_t> SpawnWithLog(const std::vector<std::string>& argv,
                                    const std::string& log_path,
-                                   const std::vector<std::string>& env) {
+                                   const std::vector<std::string>& env, int fd3) {
   const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return absl::InternalError(absl::StrCat("open ", log_path, ": ", strerror(errno)));
-  absl::StatusOr<pid_t> pid = Spawn(argv, EnvWith(env), fd);
+  absl::StatusOr<pid_t> pid = Spawn(argv, EnvWith(env), fd, fd3);
   ::close(fd);
   return pid;
 }

@@ -22,10 +22,10 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
                                          std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // Starts a command in the background with stdout and stderr appended to `log_path` (`env` entries
-// "K=V" are added to the environment). Returns pid.
+// "K=V" are added to the environment; `fd3`, if given, is its descriptor 3). Returns pid.
 absl::StatusOr<pid_t> SpawnWithLog(const std::vector<std::string>& argv,
                                    const std::string& log_path,
-                                   const std::vector<std::string>& env = {});
+                                   const std::vector<std::string>& env = {}, int fd3 = -1);
 
 // Waits for `pid` up to `timeout`: its exit code (128 + signal if killed). DeadlineExceeded if it
 // is still running.
