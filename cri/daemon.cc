@@ -266,7 +266,12 @@ absl::Status Daemon::Run() {
   auto node_metrics = std::make_shared<NodeCollector>([&] {
     NodeCounts counts;
     for (const pod::SandboxPtr& s : sandboxes.List()) {
-      ++(s->state == pod::Sandbox::State::kReady ? counts.pods_ready : counts.pods_not_ready);
+      if (s->state != pod::Sandbox::State::kReady) {
+        ++counts.pods_not_ready;
+        continue;
+      }
+      ++counts.pods_ready;
+      ++(sandboxes.PauseMonitorAlive(*s) ? counts.pod_monitors_alive : counts.pod_monitors_gone);
     }
     for (const pod::ContainerPtr& c : containers.List()) {
       const size_t state = static_cast<size_t>(c->state);

@@ -22,6 +22,7 @@ class ProcessCollector final : public prometheus::Collectable {
 //   berth_containers{state="created"|"running"|"exited"|"unknown"}
 //   berth_container_monitors{state="alive"|"gone"}: of the containers not exited, those whose
 //     monitor runs, and those whose monitor is gone (their exit would go unrecorded)
+//   berth_pod_monitors{state="alive"|"gone"}: the same for the pause containers of ready pods
 //   berth_streaming_sessions{kind}, berth_streaming_sessions_total{kind},
 //   berth_streaming_sessions_refused_total{kind}: exec, attach and port-forward sessions running,
 //     started and refused (kind "unknown" for a token that is unknown or expired)
@@ -31,6 +32,8 @@ struct NodeCounts {
   std::array<int, 4> containers{};  // by pod::Container::State: created, running, exited, unknown
   int monitors_alive = 0;
   int monitors_gone = 0;
+  int pod_monitors_alive = 0;
+  int pod_monitors_gone = 0;
   // By streaming::Request::Kind: exec, attach, port-forward.
   std::array<int64_t, 3> sessions_active{}, sessions_started{}, sessions_refused{};
   int64_t sessions_refused_unknown = 0;

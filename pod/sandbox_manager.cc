@@ -62,6 +62,10 @@ std::string SandboxManager::PodDir(const std::string& id) const {
 std::string SandboxManager::BundleDir(const std::string& id) const {
   return absl::StrCat(config_()->root, "/sandboxes/", id);
 }
+bool SandboxManager::PauseMonitorAlive(const Sandbox& sandbox) const {
+  return MonitorAlive(ReadPidFile(BundleDir(sandbox.id) + "/conmon-pidfile"), sandbox.id);
+}
+
 std::string SandboxManager::NetNsPath(const std::string& id) const {
   return absl::StrCat(config_()->run_root, "/netns/", id);
 }

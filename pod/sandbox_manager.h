@@ -105,6 +105,9 @@ class SandboxManager {
   CgroupSupport CgroupsFor(const Sandbox& sandbox) const;
   // What the host's cgroups can enforce, as probed at start.
   const CgroupSupport& HostCgroups() const { return options_.cgroups; }
+  // Whether the monitor of `sandbox`'s pause container still runs (its pid file names a live
+  // monitor of this sandbox). One that is gone leaves the pause's exit unrecorded.
+  bool PauseMonitorAlive(const Sandbox& sandbox) const;
 
   // By full id or unique prefix. NotFound / InvalidArgument (ambiguous).
   absl::StatusOr<SandboxPtr> Get(const std::string& id) const;

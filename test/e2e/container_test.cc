@@ -943,6 +943,7 @@ TEST_P(ContainerTest, StreamingExecCarriesStdioAndTheExitCode) {
               HasSubstr(R"(berth_streaming_sessions_refused_total{kind="unknown"} 2)"));
   EXPECT_THAT(metrics->body, HasSubstr(R"(berth_container_monitors{state="alive"} 1)"));
   EXPECT_THAT(metrics->body, HasSubstr(R"(berth_container_monitors{state="gone"} 0)"));
+  EXPECT_THAT(metrics->body, HasSubstr(R"(berth_pod_monitors{state="alive"} 1)"));
 }
 
 TEST_P(ContainerTest, StreamingExecV3ReportsFailuresAsText) {

@@ -1,6 +1,7 @@
 // Pod sandboxes through a running berthd: runc, upstream conmon (until berth-conmon exists), the
 // CNI bridge plugin on a bridge and subnet of the test's own.
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <fstream>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "gmock/gmock.h"
@@ -15,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "test/e2e/leaks.h"
 #include "test/lib/berth_daemon.h"
+#include "test/lib/eventually.h"
 #include "test/lib/http.h"
 #include "test/lib/process.h"
 
@@ -289,6 +292,31 @@ TEST_F(SandboxTest, RunStatusListStopRemove) {
   EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(Remove(*id).ok());
   EXPECT_TRUE(Stop("unknown").ok());
+  ExpectNoLeaks();
+}
+
+// berth_pod_monitors counts the pause containers' monitors: alive, then gone once killed (the
+// pause's exit would go unrecorded). Such a pod still stops and is removed, leaving nothing.
+TEST_F(SandboxTest, PauseMonitorsAreCounted) {
+  absl::StatusOr<std::string> id = Run(Request("watched"));
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  auto metrics = [&] {
+    absl::StatusOr<HttpResponse> m = HttpGet(daemon_->metrics_address(), "/metrics");
+    return m.ok() ? m->body : std::string(m.status().message());
+  };
+  EXPECT_THAT(metrics(), HasSubstr(R"(berth_pod_monitors{state="alive"} 1)"));
+  EXPECT_THAT(metrics(), HasSubstr(R"(berth_pod_monitors{state="gone"} 0)"));
+  absl::StatusOr<std::string> pid =
+      ReadFile(daemon_->root() + "/sandboxes/" + *id + "/conmon-pidfile");
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  ASSERT_EQ(::kill(std::stoi(*pid), SIGKILL), 0);
+  EXPECT_TRUE(Eventually(
+      [&] { return absl::StrContains(metrics(), R"(berth_pod_monitors{state="gone"} 1)"); }))
+      << metrics();
+  EXPECT_THAT(metrics(), HasSubstr(R"(berth_pod_monitors{state="alive"} 0)"));
+  ASSERT_TRUE(Stop(*id).ok());
+  ASSERT_TRUE(Remove(*id).ok());
+  EXPECT_THAT(metrics(), HasSubstr(R"(berth_pod_monitors{state="gone"} 0)"));
   ExpectNoLeaks();
 }
 
