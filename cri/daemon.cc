@@ -388,6 +388,7 @@ absl::Status Daemon::Run() {
   long_calls.Shutdown();
   streaming.Stop();
   containers.Shutdown();
+  metrics_.StopServing();
   spdlog::info("berthd stopped");
   return absl::OkStatus();
 }

@@ -1,10 +1,17 @@
 #include "cri/metrics.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <atomic>
 #include <chrono>
 #include <exception>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/unique_fd.h"
 #include "cri/node_metrics.h"
 
 namespace berth::cri {
@@ -113,6 +120,48 @@ Metrics::Metrics()
   transactions_.Add({{"result", "rollback"}}, TransactionBuckets());
 }
 
+Metrics::~Metrics() { StopServing(); }
+
+namespace {
+
+// Connects to `port` at the host of `address` ("host:port", "[v6]:port"; the wildcard addresses
+// as loopback) and closes at once.
+void Knock(const std::string& address, int port) {
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (fd.valid() && ::connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) break;
+  }
+  ::freeaddrinfo(found);
+}
+
+}  // namespace
+
+void Metrics::StopServing() {
+  if (exposer_ == nullptr) return;
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  std::atomic<bool> stopped{false};
+  std::thread knocker([&] {
+    while (!stopped.load()) {
+      for (int port : ports) Knock(address_, port);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  exposer_.reset();
+  stopped = true;
+  knocker.join();
+}
+
 absl::Status Metrics::Serve(const std::string& address, std::chrono::milliseconds retry_for) {
   // A berthd that was just stopped may hold the port for a moment while its HTTP server winds
   // down (a restart by systemd or an operator): retry briefly before giving up.
@@ -128,6 +177,7 @@ absl::Status Metrics::Serve(const std::string& address, std::chrono::millisecond
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  address_ = address;
   exposer_->RegisterCollectable(registry_);
   exposer_->RegisterCollectable(process_);
   return absl::OkStatus();
