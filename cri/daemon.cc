@@ -389,6 +389,9 @@ absl::Status Daemon::Run() {
   streaming.Stop();
   containers.Shutdown();
   metrics_.StopServing();
+  if (acceptor.failed()) {
+    return absl::UnavailableError("stopped: the CRI socket the service manager passed failed");
+  }
   spdlog::info("berthd stopped");
   return absl::OkStatus();
 }

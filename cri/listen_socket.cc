@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -145,18 +146,24 @@ void SocketAcceptor::Stop() {
 }
 
 void SocketAcceptor::Loop(int listen_fd, grpc::Server* server) {
+  // A berthd that can accept no more is of no use to kubelet: it shuts down (SIGTERM to itself,
+  // which its main loop waits for), and systemd's Restart= starts one that can.
+  auto give_up = [this](const std::string& why) {
+    spdlog::error("CRI socket: {}: shutting down so that the service manager restarts berthd", why);
+    failed_ = true;
+    ::kill(::getpid(), SIGTERM);
+  };
   for (;;) {
     pollfd fds[2] = {{.fd = listen_fd, .events = POLLIN, .revents = 0},
                      {.fd = wake_.get(), .events = POLLIN, .revents = 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      spdlog::error("CRI socket: poll: {}", std::strerror(errno));
+      give_up(absl::StrCat("poll: ", std::strerror(errno)));
       return;
     }
     if (fds[1].revents != 0) return;
     if (fds[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-      spdlog::error("CRI socket: the inherited socket failed (poll events {:#x})",
-                    static_cast<unsigned>(fds[0].revents));
+      give_up(absl::StrCat("the inherited socket failed (poll events ", fds[0].revents, ")"));
       return;
     }
     // The socket itself stays blocking: its file description is shared with the service manager.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <thread>
 
@@ -47,8 +48,9 @@ class ListenSocket {
 
 // Hands the connections of an adopted listening socket to a gRPC server, from a thread of its
 // own. gRPC 1.51 cannot listen on a descriptor it did not open: each accepted connection is
-// given to it with grpc::AddInsecureChannelFromFd. Not thread-safe: Start and Stop from one
-// thread.
+// given to it with grpc::AddInsecureChannelFromFd. Should the socket fail, berthd shuts down
+// (a SIGTERM to itself) for the service manager to restart it. Not thread-safe: Start and Stop
+// from one thread.
 class SocketAcceptor {
  public:
   SocketAcceptor() = default;
@@ -61,12 +63,15 @@ class SocketAcceptor {
   // Accepts no more: what is queued on the socket waits there for the next berthd. Before the
   // server shuts down. Idempotent.
   void Stop();
+  // Whether it gave up on a failed socket (and sent berthd its SIGTERM).
+  bool failed() const { return failed_.load(); }
 
  private:
   void Loop(int listen_fd, grpc::Server* server);
 
   UniqueFd wake_;  // an eventfd that Stop() signals
   std::thread thread_;
+  std::atomic<bool> failed_{false};
 };
 
 }  // namespace berth::cri

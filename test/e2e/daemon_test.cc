@@ -574,6 +574,25 @@ TEST(DaemonTest, ServesTheSocketSystemdPassesAndKeepsItAcrossRestarts) {
   EXPECT_TRUE(after_stop.get().ok());
 }
 
+// A passed socket that fails (here shut down by the test, as a broken socket unit would leave it)
+// ends berthd with an error, for systemd's Restart= to start one that can accept, instead of a
+// berthd that runs on and answers nothing.
+TEST(DaemonTest, AFailedPassedSocketEndsBerthdForARestart) {
+  absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  UniqueFd listener = ListeningSocket((*daemon)->socket_path());
+  ASSERT_TRUE(listener.valid());
+  ASSERT_TRUE((*daemon)->StartActivated(listener.get()).ok()) << (*daemon)->Log();
+  ASSERT_EQ(::shutdown(listener.get(), SHUT_RDWR), 0);
+  absl::StatusOr<int> code = (*daemon)->AwaitExit(std::chrono::seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status() << (*daemon)->Log();
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT((*daemon)->Log(),
+              HasSubstr("shutting down so that the service manager restarts berthd"));
+  EXPECT_THAT((*daemon)->Log(),
+              HasSubstr("stopped: the CRI socket the service manager passed failed"));
+}
+
 // A passed socket that is not the configured one is refused with what to fix, and left alone.
 TEST(DaemonTest, ASocketSystemdPassesForAnotherPathIsRefused) {
   absl::StatusOr<std::unique_ptr<BerthDaemon>> daemon = BerthDaemon::Create();
