@@ -7,7 +7,7 @@
 //      an ExecSync of `true`, StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
 //      berth_operation_step_duration_seconds metrics).
 //   2. M pods started concurrently: the same figures.
-//   3. K running pods (one container each): the daemon's RSS, PSS and anonymous RSS, and the
+//   3. K running pods (P containers each): the daemon's RSS, PSS and anonymous RSS, and the
 //      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon and with Debian's
 //      conmon.
 //   4. Scale: S pods started at once, then C containers running in each; kubelet's reads over
@@ -16,7 +16,7 @@
 // Then each berth figure over containerd's. Every call is a direct gRPC call: no crictl start-up.
 //
 // Usage (root): [RUNTIME=crun] [CONTAINERD=0] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10]
-//               [K=50] [S=100] [C=5]   (S=0 skips the scale run)
+//               [K=50] [S=100] [C=5] [P=2]   (S=0 skips the scale run)
 // (RUNTIME: the runtime handler berth's pods use, runc by default; CONTAINERD=0 skips it.)
 
 #include <unistd.h>
@@ -366,10 +366,13 @@ struct Footprint {
   double helpers_pss_mib = 0;
 };
 
-Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k,
+Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k, int per_pod,
                  const char* label) {
   std::vector<std::string> pods;
-  for (int i = 0; i < k; ++i) pods.push_back(bench->Start(i, nullptr));
+  for (int i = 0; i < k; ++i) {
+    pods.push_back(bench->Start(i, nullptr));
+    for (int c = 1; c < per_pod; ++c) bench->AddContainer(i, pods.back(), absl::StrCat("m", c));
+  }
   std::this_thread::sleep_for(std::chrono::seconds(1));
   Footprint f;
   f.daemon_mib = RssKb(bench->pid()) / 1024.0;
@@ -380,7 +383,7 @@ Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k,
     f.helpers_rss_mib += RssKb(pid) / 1024.0;
     f.helpers_pss_mib += PssKb(pid) / 1024.0;
   }
-  std::printf("%d running pods, %s:\n", k, label);
+  std::printf("%d running pods of %d container(s) each, %s:\n", k, per_pod, label);
   std::printf("  daemon RSS %8.1f MiB (PSS %.1f, anonymous %.1f); %zu %s processes, RSS %.1f MiB, "
               "PSS %.1f MiB in all\n",
               f.daemon_mib, f.daemon_pss_mib, f.daemon_anon_mib, f.helpers, helper.c_str(),
@@ -538,6 +541,7 @@ int main(int argc, char** argv) {
   const int k = argc > 3 ? std::atoi(argv[3]) : 50;
   const int scale_pods = argc > 4 ? std::atoi(argv[4]) : 100;
   const int per_pod = argc > 5 ? std::atoi(argv[5]) : 5;
+  const int memory_per_pod = argc > 6 ? std::max(1, std::atoi(argv[6])) : 2;
   auto registry = berth::testing::TestRegistry::Start();
   if (!registry.ok()) Die(registry.status().ToString());
   g_registry = *std::move(registry);
@@ -575,11 +579,13 @@ int main(int argc, char** argv) {
     std::unique_ptr<Bench> bench = Setup(host, "");
     Measure(*bench, n, m, "berth", &berth_run);
   }
-  const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, "berth with berth-conmon");
+  const Footprint berth_memory =
+      Memory(Setup(host, ""), "conmon", k, memory_per_pod, "berth with berth-conmon");
   Timings berth_scale;
   if (scale_pods > 0) Scale(*Setup(host, ""), scale_pods, per_pod, "berth", &berth_scale);
   if (::access("/usr/bin/conmon", X_OK) == 0) {
-    Memory(Setup(host, "/usr/bin/conmon"), "conmon", k, "berth with Debian's conmon");
+    Memory(Setup(host, "/usr/bin/conmon"), "conmon", k, memory_per_pod,
+           "berth with Debian's conmon");
   }
   std::unique_ptr<Bench> containerd = SetupContainerd(host);
   if (containerd == nullptr) {
@@ -589,7 +595,7 @@ int main(int argc, char** argv) {
     Measure(*containerd, n, m, "containerd", &containerd_run);
     containerd.reset();
     const Footprint containerd_memory =
-        Memory(SetupContainerd(host), "containerd-shim", k, "containerd");
+        Memory(SetupContainerd(host), "containerd-shim", k, memory_per_pod, "containerd");
     Timings containerd_scale;
     if (scale_pods > 0) {
       Scale(*SetupContainerd(host), scale_pods, per_pod, "containerd", &containerd_scale);
