@@ -197,7 +197,9 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,
   if (!c.ok()) return ToGrpcStatus(c.status());
   FillContainerStatus(**c, response->mutable_status());
   if (request->verbose()) {
-    nlohmann::json spec = nlohmann::json::parse((*c)->oci_spec, nullptr, false);
+    absl::StatusOr<std::string> text = containers_->OciSpec(**c);
+    nlohmann::json spec = text.ok() ? nlohmann::json::parse(*text, nullptr, false)
+                                    : nlohmann::json(nlohmann::json::value_t::discarded);
     (*response->mutable_info())["info"] =
         nlohmann::json{{"sandboxID", (*c)->sandbox_id},
                        {"pid", (*c)->pid},

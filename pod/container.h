@@ -99,9 +99,12 @@ struct Container {
   std::string log_path;   // absolute
   std::string stop_signal;  // from the image config; "" = SIGTERM
   std::string runtime_handler;
-  std::string oci_spec;
+  // The OCI spec is not kept here: it is the bundle's config.json (ContainerManager::OciSpec),
+  // 10 KiB and more with the RuntimeDefault seccomp profile, which would be held in memory and
+  // rewritten to the database at every state change, for every container, to serve only exec
+  // and verbose status. (Records of older versions carry it; it is ignored.)
   // The process's user as the spec resolved it (ContainerStatus reports it, often: kept here
-  // rather than parsed out of oci_spec each time).
+  // rather than read out of the spec each time).
   int64_t uid = 0, gid = 0;
   std::vector<int64_t> supplemental_groups;
   // kubelet's key for the name: name_sandboxname_namespace_uid_attempt.

@@ -181,13 +181,13 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
       (sec.apparmor.empty() || sec.apparmor == "runtime/default")) {
     ASSIGN_OR_RETURN(input.apparmor_default, options_.apparmor->DefaultProfile());
   }
-  ASSIGN_OR_RETURN(c.oci_spec, ContainerOciSpec(input));
+  ASSIGN_OR_RETURN(const std::string oci_spec, ContainerOciSpec(input));
   steps.Step("oci_spec");
-  const nlohmann::json user = nlohmann::json::parse(c.oci_spec)["process"]["user"];
+  const nlohmann::json user = nlohmann::json::parse(oci_spec)["process"]["user"];
   c.uid = user.value("uid", 0);
   c.gid = user.value("gid", 0);
   c.supplemental_groups = user.value("additionalGids", std::vector<int64_t>());
-  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", c.oci_spec, 0600, Durability::kVolatile));
+  RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.json", oci_spec, 0600, Durability::kVolatile));
   const std::string log_dir = c.log_path.substr(0, c.log_path.rfind('/'));
   RETURN_IF_ERROR(MakeDirs(log_dir, 0755));
   RETURN_IF_ERROR(Failpoint("container.create.spec_written"));

@@ -49,7 +49,8 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
   if (c->state != Container::State::kRunning) {
     return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
   }
-  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, /*tty=*/false));
+  ASSIGN_OR_RETURN(const std::string spec, OciSpec(*c));
+  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(spec, cmd, /*tty=*/false));
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
   auto config = config_();
@@ -84,7 +85,8 @@ absl::StatusOr<std::unique_ptr<ExecProcess>> ContainerManager::StartExec(
   if (c->state != Container::State::kRunning) {
     return absl::FailedPreconditionError(absl::StrCat("container ", c->id, " is not running"));
   }
-  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(c->oci_spec, cmd, tty));
+  ASSIGN_OR_RETURN(const std::string spec, OciSpec(*c));
+  ASSIGN_OR_RETURN(std::string process, ExecProcessSpec(spec, cmd, tty));
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
   ASSIGN_OR_RETURN(std::string work, MakeTempDirIn(config_()->run_root + "/exec", "session-"));

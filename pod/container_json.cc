@@ -45,7 +45,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Container, id, sandbox_id, spec,
                                                 created_at_ns, started_at_ns, finished_at_ns,
                                                 exit_code, reason, message, pid, monitor_pid,
                                                 image_id, image_ref, image_name, chain_ids,
-                                                log_path, stop_signal, runtime_handler, oci_spec,
+                                                log_path, stop_signal, runtime_handler,
                                                 uid, gid, supplemental_groups)
 
 std::string Container::Key(const Sandbox& sandbox) const {

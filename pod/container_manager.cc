@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/errno_status.h"
+#include "base/file_util.h"
 #include "base/logging.h"
 #include "base/status_macros.h"
 #include "pod/lookup.h"
@@ -30,6 +31,15 @@ ContainerManager::~ContainerManager() { Shutdown(); }
 
 void ContainerManager::Shutdown() {
   if (watcher_ != nullptr) watcher_->Stop();
+}
+
+absl::StatusOr<std::string> ContainerManager::OciSpec(const Container& c) const {
+  absl::StatusOr<std::string> spec = ReadFile(ContainerDir(c.id) + "/config.json");
+  if (!spec.ok()) {
+    return absl::InternalError(
+        absl::StrCat("container ", c.id, ": read its OCI spec: ", spec.status().message()));
+  }
+  return spec;
 }
 
 std::string ContainerManager::ContainerDir(const std::string& id) const {

@@ -133,6 +133,10 @@ class ContainerManager {
 
   // Where a container's things are.
   std::string ContainerDir(const std::string& id) const;  // bundle, upper, work, rootfs
+  // The container's OCI spec (JSON): its bundle's config.json, read at each call (exec, verbose
+  // status). Written without fsync: after a power loss it may be unreadable (Internal), which
+  // matters only to the verbose status of a container that no longer runs.
+  absl::StatusOr<std::string> OciSpec(const Container& c) const;
   std::string MonitorDir(const std::string& id) const;    // exit and oom files
   std::string ExitFile(const std::string& id) const;
 

@@ -15,6 +15,7 @@
 #include "base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "pod/container_manager.h"
 #include "pod/record_store.h"
 #include "pod/sandbox_manager.h"
@@ -27,6 +28,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
 
 namespace fs = std::filesystem;
@@ -333,6 +335,43 @@ TEST_F(ManagersTest, ACreateCutShortIsUndoneAtTheNextStart) {
   EXPECT_THAT(Intents(), IsEmpty());
   EXPECT_THAT(FilesOf("ctr1"), IsEmpty());
   EXPECT_THAT(containers_->List(), IsEmpty());
+}
+
+// The OCI spec is the bundle's config.json, read when exec or verbose status need it; the record
+// (held in memory, rewritten at every state change) does not carry it. A record an older berth
+// wrote with the spec in it loads, and the spec is not kept from it either.
+TEST_F(ManagersTest, TheSpecIsReadFromTheBundleNotKeptInTheRecord) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  Container c;
+  c.id = "ctr3";
+  c.sandbox_id = *pod;
+  c.spec.name = "ctr3";
+  c.state = Container::State::kRunning;
+  c.runtime_handler = "runc";
+  c.monitor_pid = LiveMonitor("ctr3");
+  nlohmann::json older = nlohmann::json::parse(ContainerToJson(c));
+  EXPECT_FALSE(older.contains("oci_spec"));
+  older["oci_spec"] = R"({"ociVersion": "1.0.2", "process": {"args": ["old"]}})";
+  {
+    RecordStore store(db_.get(), "containers", "sandbox_id");
+    ASSERT_TRUE(store.Load().ok());
+    ASSERT_TRUE(store.Put(c.id, "ctr3_key", *pod, older.dump()).ok());
+  }
+  const std::string spec = R"({"ociVersion": "1.1.0", "process": {"args": ["sleep"]}})";
+  ASSERT_TRUE(MakeDirs(containers_->ContainerDir("ctr3")).ok());
+  ASSERT_TRUE(WriteFileAtomic(containers_->ContainerDir("ctr3") + "/config.json", spec).ok());
+  fake_.SetStatus("ctr3", "running");
+  Open();
+  absl::StatusOr<ContainerPtr> loaded = containers_->Get("ctr3");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(containers_->OciSpec(**loaded).value_or(""), spec);
+  EXPECT_THAT(ContainerToJson(**loaded), Not(HasSubstr("oci_spec")));
+
+  ASSERT_EQ(::unlink((containers_->ContainerDir("ctr3") + "/config.json").c_str()), 0);
+  absl::StatusOr<std::string> gone = containers_->OciSpec(**loaded);
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(gone.status().message()), HasSubstr("container ctr3: read its OCI spec"));
 }
 
 TEST_F(ManagersTest, AStartCutShortIsRunningAfterTheRestart) {
