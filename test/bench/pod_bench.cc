@@ -17,7 +17,8 @@
 //
 // Usage (root): [RUNTIME=crun] [CONTAINERD=0] BERTHD=.../bin/berthd berth_pod_bench [N=20] [M=10]
 //               [K=50] [S=100] [C=5] [P=2]   (S=0 skips the scale run)
-// (RUNTIME: the runtime handler berth's pods use, runc by default; CONTAINERD=0 skips it.)
+// (RUNTIME: the runtime handler berth's pods use, runc by default; CONTAINERD=0 skips it;
+// SECCOMP=RuntimeDefault gives every container the RuntimeDefault seccomp profile.)
 
 #include <unistd.h>
 
@@ -144,6 +145,15 @@ class Bench {
     return c;
   }
 
+  // What kubelet sends for a pod with `seccompProfile: RuntimeDefault` (or a kubelet with
+  // seccompDefault), when SECCOMP=RuntimeDefault: both runtimes then apply the profile.
+  static void Seccomp(runtime::v1::ContainerConfig* c) {
+    const char* want = std::getenv("SECCOMP");
+    if (want == nullptr || std::string(want) != "RuntimeDefault") return;
+    c->mutable_linux()->mutable_security_context()->mutable_seccomp()->set_profile_type(
+        runtime::v1::SecurityProfile::RuntimeDefault);
+  }
+
   // Starts pod i with one sleeping container; returns the pod id.
   std::string Start(int i, Timings* t) {
     const Clock::time_point t0 = Clock::now();
@@ -160,6 +170,7 @@ class Bench {
     create.mutable_config()->add_command("sleep");
     create.mutable_config()->add_command("100000");
     create.mutable_config()->set_log_path("main.log");
+    Seccomp(create.mutable_config());
     auto ctr = cri().Call(&RuntimeService::Stub::CreateContainer, create);
     if (!ctr.ok()) Die(absl::StrCat("CreateContainer: ", ctr.status().ToString()));
     const Clock::time_point t2 = Clock::now();
@@ -199,6 +210,7 @@ class Bench {
     create.mutable_config()->add_command("sleep");
     create.mutable_config()->add_command("100000");
     create.mutable_config()->set_log_path(name + ".log");
+    Seccomp(create.mutable_config());
     auto ctr = cri().Call(&RuntimeService::Stub::CreateContainer, create);
     if (!ctr.ok()) Die(absl::StrCat("CreateContainer: ", ctr.status().ToString()));
     runtime::v1::StartContainerRequest start;
