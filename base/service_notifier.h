@@ -21,7 +21,6 @@ class ServiceNotifier {
   // them. Call before any thread starts. Without NOTIFY_SOCKET every Notify is a no-op.
   static ServiceNotifier FromEnvironment();
 
-  bool enabled() const { return !socket_.empty(); }
   // Sends `state`, e.g. "READY=1" or "STOPPING=1". Errors are the caller's to log.
   absl::Status Notify(absl::string_view state) const;
   // "RELOADING=1" with the MONOTONIC_USEC systemd 253 and later ask for.

@@ -10,7 +10,6 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/logging.h"
@@ -132,42 +131,17 @@ Daemon::Daemon(config::LoadOptions load_options, config::Config config)
       notifier_(ServiceNotifier::FromEnvironment()),
       inherited_(TakeInheritedSockets()) {}
 
-absl::StatusOr<ListenSocket> Daemon::TakeSocket(const std::string& path) {
-  if (!inherited_.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("socket activation: ", inherited_.status().message()));
-  }
-  if (inherited_->empty()) return ListenSocket::Claim(path);
-  std::vector<InheritedSocket> sockets = std::move(*inherited_);
-  inherited_->clear();
-  if (sockets.size() == 1) return ListenSocket::Adopt(path, std::move(sockets[0].fd));
-  // Several: ours is the one on `path`; the others are not berthd's to serve.
-  std::optional<absl::StatusOr<ListenSocket>> ours;
-  std::vector<std::string> passed;
-  for (InheritedSocket& s : sockets) {
-    absl::StatusOr<std::string> bound = ListeningUnixSocketPath(s.fd.get());
-    passed.push_back(bound.ok() ? *bound : std::string(bound.status().message()));
-    if (bound.ok() && *bound == path && !ours) {
-      ours = ListenSocket::Adopt(path, std::move(s.fd));
-    } else {
-      spdlog::warn("socket activation: {} ({}) is not the CRI socket {}: closed", passed.back(),
-                   s.name.empty() ? "unnamed" : s.name, path);
-    }
-  }
-  if (!ours) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "socket activation: none of the sockets passed (", absl::StrJoin(passed, ", "),
-        ") is the configured listen socket ", path));
-  }
-  return std::move(*ours);
-}
-
 absl::Status Daemon::Run() {
   std::shared_ptr<const config::Config> config = config_.Get();
   RETURN_IF_ERROR(MakeStateDirs(*config));
   // Before any monitor starts: what berthd's children leave running becomes its own child.
   RETURN_IF_ERROR(BecomeSubreaper());
-  ASSIGN_OR_RETURN(ListenSocket socket, TakeSocket(config->listen));
+  if (!inherited_.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket activation: ", inherited_.status().message()));
+  }
+  ASSIGN_OR_RETURN(ListenSocket socket,
+                   ListenSocket::FromInherited(config->listen, std::move(*inherited_)));
   if (config->metrics.enabled) {
     RETURN_IF_ERROR(metrics_.Serve(config->metrics.address));
   }

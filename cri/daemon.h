@@ -13,8 +13,6 @@
 
 namespace berth::cri {
 
-class ListenSocket;
-
 // berthd's life: claims the socket, serves the CRI over gRPC and the metrics over HTTP, reloads the
 // configuration on SIGHUP, and shuts down gracefully on SIGTERM/SIGINT. The caller must have blocked
 // SIGTERM, SIGINT and SIGHUP in every thread (before any thread exists) so that Run() can wait for
@@ -31,8 +29,6 @@ class Daemon {
 
  private:
   void Reload();
-  // The CRI socket: the one systemd passed (socket activation), or one berthd makes.
-  absl::StatusOr<ListenSocket> TakeSocket(const std::string& path);
 
   config::LoadOptions load_options_;
   config::ConfigStore config_;

@@ -13,9 +13,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "base/errno_status.h"
 #include "base/file_util.h"
 #include "base/socket_activation.h"
@@ -102,6 +104,31 @@ absl::StatusOr<ListenSocket> ListenSocket::Adopt(const std::string& path, Unique
   }
   ASSIGN_OR_RETURN(UniqueFd lock, LockPath(path));
   return ListenSocket(path, std::move(lock), std::move(fd));
+}
+
+absl::StatusOr<ListenSocket> ListenSocket::FromInherited(const std::string& path,
+                                                        std::vector<InheritedSocket> inherited) {
+  if (inherited.empty()) return Claim(path);
+  // One: Adopt says what is wrong with it, if anything.
+  if (inherited.size() == 1) return Adopt(path, std::move(inherited[0].fd));
+  std::optional<absl::StatusOr<ListenSocket>> ours;
+  std::vector<std::string> passed;
+  for (InheritedSocket& s : inherited) {
+    absl::StatusOr<std::string> bound = ListeningUnixSocketPath(s.fd.get());
+    passed.push_back(bound.ok() ? *bound : std::string(bound.status().message()));
+    if (bound.ok() && *bound == path && !ours) {
+      ours = Adopt(path, std::move(s.fd));
+    } else {
+      spdlog::warn("socket activation: {} ({}) is not the CRI socket {}: closed", passed.back(),
+                   s.name.empty() ? "unnamed" : s.name, path);
+    }
+  }
+  if (!ours) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket activation: none of the sockets passed (", absl::StrJoin(passed, ", "),
+        ") is the configured listen socket ", path));
+  }
+  return std::move(*ours);
 }
 
 ListenSocket::~ListenSocket() {

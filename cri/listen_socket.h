@@ -3,8 +3,10 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/socket_activation.h"
 #include "base/unique_fd.h"
 #include "grpcpp/server.h"
 
@@ -23,6 +25,11 @@ class ListenSocket {
   // For a listening socket passed by systemd's socket activation. FailedPrecondition if another
   // berthd holds the path; InvalidArgument if `fd` is not a listening unix socket bound to `path`.
   static absl::StatusOr<ListenSocket> Adopt(const std::string& path, UniqueFd fd);
+  // The socket for `path` among those systemd passed (TakeInheritedSockets): Claim when none
+  // was, Adopt the one bound to `path` (closing the others, with a warning). InvalidArgument,
+  // naming what was passed, when none is.
+  static absl::StatusOr<ListenSocket> FromInherited(const std::string& path,
+                                                    std::vector<InheritedSocket> inherited);
 
   ListenSocket(ListenSocket&&) = default;
   ListenSocket& operator=(ListenSocket&&) = default;

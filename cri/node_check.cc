@@ -25,6 +25,12 @@ namespace {
 
 using Level = NodeFinding::Level;
 
+// `path`, or the nearest directory above it that exists (what berthd would make it in).
+std::string NearestExisting(std::string path) {
+  while (::access(path.c_str(), F_OK) != 0 && path != "/") path = DirName(path);
+  return path;
+}
+
 bool Executable(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
@@ -73,8 +79,7 @@ void CheckOverlay(const config::Config& config, std::vector<NodeFinding>* out) {
   if (::unshare(CLONE_NEWNS) == 0) {
     (void)::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   }
-  std::string under = config.root;
-  while (::access(under.c_str(), F_OK) != 0 && under != "/") under = DirName(under);
+  const std::string under = NearestExisting(config.root);
   absl::StatusOr<std::string> dir = MakeTempDirIn(under, ".berth-check-overlay-");
   if (!dir.ok()) {
     out->push_back({Level::kFail, "overlayfs",
@@ -160,8 +165,7 @@ void CheckDirectories(const config::Config& config, std::vector<NodeFinding>* ou
   for (const auto& [key, path] : {std::pair<const char*, std::string>{"root", config.root},
                                   std::pair<const char*, std::string>{"run_root", config.run_root}}) {
     // Nothing is made here: berthd makes what is missing when it starts.
-    std::string existing = path;
-    while (::access(existing.c_str(), F_OK) != 0 && existing != "/") existing = DirName(existing);
+    const std::string existing = NearestExisting(path);
     if (::access(existing.c_str(), W_OK) != 0) {
       out->push_back({Level::kFail, key, absl::StrCat(existing, " is not writable: berthd cannot ",
                                                       existing == path ? "write " : "make ", path)});

@@ -446,14 +446,13 @@ TEST(DaemonTest, SighupReloadsTheLogLevelAndKeepsServing) {
 // NOTIFY_SOCKET, WATCHDOG_USEC for berthd's own pid.
 class ServiceManager {
  public:
-  explicit ServiceManager(const std::string& path) : path_(path) {
-    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  explicit ServiceManager(const std::string& path)
+      : fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
-    bound_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    bound_ = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   }
-  ~ServiceManager() { ::close(fd_); }
   bool bound() const { return bound_; }
 
   // The next notification other than WATCHDOG=1 (those are counted), or "" after `timeout`.
@@ -462,10 +461,10 @@ class ServiceManager {
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      pollfd p{fd_, POLLIN, 0};
+      pollfd p{fd_.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) return "";
       char buf[4096];
-      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
       if (n <= 0) return "";
       std::string message(buf, static_cast<size_t>(n));
       if (message == "WATCHDOG=1") {
@@ -478,8 +477,7 @@ class ServiceManager {
   int watchdogs() const { return watchdogs_; }
 
  private:
-  std::string path_;
-  int fd_ = -1;
+  UniqueFd fd_;
   bool bound_ = false;
   int watchdogs_ = 0;
 };
