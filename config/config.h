@@ -28,6 +28,11 @@ struct MonitorConfig {
   // probe that prints forever cannot fill berthd's memory). Also the bound of the conmon
   // protocol's exec mode (Monitor::Exec), where the monitor stops recording there.
   int64_t exec_sync_output_max = 16 << 20;
+  // "pod": one berth-conmon keeps all of a pod's containers; "container": one monitor per
+  // container, conmon's way (the only one upstream conmon has); "auto": pod with berth-conmon
+  // (path ""), container with another monitor.
+  std::string mode = "auto";
+  bool per_pod() const { return mode == "pod" || (mode == "auto" && path.empty()); }
   bool operator==(const MonitorConfig&) const = default;
 };
 

@@ -336,6 +336,15 @@ class YamlApplier {
         {"exec_sync_output_max", [&](const YAML::Node& v, const std::string& k) {
            return IntIn(v, k, 4096, int64_t{1} << 30, c.monitor.exec_sync_output_max);
          }},
+        {"mode", [&](const YAML::Node& v, const std::string& k) {
+           RETURN_IF_ERROR(String(v, k, c.monitor.mode));
+           if (c.monitor.mode != "auto" && c.monitor.mode != "pod" &&
+               c.monitor.mode != "container") {
+             return Error(v, k, absl::StrCat("'", c.monitor.mode,
+                                             "' is not one of auto, pod, container"));
+           }
+           return absl::OkStatus();
+         }},
     });
   }
 
@@ -619,6 +628,10 @@ absl::Status Validate(const Config& c, const Origins* origins) {
     return fail("cgroup_manager",
                 absl::StrCat("'", c.cgroup_manager, "' is not one of cgroupfs, systemd"));
   }
+  if (c.monitor.mode != "auto" && c.monitor.mode != "pod" && c.monitor.mode != "container") {
+    return fail("monitor.mode",
+                absl::StrCat("'", c.monitor.mode, "' is not one of auto, pod, container"));
+  }
   if (c.runtimes.empty()) return fail("runtimes", "at least one runtime handler is needed");
   for (const auto& [name, handler] : c.runtimes) {
     if (!IsHandlerName(name)) {
@@ -728,6 +741,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << c.monitor.path;
   out << YAML::Key << "log_size_max" << YAML::Value << c.monitor.log_size_max;
   out << YAML::Key << "exec_sync_output_max" << YAML::Value << c.monitor.exec_sync_output_max;
+  out << YAML::Key << "mode" << YAML::Value << c.monitor.mode;
   out << YAML::EndMap;
   out << YAML::Key << "pause" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "image" << YAML::Value << YAML::DoubleQuoted << c.pause.image;
@@ -819,7 +833,8 @@ std::string ToJson(const Config& c) {
       {"monitor",
        {{"path", c.monitor.path},
         {"log_size_max", c.monitor.log_size_max},
-        {"exec_sync_output_max", c.monitor.exec_sync_output_max}}},
+        {"exec_sync_output_max", c.monitor.exec_sync_output_max},
+        {"mode", c.monitor.mode}}},
       {"pause", {{"image", c.pause.image}}},
       {"network",
        {{"conf_dir", c.network.conf_dir},

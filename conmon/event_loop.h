@@ -2,79 +2,94 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "conmon/cri_log.h"
 #include "conmon/oom.h"
 #include "conmon/options.h"
 #include "conmon/runtime_launch.h"
+#include "conmon/sync_pipe.h"
 
 namespace berth::conmon {
 
-// conmon's life after the runtime created the container: moves output to the CRI log and to
-// attached clients, stdin from attached clients to the container, handles ctl messages (resize,
-// reopen log), OOM events, signals, the exec timeout, and reaps every child until the container's
-// process exits. Owns the attach socket and the ctl fifo. Single-threaded.
+// conmon's life: starts the runtime for each container (or exec'd process) it is given, reports
+// the container's pid, then moves output to the CRI log and to attached clients, stdin from
+// attached clients to the container, handles ctl messages (resize, reopen log), OOM events,
+// signals and the exec timeout, reaps every child, and records each exit in the files berthd
+// reads. Each container owns its attach socket and ctl fifo. Single-threaded; nothing it does for
+// one container waits on another (the runtime's create runs while the others' output flows).
+//
+// One container (conmon's own mode): Start it and Run until it is gone. A pod monitor: Serve a
+// listening socket whose clients each send one container's conmon command line and read back the
+// pid line, and Run until the pod's last container is gone.
 class EventLoop {
  public:
-  struct Result {
-    int wait_status = 0;
-    bool timed_out = false;
-  };
-
-  EventLoop(const Options& options, CriLog* log) : o_(options), log_(log) {}
+  // `signal_fd`: a signalfd for SIGCHLD and the signals forwarded to the containers.
+  explicit EventLoop(int signal_fd);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
-  // The attach socket (<socket-dir>/<cuuid>/attach, the directory a symlink to the bundle, as
-  // conmon does to stay within the socket path limit) and the <bundle>/ctl fifo. "" or the error.
-  std::string SetUpControl();
-  void RemoveControl();
-
-  // Waits for the runtime to hand over the pty master; -1 if it exited first (its status is
-  // then kept for RuntimeStatus).
-  int AwaitConsole(int listen_fd, pid_t runtime_pid);
-  // True and the status if AwaitConsole already reaped the runtime.
-  bool RuntimeStatus(pid_t pid, int* status) const;
-
-  // Runs until `container_pid` exited and its output is drained.
-  Result Run(pid_t container_pid, const Stdio& stdio, int signal_fd);
+  // Begins creating the container `o` describes; the outcome is sent on `report`, which the loop
+  // closes afterwards when `close_report` (a pod client's connection).
+  void Start(const Options& o, SyncPipe report, bool close_report);
+  // Pod mode: takes create requests on `listen_fd` (owned). With nothing to watch it waits
+  // `idle_seconds` for a first request, then ends.
+  void Serve(int listen_fd, int idle_seconds);
+  // Runs until no container is left (and, serving, no request is in progress).
+  void Run();
+  // Whether a create failed (a single container's monitor then exits 1, as conmon does).
+  bool create_failed() const { return create_failed_; }
 
  private:
-  struct Client {
-    int fd;
+  struct Container;
+  enum class Kind { kSignal, kListen, kRequest, kIdle, kOut, kErr, kAttach, kClient, kCtl, kOom,
+                    kTimer, kConsole };
+  struct Target {
+    Kind kind;
+    Container* c = nullptr;
   };
-  void Add(int fd);
-  void Del(int fd);
-  void OnOutput(int fd, bool drain_only);
-  void OnAttach();
-  void OnClient(int fd);
-  void OnCtl();
-  void CloseStdin();
-  void MarkOom();
-  bool Reap();
 
-  const Options& o_;
-  CriLog* log_;
+  void Add(int fd, Kind kind, Container* c = nullptr);
+  void Close(int* fd);
+  std::string SetUpControl(Container& c);
+  void RemoveControl(Container& c);
+  void Fail(Container& c, const std::string& message);
+  void Drop(Container& c);
+  void OnRuntimeExit(Container& c, int status);
+  void OnConsole(Container& c);
+  void OnExit(Container& c, int status);
+  void OnOutput(Container& c, int fd, bool drain_only);
+  void OnAttach(Container& c);
+  void OnClient(Container& c, int fd);
+  void OnCtl(Container& c);
+  void OnTimeout(Container& c);
+  void OnSignal();
+  void OnAccept();
+  void OnRequest(int fd);
+  void CloseStdin(Container& c);
+  void MarkOom(Container& c);
+  void Reap();
+  bool Done() const;
+
   int epoll_ = -1;
-  int attach_fd_ = -1;
-  std::string attach_link_;  // <socket-dir>/<cuuid>
-  std::string attach_path_;
-  int ctl_fd_ = -1;
-  std::string ctl_path_;
-  std::string ctl_pending_;  // a ctl line not yet complete
-  std::vector<int> clients_;
-  Stdio stdio_;
-  pid_t container_pid_ = -1;
-  bool exited_ = false;
-  int wait_status_ = 0;
-  pid_t runtime_pid_ = -1;
-  int runtime_status_ = 0;
-  bool runtime_reaped_ = false;
-  OomWatcher oom_;
-  bool oom_marked_ = false;
+  int signal_fd_;
+  int listen_fd_ = -1;
+  int idle_fd_ = -1;
+  bool served_ = false;  // a request came (a pod monitor ends once its containers are gone)
+  bool idle_expired_ = false;
+  bool create_failed_ = false;
+  bool changed_ = false;  // fds were closed: the rest of an epoll batch may name stale ones
+  std::unordered_map<int, Target> targets_;
+  std::map<int, std::string> requests_;  // pod clients whose request is still arriving
+  std::vector<std::unique_ptr<Container>> containers_;
+  // Children reaped before we knew them as a container's process (one that exits while its
+  // runtime is still being reaped); only kept while a create is in progress.
+  std::map<pid_t, int> unclaimed_;
 };
 
 }  // namespace berth::conmon

@@ -26,6 +26,9 @@ enum LongOnly {
   kApiVersion,
   kSocketDir,
   kVersion,
+  kPodMonitor,
+  kPodId,
+  kPodIdleTimeout,
   kIgnoredWithValue,
   kIgnoredFlag,
 };
@@ -59,6 +62,9 @@ const option kOptions[] = {
     {"full-attach", no_argument, nullptr, kFullAttach},
     {"api-version", required_argument, nullptr, kApiVersion},
     {"version", no_argument, nullptr, kVersion},
+    {"pod-monitor", required_argument, nullptr, kPodMonitor},
+    {"pod-id", required_argument, nullptr, kPodId},
+    {"pod-idle-timeout", required_argument, nullptr, kPodIdleTimeout},
     // Accepted for compatibility; they change nothing a CRI client sees.
     {"log-level", required_argument, nullptr, kIgnoredWithValue},
     {"log-tag", required_argument, nullptr, kIgnoredWithValue},
@@ -142,6 +148,14 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
         o->api_version = static_cast<int>(number);
         break;
       case kVersion: o->version = true; break;
+      case kPodMonitor: o->pod_socket = optarg; break;
+      case kPodId: o->pod_id = optarg; break;
+      case kPodIdleTimeout:
+        if (!ParseInt(optarg, 1, 86400, &number)) {
+          return std::string("--pod-idle-timeout: not a number of seconds: ") + optarg;
+        }
+        o->pod_idle_timeout = static_cast<int>(number);
+        break;
       case kIgnoredWithValue:
       case kIgnoredFlag: break;
       case ':': return std::string("option ") + argv[optind - 1] + " needs a value";
@@ -150,6 +164,12 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
   }
   if (optind < argc) return std::string("unexpected argument ") + argv[optind];
   if (o->version) return "";
+  if (!o->pod_socket.empty() || !o->pod_id.empty()) {
+    if (o->pod_socket.empty() || o->pod_socket[0] != '/') return "--pod-monitor needs an absolute path";
+    if (o->pod_id.empty()) return "--pod-monitor needs --pod-id";
+    if (!o->cid.empty() || o->exec) return "--pod-monitor takes containers on its socket, not --cid or --exec";
+    return "";
+  }
   if (o->cid.empty()) return "--cid is required";
   if (o->runtime.empty()) return "--runtime is required";
   if (o->cuuid.empty()) o->cuuid = o->cid;

@@ -39,9 +39,15 @@ struct Options {
   bool full_attach = false;        // --full-attach
   int api_version = 0;             // --api-version
   bool version = false;            // --version
+  // berth-conmon's own mode, one monitor for all of a pod's containers: it listens on this unix
+  // socket for create requests (each a conmon command line) instead of creating one container.
+  std::string pod_socket;          // --pod-monitor
+  std::string pod_id;              // --pod-id: the sandbox's id, which names the monitor
+  int pod_idle_timeout = 60;       // --pod-idle-timeout: seconds to wait for a first container
 };
 
 // Parses argv. Returns "" on success, otherwise what is wrong.
+// A pod monitor's command line (--pod-monitor) needs --pod-id and takes no container options.
 std::string ParseOptions(int argc, char** argv, Options* out);
 
 }  // namespace berth::conmon

@@ -209,7 +209,10 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
                                           .log_size_max = config->monitor.log_size_max,
                                           .tty = spec.tty,
                                           .stdin = spec.stdin,
-                                          .stdin_once = spec.stdin_once}));
+                                          .stdin_once = spec.stdin_once,
+                                          .pod_id = c.sandbox_id,
+                                          .pod_dir = absl::StrCat(config->run_root, "/monitor/",
+                                                                  c.sandbox_id)}));
   c.monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
   RETURN_IF_ERROR(Failpoint("container.create.runtime_created"));
   steps.Step("runtime_create");

@@ -122,7 +122,7 @@ void ContainerManager::CheckMonitors() {
   for (const ContainerPtr& c : live) {
     if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
       RecordExit(c->id, false);
-    } else if (c->monitor_pid > 0 && !MonitorAlive(c->monitor_pid, c->id)) {
+    } else if (c->monitor_pid > 0 && !MonitorAlive(c->monitor_pid, c->id, c->sandbox_id)) {
       // The exit file may land just after the monitor's pid is gone: look once more.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       RecordExit(c->id, ::access(ExitFile(c->id).c_str(), F_OK) != 0);

@@ -141,7 +141,7 @@ absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds 
   }
   if (WaitExited(full_id, std::chrono::seconds(30))) return absl::OkStatus();
   // The monitor is gone or stuck: record what we know rather than hang kubelet.
-  if (!MonitorAlive((*c)->monitor_pid, full_id)) {
+  if (!MonitorAlive((*c)->monitor_pid, full_id, (*c)->sandbox_id)) {
     RecordExit(full_id, /*monitor_gone=*/true);
     return absl::OkStatus();
   }

@@ -57,7 +57,7 @@ absl::Status ContainerManager::Recover() {
     if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
       RecordExit(c->id, false);
       ++settled;
-    } else if (!MonitorAlive(c->monitor_pid, c->id)) {
+    } else if (!MonitorAlive(c->monitor_pid, c->id, c->sandbox_id)) {
       RecordExit(c->id, true);
       ++settled;
     } else if (c->state == Container::State::kCreated) {

@@ -6,9 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 
 #include <cerrno>
+#include <cstring>
+#include <thread>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -23,9 +27,11 @@
 #include "base/reaper.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
+#include "conmon/pod_request.h"
 #include "nlohmann/json.hpp"
 #include "base/logging.h"
 #include "pod/cri_log.h"
+#include "pod/op_locks.h"
 
 namespace berth::pod {
 namespace {
@@ -100,6 +106,57 @@ absl::StatusOr<nlohmann::json> ReadSync(int fd, std::chrono::seconds timeout,
     if (n <= 0) return absl::InternalError("the monitor exited without reporting the container");
     buffer.append(chunk, static_cast<size_t>(n));
   }
+}
+
+// The pid a monitor reports ({"pid": N} or {"data": N}), or its message as the error.
+absl::StatusOr<pid_t> ReadPid(int fd, std::chrono::seconds timeout, const std::string& what) {
+  absl::StatusOr<nlohmann::json> sync = ReadSync(fd, timeout);
+  if (!sync.ok()) return Annotate(sync.status(), what);
+  const nlohmann::json& value = sync->contains("pid") ? (*sync)["pid"] : (*sync)["data"];
+  const int pid = value.is_number_integer() ? value.get<int>() : -1;
+  if (pid <= 0) {
+    return absl::InternalError(absl::StrCat(what, ": ", sync->value("message", "runtime failed")));
+  }
+  return static_cast<pid_t>(pid);
+}
+
+std::string Cmdline(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// berth-conmon's pod mode (its arguments are NUL-separated in the command line).
+bool IsPodMonitor(const std::string& cmdline) {
+  return cmdline.find(std::string("\0--pod-monitor\0", 15)) != std::string::npos;
+}
+
+absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the pod monitor's socket path ", path, " is too long: choose a shorter run_root"));
+  }
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoToStatus(errno, "socket");
+  int rc;
+  do {
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return ErrnoToStatus(errno, absl::StrCat("connect to ", path));
+  return fd;
+}
+
+absl::Status WriteAllTo(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoToStatus(errno, "send to the pod's monitor");
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
 }
 
 void AwaitEof(int fd, std::chrono::seconds timeout) {
@@ -180,6 +237,7 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
                                  DirName(spec.log_path)}) {
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
   }
+  if (per_pod_ && !spec.pod_id.empty()) return CreateInPod(spec);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
   UniqueFd read_end(fds[0]);
@@ -189,22 +247,53 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
                                write_end.get(), spec.bundle));
   write_end.Reset();  // EOF on the pipe once every monitor process is gone
   ReapChild(pid);  // the first conmon process forks the monitor and exits
-  const std::string what = absl::StrCat("create container ", spec.id);
-  absl::StatusOr<nlohmann::json> sync = ReadSync(read_end.get(), timeout_);
-  if (!sync.ok()) return Annotate(sync.status(), what);
-  const nlohmann::json& value = sync->contains("pid") ? (*sync)["pid"] : (*sync)["data"];
-  const int container_pid = value.is_number_integer() ? value.get<int>() : -1;
-  if (container_pid <= 0) {
-    return absl::InternalError(absl::StrCat(what, ": ", sync->value("message", "runtime failed")));
-  }
-  return static_cast<pid_t>(container_pid);
+  return ReadPid(read_end.get(), timeout_, absl::StrCat("create container ", spec.id));
 }
 
-bool MonitorAlive(pid_t pid, const std::string& id) {
+absl::StatusOr<UniqueFd> ConmonMonitor::PodMonitor(const MonitorSpec& spec) {
+  const std::string socket = spec.pod_dir + "/pod.sock";
+  // One start at a time per pod: two would take the socket from each other.
+  static OpLocks* starting = new OpLocks();
+  std::shared_ptr<absl::Mutex> lock = starting->Get(spec.pod_id);
+  absl::MutexLock hold(lock.get());
+  absl::StatusOr<UniqueFd> conn = ConnectUnix(socket);
+  if (conn.ok()) return conn;
+  RETURN_IF_ERROR(MakeDirs(spec.pod_dir, 0700));
+  const std::vector<std::string> args = {
+      conmon_path_,
+      "--pod-monitor", socket,
+      "--pod-id", spec.pod_id,
+      "--conmon-pidfile", spec.pod_dir + "/pod-monitor.pid",
+      "--log-level", "info",
+  };
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get(), spec.pod_dir));
+  write_end.Reset();
+  ReapChild(pid);
+  const std::string what = absl::StrCat("start the monitor of pod ", spec.pod_id);
+  RETURN_IF_ERROR(ReadPid(read_end.get(), timeout_, what).status());
+  absl::StatusOr<UniqueFd> started = ConnectUnix(socket);
+  if (!started.ok()) return Annotate(started.status(), what);
+  return started;
+}
+
+absl::StatusOr<pid_t> ConmonMonitor::CreateInPod(const MonitorSpec& spec) {
+  ASSIGN_OR_RETURN(UniqueFd conn, PodMonitor(spec));
+  const std::string what = absl::StrCat("create container ", spec.id);
+  const std::string request =
+      conmon::EncodePodRequest(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec));
+  RETURN_IF_ERROR(Annotate(WriteAllTo(conn.get(), request), what));
+  return ReadPid(conn.get(), timeout_, what);
+}
+
+bool MonitorAlive(pid_t pid, const std::string& id, const std::string& pod_id) {
   if (pid <= 0) return false;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return cmdline.find(id) != std::string::npos;
+  const std::string cmdline = Cmdline(pid);
+  if (cmdline.find(id) != std::string::npos) return true;
+  return !pod_id.empty() && IsPodMonitor(cmdline) && cmdline.find(pod_id) != std::string::npos;
 }
 
 pid_t ReadPidFile(const std::string& path) {
@@ -216,6 +305,21 @@ pid_t ReadPidFile(const std::string& path) {
 void EndMonitor(const std::string& pidfile, const std::string& id,
                 std::chrono::milliseconds grace) {
   const pid_t pid = ReadPidFile(pidfile);
+  const std::string cmdline = pid > 0 ? Cmdline(pid) : "";
+  const bool pods = IsPodMonitor(cmdline);
+  if (pods && cmdline.find(id) == std::string::npos) {
+    // The pod's monitor goes on with the pod's other containers; it removes the pid file once
+    // it recorded this one's exit.
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while (::access(pidfile.c_str(), F_OK) == 0 && Cmdline(pid) == cmdline) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        spdlog::warn("container {}: the pod's monitor {} did not record its exit", id, pid);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return;
+  }
   if (!MonitorAlive(pid, id)) return;
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid() || !MonitorAlive(pid, id)) return;  // gone, or no longer ours
@@ -228,7 +332,8 @@ void EndMonitor(const std::string& pidfile, const std::string& id,
 
 MonitorFactory ConmonMonitors(std::string monitor_path) {
   return [path = std::move(monitor_path)](const OciRuntime* runtime, const config::Config& config) {
-    return std::make_unique<ConmonMonitor>(path, runtime, config.cgroup_manager == "systemd");
+    return std::make_unique<ConmonMonitor>(path, runtime, config.cgroup_manager == "systemd",
+                                           std::chrono::seconds(120), config.monitor.per_pod());
   };
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/unique_fd.h"
 #include "pod/exec_process.h"
 #include "pod/runtime.h"
 
@@ -27,15 +28,22 @@ struct MonitorSpec {
   bool tty = false;
   bool stdin = false;
   bool stdin_once = false;
+  // The pod the container belongs to and the directory of its monitor's socket and pid file:
+  // with one monitor per pod (ConmonMonitor's per_pod), the pod's monitor creates and keeps it.
+  std::string pod_id;
+  std::string pod_dir;
 };
 
 // Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid may
-// belong to another process, so its command line must name the container.
-bool MonitorAlive(pid_t pid, const std::string& id);
+// belong to another process, so its command line must name the container, or, for the monitor of
+// a whole pod, that pod (`pod_id`).
+bool MonitorAlive(pid_t pid, const std::string& id, const std::string& pod_id = "");
 // The pid in a pid file; 0 when it is missing or unreadable.
 pid_t ReadPidFile(const std::string& path);
-// Makes sure the monitor of container `id` whose pid file is `pidfile` has exited: waits up to
-// `grace` for it (its container was just deleted, so it is on its way out), then kills it.
+// Makes sure the monitor of container `id` whose pid file is `pidfile` is done with it: waits up
+// to `grace` for it to exit (its container was just deleted, so it is on its way out), then kills
+// it. A pod's monitor watches other containers too: for one of them it waits until the monitor
+// removed the pid file (it has recorded the exit), and kills it only when `id` is the pod's own.
 void EndMonitor(const std::string& pidfile, const std::string& id,
                 std::chrono::milliseconds grace = std::chrono::seconds(5));
 
@@ -60,26 +68,37 @@ using MonitorFactory = std::function<MonitorPtr(const OciRuntime* runtime, const
 // The conmon protocol (upstream conmon, and berth-conmon): the command line cri-o uses, the sync
 // pipe on fd 3 (_OCI_SYNCPIPE) answering {"pid": N} or {"data": N} (negative with "message" on
 // failure). conmon double-forks: the process we start exits at once, the monitor stays.
+//
+// With `per_pod` (berth-conmon only), one monitor keeps all of a pod's containers: the first
+// create starts it (--pod-monitor on <pod_dir>/pod.sock) and every create, this one too, is a
+// request on that socket carrying the container's conmon command line.
 class ConmonMonitor final : public Monitor {
  public:
   ConmonMonitor(std::string conmon_path, const OciRuntime* runtime, bool systemd_cgroup,
-                std::chrono::seconds timeout = std::chrono::seconds(120))
+                std::chrono::seconds timeout = std::chrono::seconds(120), bool per_pod = false)
       : conmon_path_(std::move(conmon_path)),
         runtime_(runtime),
         systemd_cgroup_(systemd_cgroup),
+        per_pod_(per_pod),
         timeout_(timeout) {}
 
   absl::StatusOr<pid_t> Create(const MonitorSpec& spec) override;
   absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) override;
 
  private:
+  absl::StatusOr<pid_t> CreateInPod(const MonitorSpec& spec);
+  // Connects to the pod's monitor, starting it if none answers.
+  absl::StatusOr<UniqueFd> PodMonitor(const MonitorSpec& spec);
+
   std::string conmon_path_;
   const OciRuntime* runtime_;  // not owned
   bool systemd_cgroup_;
+  bool per_pod_;
   std::chrono::seconds timeout_;
 };
 
-// ConmonMonitor at `monitor_path` (berth-conmon or conmon) for each runtime.
+// ConmonMonitor at `monitor_path` (berth-conmon or conmon) for each runtime, one per pod when the
+// configuration's monitor.mode says so (PerPodMonitors).
 MonitorFactory ConmonMonitors(std::string monitor_path);
 
 }  // namespace berth::pod

@@ -154,7 +154,9 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
                                               .log_path = monitor_dir + "/pause.log",
                                               .exit_dir = config.run_root + "/exits",
                                               .persist_dir = monitor_dir,
-                                              .socket_dir = config.run_root + "/socks"});
+                                              .socket_dir = config.run_root + "/socks",
+                                              .pod_id = s.id,
+                                              .pod_dir = monitor_dir});
   if (!pid.ok()) return Annotate(pid.status(), "start the pause container");
   s.pid = *pid;  // the runtime made the pause's process; start only lets it run
   steps.Step("pause_create");

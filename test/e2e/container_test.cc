@@ -50,16 +50,26 @@ using runtime::v1::RuntimeService;
 
 constexpr char kBridge[] = "berthe2e2";
 
-// The parameter: monitor.path ("" = berth-conmon next to berthd).
-class ContainerTest : public ::testing::TestWithParam<std::string> {
+// The parameter: the monitor, as monitor.path ("" = berth-conmon next to berthd) and monitor.mode
+// ("" = the default: one berth-conmon per pod, one upstream conmon per container).
+struct MonitorParam {
+  std::string path;
+  std::string mode;
+};
+
+class ContainerTest : public ::testing::TestWithParam<MonitorParam> {
  protected:
   void SetUp() override {
     if (std::string why = BusyboxEnv::Unavailable(); !why.empty()) GTEST_SKIP() << why;
-    if (!GetParam().empty() && ::access(GetParam().c_str(), X_OK) != 0) {
-      GTEST_SKIP() << GetParam() << " is not installed";
+    const std::string& path = GetParam().path;
+    if (!path.empty() && ::access(path.c_str(), X_OK) != 0) {
+      GTEST_SKIP() << path << " is not installed";
     }
     std::string yaml = "streaming: {idle_timeout: 3s}\n";
-    if (!GetParam().empty()) absl::StrAppend(&yaml, "monitor: {path: ", GetParam(), "}\n");
+    if (!path.empty() || !GetParam().mode.empty()) {
+      absl::StrAppend(&yaml, "monitor: {path: \"", path, "\"",
+                      GetParam().mode.empty() ? "" : ", mode: " + GetParam().mode, "}\n");
+    }
     // A handler whose runtime has no features command, as runtimes before runc 1.1.
     char tmpl[] = "/tmp/berth-e2e-oldrunc.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -102,6 +112,7 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
   }
 
   CriClient& cri() { return daemon_->client(); }
+  bool IsDefaultMonitor() const { return GetParam().path.empty() && GetParam().mode.empty(); }
 
   runtime::v1::PodSandboxConfig PodConfig(const std::string& name) {
     return E2ePodConfig(*daemon_, name);
@@ -1227,7 +1238,7 @@ int CloseCodeWithin(int fd, int seconds) {
 // Malformed SPDY and WebSocket input ends only the connection that sent it: berthd keeps serving,
 // the container keeps running, and the next session works.
 TEST_P(ContainerTest, MalformedStreamInputEndsOnlyThatConnection) {
-  if (!GetParam().empty()) GTEST_SKIP() << "streaming does not depend on the monitor";
+  if (!IsDefaultMonitor()) GTEST_SKIP() << "streaming does not depend on the monitor";
   absl::StatusOr<std::string> id = CreateAndStart(Config("target", {"sleep", "1000"}));
   ASSERT_TRUE(id.ok()) << id.status();
   auto exec_url = [&](bool tty) {
@@ -1433,11 +1444,68 @@ TEST_P(ContainerTest, AfterARebootEverythingIsExitedAndCanBeRemoved) {
   EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
 }
 
+// berth-conmon's default keeps a pod's containers in one monitor: the pause's and every
+// container's monitorPid are one process, which records each exit while the others run and ends
+// with the pod. The other modes have one monitor per container.
+TEST_P(ContainerTest, MonitorsAreOnePerPodOrOnePerContainerAsConfigured) {
+  const bool per_pod = IsDefaultMonitor();
+  absl::StatusOr<std::string> a = CreateAndStart(Config("runs", {"sleep", "1000"}));
+  ASSERT_TRUE(a.ok()) << a.status();
+  // Counted before it starts: a container that has exited may have taken its monitor along.
+  absl::StatusOr<std::string> b = Create(Config("ends", {"sh", "-c", "echo done; exit 3"}));
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto monitor_of = [&](const std::string& id) {
+    return nlohmann::json::parse(Status(id, true)->info().at("info"))["monitorPid"].get<int>();
+  };
+  const int monitor = monitor_of(*a);
+  ASSERT_GT(monitor, 0);
+  absl::StatusOr<std::string> pause_monitor =
+      ReadFile(daemon_->root() + "/sandboxes/" + pod_ + "/conmon-pidfile");
+  ASSERT_TRUE(pause_monitor.ok()) << pause_monitor.status();
+  int monitors = 0;  // the processes that name the pod or its containers
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    absl::StatusOr<std::string> cmdline = ReadFile(entry.path().string() + "/cmdline");
+    if (!cmdline.ok() || !absl::StrContains(*cmdline, "conmon")) continue;
+    if (absl::StrContains(*cmdline, pod_) || absl::StrContains(*cmdline, *a) ||
+        absl::StrContains(*cmdline, *b)) {
+      ++monitors;
+    }
+  }
+  if (per_pod) {
+    EXPECT_EQ(monitor_of(*b), monitor);
+    EXPECT_EQ(std::atoi(pause_monitor->c_str()), monitor);
+    EXPECT_EQ(monitors, 1);
+  } else {
+    EXPECT_NE(monitor_of(*b), monitor);
+    EXPECT_NE(std::atoi(pause_monitor->c_str()), monitor);
+    EXPECT_EQ(monitors, 3);
+  }
+
+  ASSERT_TRUE(Start(*b).ok());
+  ASSERT_TRUE(AwaitExit(*b));
+  EXPECT_EQ(Status(*b)->status().exit_code(), 3);
+  EXPECT_THAT(Log("ends"), HasSubstr(" stdout F done\n"));
+  ASSERT_TRUE(Remove(*b).ok());
+  EXPECT_EQ(::kill(monitor, 0), 0);
+  EXPECT_EQ(State(*a), runtime::v1::CONTAINER_RUNNING);
+  absl::StatusOr<runtime::v1::ExecSyncResponse> exec = Exec(*a, {"echo", "still here"});
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  EXPECT_EQ(exec->stdout(), "still here\n");
+
+  runtime::v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod_);
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::StopPodSandbox, stop).ok());
+  EXPECT_EQ(State(*a), runtime::v1::CONTAINER_EXITED);
+  EXPECT_TRUE(Eventually([&] { return ::kill(monitor, 0) != 0; }));
+}
+
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
-                         ::testing::Values(std::string(), std::string("/usr/bin/conmon")),
+                         ::testing::Values(MonitorParam{}, MonitorParam{"", "container"},
+                                           MonitorParam{"/usr/bin/conmon", ""}),
                          [](const auto& info) {
-                           return info.param.empty() ? std::string("BerthConmon")
-                                                     : std::string("UpstreamConmon");
+                           return std::string(info.index == 0   ? "BerthConmon"
+                                              : info.index == 1 ? "BerthConmonPerContainer"
+                                                                : "UpstreamConmon");
                          });
 
 }  // namespace

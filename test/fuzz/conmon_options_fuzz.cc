@@ -1,4 +1,5 @@
-// berth-conmon's command line: the input is its arguments, separated by NUL bytes.
+// berth-conmon's command line: the input is its arguments, separated by NUL bytes. The same
+// input is also read as a pod monitor's request (a count and NUL-ended arguments).
 
 #include <cstddef>
 #include <cstdint>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "conmon/options.h"
+#include "conmon/pod_request.h"
 #include "fuzz_check.h"
 
 using berth::conmon::Options;
@@ -29,10 +31,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   argv.push_back(nullptr);
   Options options;
   const std::string error = ParseOptions(static_cast<int>(args.size()), argv.data(), &options);
-  if (error.empty() && !options.version) {
+  if (error.empty() && !options.version && !options.pod_socket.empty()) {
+    FUZZ_CHECK(options.pod_socket[0] == '/' && !options.pod_id.empty());
+    FUZZ_CHECK(options.cid.empty() && !options.exec);
+  } else if (error.empty() && !options.version) {
     FUZZ_CHECK(!options.cid.empty() && !options.runtime.empty() && !options.cuuid.empty());
     FUZZ_CHECK(!options.bundle.empty() && !options.log_path.empty());
     FUZZ_CHECK(options.exec == !options.exec_process_spec.empty());
+  }
+  const std::string request(reinterpret_cast<const char*>(data), size);
+  std::vector<std::string> decoded;
+  if (berth::conmon::DecodePodRequest(request, &decoded)) {
+    FUZZ_CHECK(!decoded.empty());
+    FUZZ_CHECK(berth::conmon::EncodePodRequest(decoded) == request);
   }
   return 0;
 }

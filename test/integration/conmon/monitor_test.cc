@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "conmon/pod_request.h"
 #include "pod/exec_process.h"
 #include "pod/monitor.h"
 #include "pod/runtime.h"
@@ -45,14 +48,22 @@ nlohmann::json Process(std::vector<std::string> args, bool terminal = false) {
           {"noNewPrivileges", true}};
 }
 
-class MonitorTest : public ::testing::TestWithParam<std::string> {
+// Which monitor: its binary, and whether one keeps a whole pod (berth-conmon's --pod-monitor).
+struct MonitorKind {
+  std::string path;
+  bool per_pod = false;
+};
+
+class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
     for (const char* tool : {"/usr/sbin/runc", kBusybox}) {
       if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
     }
-    if (::access(GetParam().c_str(), X_OK) != 0) GTEST_SKIP() << GetParam() << " is not installed";
+    if (::access(GetParam().path.c_str(), X_OK) != 0) {
+      GTEST_SKIP() << GetParam().path << " is not installed";
+    }
     char tmpl[] = "/tmp/berth-monitor-test.XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -63,15 +74,24 @@ class MonitorTest : public ::testing::TestWithParam<std::string> {
       std::filesystem::create_symlink("busybox", dir_ + "/rootfs/bin/" + tool);
     }
     runtime_ = std::make_unique<RuncRuntime>("/usr/sbin/runc", dir_ + "/runc", false);
-    monitor_ = std::make_unique<ConmonMonitor>(GetParam(), runtime_.get(), false,
-                                               std::chrono::seconds(30));
+    monitor_ = std::make_unique<ConmonMonitor>(GetParam().path, runtime_.get(), false,
+                                               std::chrono::seconds(30), GetParam().per_pod);
   }
 
   void TearDown() override {
     if (dir_.empty()) return;
     for (const std::string& id : ids_) (void)runtime_->Delete(id, /*force=*/true);
+    // A pod's monitor ends with the last of its containers, and takes its socket along.
+    if (GetParam().per_pod && !ids_.empty()) {
+      EXPECT_TRUE(Eventually([&] { return ::access(PodMonitorPidFile().c_str(), F_OK) != 0; }))
+          << "the pod monitor outlived its containers";
+      EXPECT_FALSE(std::filesystem::exists(PodDir() + "/pod.sock"));
+    }
     std::filesystem::remove_all(dir_);
   }
+
+  std::string PodDir() const { return dir_ + "/pod"; }
+  std::string PodMonitorPidFile() const { return PodDir() + "/pod-monitor.pid"; }
 
   // Creates a container running `args` (not started). Returns its pid.
   // Both monitors' tests run in parallel, and runc's default cgroup is /<id>: ids must be unique.
@@ -106,7 +126,9 @@ class MonitorTest : public ::testing::TestWithParam<std::string> {
                              .socket_dir = dir_ + "/s",
                              .tty = tty,
                              .stdin = stdin,
-                             .stdin_once = true});
+                             .stdin_once = true,
+                             .pod_id = Id("pod"),
+                             .pod_dir = PodDir()});
   }
 
   std::string LogPath(const std::string& id) const { return absl::StrCat(dir_, "/logs/", id, ".log"); }
@@ -259,7 +281,7 @@ TEST_P(MonitorTest, ExecOutputIsBoundedWhileItIsWritten) {
   struct stat st;
   ASSERT_EQ(::stat((last_exec_dir_ + "/exec.log").c_str(), &st), 0);
   // Upstream conmon stops after the record that crosses the bound, ours before it.
-  const size_t slack = GetParam() == BERTH_CONMON_PATH ? 0 : 64 << 10;
+  const size_t slack = GetParam().path == BERTH_CONMON_PATH ? 0 : 64 << 10;
   EXPECT_LE(static_cast<size_t>(st.st_size), kMax + slack);
 }
 
@@ -280,8 +302,8 @@ TEST_P(MonitorTest, OomKillIsRecorded) {
       {{"resources", {{"memory", {{"limit", 8 << 20}, {"swap", 8 << 20}}}}},
        {"cgroupsPath", absl::StrCat("/berth-monitor-test-", ::getpid())}});
   ASSERT_TRUE(pid.ok()) << pid.status();
-  // The monitor runs in the container's directory: upstream conmon writes files relative to its
-  // working directory, which used to be berthd's (an "oom" file appeared in it).
+  // The monitor runs in the container's directory (a pod's in the pod's): upstream conmon writes
+  // files relative to its working directory, which used to be berthd's (an "oom" file appeared).
   const std::string bundle = absl::StrCat(dir_, "/", Id("oom"));
   absl::StatusOr<std::string> monitor_pid = ReadFile(bundle + "/conmon-pidfile");
   ASSERT_TRUE(monitor_pid.ok()) << monitor_pid.status();
@@ -290,7 +312,7 @@ TEST_P(MonitorTest, OomKillIsRecorded) {
                                                                      *monitor_pid),
                                                        "/cwd"),
                                           ec),
-            bundle);
+            GetParam().per_pod ? PodDir() : bundle);
   const bool had_oom_here = std::filesystem::exists("oom");
   ASSERT_TRUE(runtime_->Start(Id("oom")).ok());
   EXPECT_EQ(AwaitExit(Id("oom")), "137");
@@ -299,11 +321,149 @@ TEST_P(MonitorTest, OomKillIsRecorded) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, MonitorTest,
-                         ::testing::Values(std::string(BERTH_CONMON_PATH), "/usr/bin/conmon"),
+                         ::testing::Values(MonitorKind{BERTH_CONMON_PATH},
+                                           MonitorKind{BERTH_CONMON_PATH, /*per_pod=*/true},
+                                           MonitorKind{"/usr/bin/conmon"}),
                          [](const auto& info) {
-                           return info.index == 0 ? std::string("BerthConmon")
-                                                  : std::string("UpstreamConmon");
+                           return std::string(info.index == 0   ? "BerthConmon"
+                                              : info.index == 1 ? "BerthConmonPod"
+                                                                : "UpstreamConmon");
                          });
+
+// What only a pod's monitor does: one process keeps every container of the pod, takes requests on
+// its socket from berthd's user only, answers bad ones without harm, and ends with its last
+// container.
+class PodMonitorTest : public MonitorTest {
+ protected:
+  pid_t MonitorOf(const std::string& id) {
+    absl::StatusOr<std::string> text = ReadFile(absl::StrCat(dir_, "/", id, "/conmon-pidfile"));
+    return text.ok() ? std::atoi(text->c_str()) : -1;
+  }
+
+  // Sends `request` on the pod's socket as berthd would and returns the monitor's answer.
+  std::string Ask(const std::string& request) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = PodDir() + "/pod.sock";
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    std::string answer;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      ::shutdown(fd, SHUT_WR);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof buf)) > 0) answer.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return answer;
+  }
+};
+
+TEST_P(PodMonitorTest, OneProcessKeepsEveryContainerAndEndsWithTheLast) {
+  ASSERT_TRUE(Create(Id("pa"), {"sh", "-c", "while true; do echo a; sleep 0.1; done"}).ok());
+  ASSERT_TRUE(Create(Id("pb"), {"sh", "-c", "echo b; exit 3"}).ok());
+  ASSERT_TRUE(Create(Id("pc"), {"sleep", "1000"}, nlohmann::json::object(), /*tty=*/true).ok());
+  const pid_t monitor = MonitorOf(Id("pa"));
+  ASSERT_GT(monitor, 0);
+  EXPECT_EQ(MonitorOf(Id("pb")), monitor);
+  EXPECT_EQ(MonitorOf(Id("pc")), monitor);
+  absl::StatusOr<std::string> own = ReadFile(PodMonitorPidFile());
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(std::atoi(own->c_str()), monitor);
+  absl::StatusOr<std::string> cmdline = ReadFile(absl::StrCat("/proc/", monitor, "/cmdline"));
+  ASSERT_TRUE(cmdline.ok());
+  EXPECT_THAT(*cmdline, HasSubstr(Id("pod")));
+  EXPECT_TRUE(MonitorAlive(monitor, Id("pb"), Id("pod")));
+  EXPECT_FALSE(MonitorAlive(monitor, Id("pb"), "another-pod"));
+  for (const char* name : {"pa", "pb", "pc"}) ASSERT_TRUE(runtime_->Start(Id(name)).ok());
+
+  // One container's exit is recorded while the others go on; the monitor lets go of it by
+  // removing its pid file, which is what berthd's EndMonitor waits for.
+  EXPECT_EQ(AwaitExit(Id("pb")), "3");
+  EXPECT_TRUE(Eventually([&] { return MonitorOf(Id("pb")) < 0; }));
+  EndMonitor(absl::StrCat(dir_, "/", Id("pb"), "/conmon-pidfile"), Id("pb"));
+  EXPECT_EQ(::kill(monitor, 0), 0);
+  absl::StatusOr<std::string> log_b = ReadFile(LogPath(Id("pb")));
+  ASSERT_TRUE(log_b.ok());
+  EXPECT_THAT(*log_b, HasSubstr(" stdout F b\n"));
+  const size_t before = ReadFile(LogPath(Id("pa")))->size();
+  EXPECT_TRUE(Eventually([&] { return ReadFile(LogPath(Id("pa")))->size() > before; }));
+
+  // The pod's own id (its pause container) ends the monitor; another container's does not.
+  ASSERT_TRUE(runtime_->Delete(Id("pc"), /*force=*/true).ok());
+  EXPECT_EQ(AwaitExit(Id("pc")), "137");
+  EndMonitor(absl::StrCat(dir_, "/", Id("pc"), "/conmon-pidfile"), Id("pc"));
+  EXPECT_EQ(::kill(monitor, 0), 0);
+  ASSERT_TRUE(runtime_->Delete(Id("pa"), /*force=*/true).ok());
+  EXPECT_EQ(AwaitExit(Id("pa")), "137");
+  EXPECT_TRUE(Eventually([&] { return ::kill(monitor, 0) != 0; }));
+  EXPECT_FALSE(std::filesystem::exists(PodDir() + "/pod.sock"));
+
+  // The next container of the pod starts a new monitor.
+  ASSERT_TRUE(Create(Id("pd"), {"sleep", "1000"}).ok());
+  EXPECT_NE(MonitorOf(Id("pd")), monitor);
+  EXPECT_GT(MonitorOf(Id("pd")), 0);
+}
+
+TEST_P(PodMonitorTest, BadRequestsAreAnsweredAndChangeNothing) {
+  ASSERT_TRUE(Create(Id("pgood"), {"sleep", "1000"}).ok());
+  const pid_t monitor = MonitorOf(Id("pgood"));
+  ASSERT_GT(monitor, 0);
+  const std::string exec_request = conmon::EncodePodRequest(
+      {GetParam().path, "--cid", "x", "--runtime", "/usr/sbin/runc", "--log-path", dir_ + "/x.log",
+       "--exec", "--exec-process-spec", dir_ + "/p.json", "--conmon-pidfile", dir_ + "/x.pid"});
+  const std::string no_pidfile = conmon::EncodePodRequest(
+      {GetParam().path, "--cid", "y", "--runtime", "/usr/sbin/runc", "--log-path", dir_ + "/y.log"});
+  for (const std::string& bad :
+       {std::string("garbage"), std::string("3\0only one\0"), std::string(300 << 10, 'x'),
+        std::string("99999\0"), exec_request, no_pidfile,
+        conmon::EncodePodRequest({GetParam().path, "--no-such-option"})}) {
+    const std::string answer = Ask(bad);
+    EXPECT_THAT(answer, HasSubstr("\"pid\": -1")) << bad.substr(0, 40);
+    EXPECT_THAT(answer, HasSubstr("message")) << bad.substr(0, 40);
+  }
+  // A client that goes away in the middle of a request is forgotten.
+  {
+    const std::string half = Ask(std::string("12\0--cid\0"));
+    EXPECT_THAT(half, HasSubstr("\"pid\": -1"));
+  }
+  // A create whose runtime fails is answered with the runtime's message and leaves nothing.
+  absl::StatusOr<pid_t> failed = Create(Id("pbad"), {"sleep", "1"},
+                                        {{"namespaces", {{{"type", "nosuchns"}}}}});
+  EXPECT_FALSE(failed.ok());
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir_, "/", Id("pbad"), "/conmon-pidfile")));
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir_, "/", Id("pbad"), "/ctl")));
+  for (const char* p : {"/x.pid", "/x.log", "/y.log"}) EXPECT_FALSE(std::filesystem::exists(dir_ + p));
+  // The monitor goes on: its container runs and the next create works.
+  EXPECT_EQ(::kill(monitor, 0), 0);
+  ASSERT_TRUE(runtime_->Start(Id("pgood")).ok());
+  ASSERT_TRUE(Create(Id("pnext"), {"sleep", "1000"}).ok());
+  EXPECT_EQ(MonitorOf(Id("pnext")), monitor);
+}
+
+TEST_P(PodMonitorTest, AMonitorNobodyAsksEndsAfterItsIdleTime) {
+  ASSERT_TRUE(MakeDirs(PodDir()).ok());
+  const std::string socket = PodDir() + "/pod.sock";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::execl(GetParam().path.c_str(), GetParam().path.c_str(), "--pod-monitor", socket.c_str(),
+            "--pod-id", Id("idle").c_str(), "--pod-idle-timeout", "1", "--conmon-pidfile",
+            PodMonitorPidFile().c_str(), "--sync", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(Eventually([&] { return std::filesystem::exists(socket); }));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(std::filesystem::exists(socket));
+  EXPECT_FALSE(std::filesystem::exists(PodMonitorPidFile()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Monitors, PodMonitorTest,
+                         ::testing::Values(MonitorKind{BERTH_CONMON_PATH, /*per_pod=*/true}),
+                         [](const auto&) { return std::string("BerthConmonPod"); });
 
 // ExecSync as berthd runs it: the runtime straight from the calling thread, no monitor per call.
 // The containers come from berth-conmon.
@@ -389,7 +549,7 @@ TEST_P(RunExecSyncTest, DoesNotWaitForWhatTheCommandLeftBehind) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Direct, RunExecSyncTest,
-                         ::testing::Values(std::string(BERTH_CONMON_PATH)),
+                         ::testing::Values(MonitorKind{BERTH_CONMON_PATH}),
                          [](const auto&) { return std::string("BerthConmonContainers"); });
 
 }  // namespace

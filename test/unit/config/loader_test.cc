@@ -53,6 +53,10 @@ TEST(ApplyYamlTest, DefaultsAreWhatTheIssueSpecifies) {
   EXPECT_EQ(c.runtimes.at("crun").root, "/run/berth/crun");
   EXPECT_EQ(c.streaming.idle_timeout, std::chrono::hours(4));
   EXPECT_EQ(c.metrics.address, "127.0.0.1:9537");
+  EXPECT_TRUE(c.monitor.per_pod());  // berth-conmon, one per pod
+  c.monitor.path = "/usr/bin/conmon";
+  EXPECT_FALSE(c.monitor.per_pod());  // upstream conmon knows one container only
+  c.monitor.path.clear();
   EXPECT_TRUE(Validate(c).ok());
 }
 
@@ -76,7 +80,7 @@ default_runtime: kata
 runtimes:
   runc: {path: /opt/runc}
   kata: {path: /opt/kata, root: /run/kata, allowed_annotations: ["io.katacontainers."]}
-monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536}
+monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536, mode: container}
 pause: {image: "registry.k8s.io/pause:3.10"}
 network: {conf_dir: /etc/cni/x, bin_dirs: [/b], default_network: net}
 images:
@@ -110,6 +114,8 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_EQ(c.monitor.path, "/usr/bin/conmon");
   EXPECT_EQ(c.monitor.log_size_max, 8192);
   EXPECT_EQ(c.monitor.exec_sync_output_max, 65536);
+  EXPECT_EQ(c.monitor.mode, "container");
+  EXPECT_FALSE(c.monitor.per_pod());
   EXPECT_EQ(c.pause.image, "registry.k8s.io/pause:3.10");
   EXPECT_EQ(c.network.conf_dir, "/etc/cni/x");
   EXPECT_THAT(c.network.bin_dirs, ElementsAre("/b"));
@@ -260,6 +266,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"monitor: {path: conmon}\n", "test.yaml:1:17", "monitor.path", "absolute"},
         BadCase{"monitor: {exec_sync_output_max: 100}\n", "test.yaml:1:",
                 "monitor.exec_sync_output_max", "out of range"},
+        BadCase{"monitor: {mode: shared}\n", "test.yaml:1:", "monitor.mode",
+                "not one of auto, pod, container"},
         BadCase{"network: {bin_dirs: []}\n", "test.yaml:1:", "network.bin_dirs", "at least one"},
         BadCase{"network: {bin_dirs: [/a, b]}\n", "test.yaml:1:", "network.bin_dirs[1]",
                 "absolute"},
