@@ -8,8 +8,8 @@
 //      berth_operation_step_duration_seconds metrics).
 //   2. M pods started concurrently: the same figures.
 //   3. K running pods (P containers each): the daemon's RSS, PSS and anonymous RSS, and the
-//      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon and with Debian's
-//      conmon.
+//      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon (one per pod, its
+//      default, and one per container) and with Debian's conmon.
 //   4. Scale: S pods started at once, then C containers running in each; kubelet's reads over
 //      them (ListContainers, ListPodSandbox, ContainerStatus, ListContainerStats), timed by the
 //      client and, for berth, by berthd's own latency metrics.
@@ -326,10 +326,11 @@ std::string Conflist(const std::string& ipam_dir) {
                 "ranges": [[{"subnet": "10.250.0.0/16"}]]}}, {"type": "loopback"}]})");
 }
 
+// `monitor`: the configuration's monitor map, e.g. "{mode: container}"; "" = the default.
 std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string& monitor) {
   std::string yaml = absl::StrCat("images:\n  registries:\n    - {prefix: \"", registry_host,
                                   "\", insecure: true}\n");
-  if (!monitor.empty()) absl::StrAppend(&yaml, "monitor: {path: ", monitor, "}\n");
+  if (!monitor.empty()) absl::StrAppend(&yaml, "monitor: ", monitor, "\n");
   if (const char* runtime = std::getenv("RUNTIME"); runtime != nullptr && *runtime != '\0') {
     absl::StrAppend(&yaml, "default_runtime: ", runtime, "\n");
   }
@@ -591,12 +592,14 @@ int main(int argc, char** argv) {
     std::unique_ptr<Bench> bench = Setup(host, "");
     Measure(*bench, n, m, "berth", &berth_run);
   }
-  const Footprint berth_memory =
-      Memory(Setup(host, ""), "conmon", k, memory_per_pod, "berth with berth-conmon");
+  const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, memory_per_pod,
+                                        "berth with berth-conmon, one per pod");
+  Memory(Setup(host, "{mode: container}"), "conmon", k, memory_per_pod,
+         "berth with berth-conmon, one per container");
   Timings berth_scale;
   if (scale_pods > 0) Scale(*Setup(host, ""), scale_pods, per_pod, "berth", &berth_scale);
   if (::access("/usr/bin/conmon", X_OK) == 0) {
-    Memory(Setup(host, "/usr/bin/conmon"), "conmon", k, memory_per_pod,
+    Memory(Setup(host, "{path: /usr/bin/conmon}"), "conmon", k, memory_per_pod,
            "berth with Debian's conmon");
   }
   std::unique_ptr<Bench> containerd = SetupContainerd(host);
