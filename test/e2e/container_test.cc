@@ -56,6 +56,9 @@ struct MonitorParam {
   std::string path;
   std::string mode;
 };
+void PrintTo(const MonitorParam& p, std::ostream* os) {
+  *os << "{path: \"" << p.path << "\", mode: \"" << p.mode << "\"}";
+}
 
 class ContainerTest : public ::testing::TestWithParam<MonitorParam> {
  protected:

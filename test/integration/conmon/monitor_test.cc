@@ -53,6 +53,9 @@ struct MonitorKind {
   std::string path;
   bool per_pod = false;
 };
+void PrintTo(const MonitorKind& k, std::ostream* os) {
+  *os << k.path << (k.per_pod ? " --pod-monitor" : "");
+}
 
 class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
  protected:
