@@ -254,6 +254,8 @@ absl::Status SandboxManager::Teardown(const Sandbox& s) {
   step(image::RemoveRootfs(BundleDir(s.id)));
   for (const std::string& path :
        {PodDir(s.id), BundleDir(s.id), absl::StrCat(config->run_root, "/monitor/", s.id),
+        // The containers' logs when the pod named no log_directory: berth's, not kubelet's.
+        absl::StrCat(config->root, "/logs/", s.id),
         absl::StrCat(config->run_root, "/exits/", s.id),
         absl::StrCat(config->run_root, "/socks/", s.id)}) {
     std::error_code ec;

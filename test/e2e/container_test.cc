@@ -1447,6 +1447,32 @@ TEST_P(ContainerTest, AfterARebootEverythingIsExitedAndCanBeRemoved) {
   EXPECT_TRUE(removed.ok()) << removed << daemon_->Log();
 }
 
+// A pod that names no log_directory (crictl's, critest's) has its containers' logs kept under
+// berth's root; they go with the pod.
+TEST_P(ContainerTest, WithoutALogDirectoryLogsAreKeptUntilThePodGoes) {
+  if (!IsDefaultMonitor()) GTEST_SKIP() << "logs do not depend on the monitor";
+  runtime::v1::RunPodSandboxRequest run;
+  *run.mutable_config() = PodConfig("nologdir");
+  run.mutable_config()->clear_log_directory();
+  absl::StatusOr<runtime::v1::RunPodSandboxResponse> pod =
+      cri().Call(&RuntimeService::Stub::RunPodSandbox, run);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  runtime::v1::ContainerConfig config = Config("says", {"echo", "said"});
+  absl::StatusOr<std::string> id = Create(config, pod->pod_sandbox_id());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(Start(*id).ok());
+  ASSERT_TRUE(AwaitExit(*id));
+  const std::string dir = daemon_->root() + "/logs/" + pod->pod_sandbox_id();
+  EXPECT_EQ(Status(*id)->status().log_path(), dir + "/says.log");
+  absl::StatusOr<std::string> log = ReadFile(dir + "/says.log");
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_THAT(*log, HasSubstr(" stdout F said\n"));
+  runtime::v1::RemovePodSandboxRequest remove;
+  remove.set_pod_sandbox_id(pod->pod_sandbox_id());
+  ASSERT_TRUE(cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
 // berth-conmon's default keeps a pod's containers in one monitor: the pause's and every
 // container's monitorPid are one process, which records each exit while the others run and ends
 // with the pod. The other modes have one monitor per container.

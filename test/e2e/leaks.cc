@@ -44,7 +44,7 @@ void PerIdEntries(const BerthDaemon& daemon, const LeakScope& scope,
                                    daemon.root() + "/cni-cache",  daemon.run_root() + "/pods",
                                    daemon.run_root() + "/netns",  daemon.run_root() + "/monitor",
                                    daemon.run_root() + "/exits",  daemon.run_root() + "/socks",
-                                   daemon.run_root() + "/runc"};
+                                   daemon.run_root() + "/runc",   daemon.root() + "/logs"};
   dirs.insert(dirs.end(), scope.runtime_roots.begin(), scope.runtime_roots.end());
   for (const std::string& dir : dirs) {
     std::error_code ec;
