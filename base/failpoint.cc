@@ -25,6 +25,7 @@ const std::vector<std::string>& AllFailpoints() {
       "sandbox.run.shm_mounted",
       "sandbox.run.netns_created",
       "sandbox.run.network_attached",
+      "sandbox.run.pod_monitor_started",
       "sandbox.run.pause_created",
       "sandbox.run.pause_started",
       // CreateContainer

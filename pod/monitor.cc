@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/errno_status.h"
+#include "base/failpoint.h"
 #include "base/file_util.h"
 #include "base/process.h"
 #include "base/reaper.h"
@@ -274,9 +275,14 @@ absl::StatusOr<UniqueFd> ConmonMonitor::PodMonitor(const MonitorSpec& spec) {
   write_end.Reset();
   ReapChild(pid);
   const std::string what = absl::StrCat("start the monitor of pod ", spec.pod_id);
-  RETURN_IF_ERROR(ReadPid(read_end.get(), timeout_, what).status());
-  absl::StatusOr<UniqueFd> started = ConnectUnix(socket);
-  if (!started.ok()) return Annotate(started.status(), what);
+  ASSIGN_OR_RETURN(const pid_t monitor, ReadPid(read_end.get(), timeout_, what));
+  absl::Status fp = Failpoint("sandbox.run.pod_monitor_started");
+  absl::StatusOr<UniqueFd> started = fp.ok() ? ConnectUnix(socket) : fp;
+  if (!started.ok()) {
+    // It was asked for nothing: it would only wait out its idle time.
+    if (MonitorAlive(monitor, spec.pod_id)) ::kill(monitor, SIGKILL);
+    return Annotate(started.status(), what);
+  }
   return started;
 }
 

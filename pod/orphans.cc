@@ -137,6 +137,10 @@ SweepReport SweepOrphans(const config::Config& config, const std::set<std::strin
       if (all) EndExecProcess(entry.path());
     }
     for (const fs::path& path : stale) {
+      if (dir == config.run_root + "/monitor") {  // a pod's monitor, waiting for its pause
+        EndMonitor((path / "pod-monitor.pid").string(), path.filename().string(),
+                   std::chrono::milliseconds(0));
+      }
       absl::Status removed;
       if (dir == netns) {
         removed = cni::RemoveNetNs(path.string());

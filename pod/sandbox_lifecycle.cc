@@ -243,8 +243,12 @@ absl::Status SandboxManager::Teardown(const Sandbox& s) {
         "runtime handler \"", s.runtime_handler, "\" is no longer configured: its pause container "
         "cannot be deleted")));
   }
-  // The monitor ends with its container; its exit file must land before the files go.
+  // The monitor ends with its container; its exit file must land before the files go. A pod's
+  // monitor ends with the pause, its last container; one that berthd started but never asked
+  // for the pause (killed in between) is ended here.
   EndMonitor(BundleDir(s.id) + "/conmon-pidfile", s.id);
+  EndMonitor(absl::StrCat(config->run_root, "/monitor/", s.id, "/pod-monitor.pid"), s.id,
+             std::chrono::seconds(1));
   step(Failpoint("sandbox.remove.runtime_deleted"));
   if (!s.spec.host_network) step(network_->Detach(AttachSpecOf(s)));
   step(Unmount(PodDir(s.id) + "/shm"));
