@@ -131,6 +131,12 @@ bool IsPodMonitor(const std::string& cmdline) {
   return cmdline.find(std::string("\0--pod-monitor\0", 15)) != std::string::npos;
 }
 
+// One start of a pod's monitor at a time: two would take the socket from each other.
+OpLocks& PodMonitorStarts() {
+  static OpLocks* const starts = new OpLocks();
+  return *starts;
+}
+
 absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -253,9 +259,7 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
 
 absl::StatusOr<UniqueFd> ConmonMonitor::PodMonitor(const MonitorSpec& spec) {
   const std::string socket = spec.pod_dir + "/pod.sock";
-  // One start at a time per pod: two would take the socket from each other.
-  static OpLocks* starting = new OpLocks();
-  std::shared_ptr<absl::Mutex> lock = starting->Get(spec.pod_id);
+  std::shared_ptr<absl::Mutex> lock = PodMonitorStarts().Get(spec.pod_id);
   absl::MutexLock hold(lock.get());
   absl::StatusOr<UniqueFd> conn = ConnectUnix(socket);
   if (conn.ok()) return conn;
@@ -334,6 +338,12 @@ void EndMonitor(const std::string& pidfile, const std::string& id,
   spdlog::warn("container {}: its monitor {} did not exit, killing it", id, pid);
   ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
   (void)::poll(&p, 1, 5000);
+}
+
+void EndPodMonitor(const std::string& pod_dir, const std::string& pod_id,
+                   std::chrono::milliseconds grace) {
+  EndMonitor(pod_dir + "/pod-monitor.pid", pod_id, grace);
+  PodMonitorStarts().Erase(pod_id);
 }
 
 MonitorFactory ConmonMonitors(std::string monitor_path) {

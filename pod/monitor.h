@@ -46,6 +46,10 @@ pid_t ReadPidFile(const std::string& path);
 // removed the pid file (it has recorded the exit), and kills it only when `id` is the pod's own.
 void EndMonitor(const std::string& pidfile, const std::string& id,
                 std::chrono::milliseconds grace = std::chrono::seconds(5));
+// Makes sure the monitor of pod `pod_id` (in `pod_dir`) has exited, once the pod's containers,
+// the pause last, are gone: one that was never asked for the pause waits for nothing.
+void EndPodMonitor(const std::string& pod_dir, const std::string& pod_id,
+                   std::chrono::milliseconds grace);
 
 // Launches the per-container monitor, which runs `runtime create` and then watches the container
 // for its whole life, outliving berthd.

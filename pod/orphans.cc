@@ -138,8 +138,7 @@ SweepReport SweepOrphans(const config::Config& config, const std::set<std::strin
     }
     for (const fs::path& path : stale) {
       if (dir == config.run_root + "/monitor") {  // a pod's monitor, waiting for its pause
-        EndMonitor((path / "pod-monitor.pid").string(), path.filename().string(),
-                   std::chrono::milliseconds(0));
+        EndPodMonitor(path.string(), path.filename().string(), std::chrono::milliseconds(0));
       }
       absl::Status removed;
       if (dir == netns) {

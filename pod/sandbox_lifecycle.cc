@@ -247,8 +247,7 @@ absl::Status SandboxManager::Teardown(const Sandbox& s) {
   // monitor ends with the pause, its last container; one that berthd started but never asked
   // for the pause (killed in between) is ended here.
   EndMonitor(BundleDir(s.id) + "/conmon-pidfile", s.id);
-  EndMonitor(absl::StrCat(config->run_root, "/monitor/", s.id, "/pod-monitor.pid"), s.id,
-             std::chrono::seconds(1));
+  EndPodMonitor(absl::StrCat(config->run_root, "/monitor/", s.id), s.id, std::chrono::seconds(1));
   step(Failpoint("sandbox.remove.runtime_deleted"));
   if (!s.spec.host_network) step(network_->Detach(AttachSpecOf(s)));
   step(Unmount(PodDir(s.id) + "/shm"));

@@ -1450,7 +1450,6 @@ TEST_P(ContainerTest, AfterARebootEverythingIsExitedAndCanBeRemoved) {
 // A pod that names no log_directory (crictl's, critest's) has its containers' logs kept under
 // berth's root; they go with the pod.
 TEST_P(ContainerTest, WithoutALogDirectoryLogsAreKeptUntilThePodGoes) {
-  if (!IsDefaultMonitor()) GTEST_SKIP() << "logs do not depend on the monitor";
   runtime::v1::RunPodSandboxRequest run;
   *run.mutable_config() = PodConfig("nologdir");
   run.mutable_config()->clear_log_directory();
