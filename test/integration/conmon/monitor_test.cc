@@ -445,6 +445,40 @@ TEST_P(PodMonitorTest, BadRequestsAreAnsweredAndChangeNothing) {
   EXPECT_EQ(MonitorOf(Id("pnext")), monitor);
 }
 
+// A request names the runtime the monitor runs as root: another user is refused even when the
+// socket's mode would let it connect.
+TEST_P(PodMonitorTest, OnlyItsOwnUserMayAsk) {
+  ASSERT_TRUE(Create(Id("pown"), {"sleep", "1000"}).ok());
+  const pid_t monitor = MonitorOf(Id("pown"));
+  const std::string socket = PodDir() + "/pod.sock";
+  for (const std::string& path : {dir_, PodDir()}) ASSERT_EQ(::chmod(path.c_str(), 0711), 0);
+  ASSERT_EQ(::chmod(socket.c_str(), 0666), 0);
+  const std::string bundle = absl::StrCat(dir_, "/", Id("pother"));
+  const std::string request = conmon::EncodePodRequest(
+      {GetParam().path, "--cid", Id("pother"), "--runtime", "/usr/sbin/runc", "--bundle", bundle,
+       "--log-path", dir_ + "/other.log", "--conmon-pidfile", dir_ + "/other.pid"});
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) _exit(3);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, socket.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) _exit(2);
+    (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    char buf[256];
+    _exit(::read(fd, buf, sizeof buf) > 0 ? 1 : 0);  // closed without an answer
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/other.pid"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/other.log"));
+  EXPECT_EQ(::kill(monitor, 0), 0);
+  EXPECT_EQ(MonitorOf(Id("pown")), monitor);
+}
+
 TEST_P(PodMonitorTest, AMonitorNobodyAsksEndsAfterItsIdleTime) {
   ASSERT_TRUE(MakeDirs(PodDir()).ok());
   const std::string socket = PodDir() + "/pod.sock";
