@@ -72,17 +72,27 @@ std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime&
   return args;
 }
 
-// In `dir`, the container's (or the exec's) own directory: upstream conmon writes files such as
-// its "oom" marker relative to its working directory, which must not be berthd's.
-absl::StatusOr<pid_t> SpawnConmon(const std::vector<std::string>& args, int sync_fd,
-                                  const std::string& dir) {
+// Starts the monitor with a sync pipe and returns the pipe's read end, which reaches EOF once
+// every monitor process is gone. In `dir`, the container's (or the exec's, or the pod's) own
+// directory: upstream conmon writes files such as its "oom" marker relative to its working
+// directory, which must not be berthd's.
+absl::StatusOr<UniqueFd> SpawnConmon(const std::vector<std::string>& args,
+                                     const std::string& dir) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
   // The monitor outlives berthd: it must not keep any of berthd's sockets or files open.
-  return SpawnProcess({.argv = args,
-                       .env = {absl::StrCat("_OCI_SYNCPIPE=", kSyncFd),
-                               "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-                       .extra_fds = {{sync_fd, kSyncFd}},
-                       .new_session = true,
-                       .cwd = dir});
+  ASSIGN_OR_RETURN(pid_t pid,
+                   SpawnProcess({.argv = args,
+                                 .env = {absl::StrCat("_OCI_SYNCPIPE=", kSyncFd),
+                                         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                                         "/sbin:/bin"},
+                                 .extra_fds = {{write_end.get(), kSyncFd}},
+                                 .new_session = true,
+                                 .cwd = dir}));
+  ReapChild(pid);  // the first conmon process forks the monitor and exits
+  return read_end;
 }
 
 // Reads the sync pipe until a JSON line with `key` (or "data") arrives.
@@ -210,13 +220,7 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
     args.push_back("--timeout");
     args.push_back(std::to_string(spec.timeout.count()));
   }
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
-  UniqueFd read_end(fds[0]);
-  UniqueFd write_end(fds[1]);
-  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get(), spec.work_dir));
-  write_end.Reset();
-  ReapChild(pid);
+  ASSIGN_OR_RETURN(UniqueFd read_end, SpawnConmon(args, spec.work_dir));
   // The timeout is the monitor's to enforce; allow it time to report.
   const std::chrono::seconds wait =
       spec.timeout.count() > 0 ? spec.timeout + std::chrono::seconds(30) : std::chrono::hours(24);
@@ -245,15 +249,9 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
   }
   if (per_pod_ && !spec.pod_id.empty()) return CreateInPod(spec);
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
-  UniqueFd read_end(fds[0]);
-  UniqueFd write_end(fds[1]);
-  ASSIGN_OR_RETURN(pid_t pid,
-                   SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec),
-                               write_end.get(), spec.bundle));
-  write_end.Reset();  // EOF on the pipe once every monitor process is gone
-  ReapChild(pid);  // the first conmon process forks the monitor and exits
+  ASSIGN_OR_RETURN(
+      UniqueFd read_end,
+      SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec), spec.bundle));
   return ReadPid(read_end.get(), timeout_, absl::StrCat("create container ", spec.id));
 }
 
@@ -271,13 +269,7 @@ absl::StatusOr<UniqueFd> ConmonMonitor::PodMonitor(const MonitorSpec& spec) {
       "--conmon-pidfile", spec.pod_dir + "/pod-monitor.pid",
       "--log-level", "info",
   };
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "sync pipe");
-  UniqueFd read_end(fds[0]);
-  UniqueFd write_end(fds[1]);
-  ASSIGN_OR_RETURN(pid_t pid, SpawnConmon(args, write_end.get(), spec.pod_dir));
-  write_end.Reset();
-  ReapChild(pid);
+  ASSIGN_OR_RETURN(UniqueFd read_end, SpawnConmon(args, spec.pod_dir));
   const std::string what = absl::StrCat("start the monitor of pod ", spec.pod_id);
   ASSIGN_OR_RETURN(const pid_t monitor, ReadPid(read_end.get(), timeout_, what));
   absl::Status fp = Failpoint("sandbox.run.pod_monitor_started");
