@@ -214,16 +214,12 @@ void EventLoop::Serve(int listen_fd, int idle_seconds) {
   Add(idle_fd_, Kind::kIdle);
 }
 
-// Reports the failure and forgets the container: what it set up is removed.
+// Reports the failure and forgets the container: what it set up is removed. Its runtime is not
+// running (it failed to start, or it exited).
 void EventLoop::Fail(Container& c, const std::string& message) {
   std::fprintf(stderr, "berth-conmon: %s\n", message.c_str());
   create_failed_ = true;
   c.report.Send(c.SyncKey(), -1, message);
-  if (c.runtime_pid > 0) {
-    ::kill(c.runtime_pid, SIGKILL);
-    while (::waitpid(c.runtime_pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
   Drop(c);
 }
 
@@ -290,8 +286,8 @@ void EventLoop::OnRuntimeExit(Container& c, int status) {
   c.pid = pid;
   if (!o.exec || o.api_version >= 1) c.report.Send(c.SyncKey(), pid);
   if (c.close_report) c.report.Close();
-  Add(c.stdio.out, Kind::kOut, &c);
-  Add(c.stdio.err, Kind::kErr, &c);
+  Add(c.stdio.out, Kind::kOutput, &c);
+  Add(c.stdio.err, Kind::kOutput, &c);
   for (int fd : {c.stdio.out, c.stdio.err}) {
     if (fd >= 0) SetNonBlocking(fd);
   }
@@ -543,8 +539,7 @@ void EventLoop::Run() {
         case Kind::kListen: OnAccept(); break;
         case Kind::kRequest: OnRequest(fd); break;
         case Kind::kIdle: idle_expired_ = true; Close(&idle_fd_); break;
-        case Kind::kOut:
-        case Kind::kErr: OnOutput(*c, fd, false); break;
+        case Kind::kOutput: OnOutput(*c, fd, false); break;
         case Kind::kAttach: OnAttach(*c); break;
         case Kind::kClient: OnClient(*c, fd); break;
         case Kind::kCtl: OnCtl(*c); break;

@@ -47,7 +47,7 @@ class EventLoop {
 
  private:
   struct Container;
-  enum class Kind { kSignal, kListen, kRequest, kIdle, kOut, kErr, kAttach, kClient, kCtl, kOom,
+  enum class Kind { kSignal, kListen, kRequest, kIdle, kOutput, kAttach, kClient, kCtl, kOom,
                     kTimer, kConsole };
   struct Target {
     Kind kind;

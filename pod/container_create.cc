@@ -211,8 +211,8 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
                                           .stdin = spec.stdin,
                                           .stdin_once = spec.stdin_once,
                                           .pod_id = c.sandbox_id,
-                                          .pod_dir = absl::StrCat(config->run_root, "/monitor/",
-                                                                  c.sandbox_id)}));
+                                          // the pod's monitor: the pause's directory
+                                          .pod_dir = MonitorDir(c.sandbox_id)}));
   c.monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
   RETURN_IF_ERROR(Failpoint("container.create.runtime_created"));
   steps.Step("runtime_create");

@@ -247,7 +247,7 @@ absl::Status SandboxManager::Teardown(const Sandbox& s) {
   // monitor ends with the pause, its last container; one that berthd started but never asked
   // for the pause (killed in between) is ended here.
   EndMonitor(BundleDir(s.id) + "/conmon-pidfile", s.id);
-  EndPodMonitor(absl::StrCat(config->run_root, "/monitor/", s.id), s.id, std::chrono::seconds(1));
+  EndPodMonitor(MonitorDir(s.id), s.id, std::chrono::seconds(1));
   step(Failpoint("sandbox.remove.runtime_deleted"));
   if (!s.spec.host_network) step(network_->Detach(AttachSpecOf(s)));
   step(Unmount(PodDir(s.id) + "/shm"));
@@ -256,7 +256,7 @@ absl::Status SandboxManager::Teardown(const Sandbox& s) {
   // A pause run from pause.image has its root filesystem mounted in the bundle.
   step(image::RemoveRootfs(BundleDir(s.id)));
   for (const std::string& path :
-       {PodDir(s.id), BundleDir(s.id), absl::StrCat(config->run_root, "/monitor/", s.id),
+       {PodDir(s.id), BundleDir(s.id), MonitorDir(s.id),
         // The containers' logs when the pod named no log_directory: berth's, not kubelet's.
         absl::StrCat(config->root, "/logs/", s.id),
         absl::StrCat(config->run_root, "/exits/", s.id),

@@ -62,6 +62,9 @@ std::string SandboxManager::PodDir(const std::string& id) const {
 std::string SandboxManager::BundleDir(const std::string& id) const {
   return absl::StrCat(config_()->root, "/sandboxes/", id);
 }
+std::string SandboxManager::MonitorDir(const std::string& id) const {
+  return absl::StrCat(config_()->run_root, "/monitor/", id);
+}
 bool SandboxManager::PauseMonitorAlive(const Sandbox& sandbox) const {
   return MonitorAlive(ReadPidFile(BundleDir(sandbox.id) + "/conmon-pidfile"), sandbox.id);
 }

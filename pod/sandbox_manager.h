@@ -130,6 +130,8 @@ class SandboxManager {
   // Where a sandbox's things are.
   std::string PodDir(const std::string& id) const;
   std::string BundleDir(const std::string& id) const;
+  // The pause's exit and oom files; with one monitor per pod, that monitor's socket and pid file.
+  std::string MonitorDir(const std::string& id) const;
   std::string NetNsPath(const std::string& id) const;
 
  private:

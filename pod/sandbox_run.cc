@@ -147,7 +147,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600, Durability::kVolatile));
   steps.Step("pause_bundle");
   MonitorPtr monitor = MonitorFor(runtime.get(), config);
-  const std::string monitor_dir = absl::StrCat(config.run_root, "/monitor/", s.id);
+  const std::string monitor_dir = MonitorDir(s.id);
   absl::StatusOr<pid_t> pid = monitor->Create({.id = s.id,
                                               .name = s.Key(),
                                               .bundle = bundle,
