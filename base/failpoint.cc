@@ -12,7 +12,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "base/logging.h"
 
 namespace berth {
@@ -32,9 +34,9 @@ const std::vector<std::string>& AllFailpoints() {
       "container.create.intent_recorded",
       "container.create.rootfs_mounted",
       "container.create.spec_written",
-      "container.create.runtime_created",
       // StartContainer
       "container.start.begin",
+      "container.start.runtime_created",
       "container.start.runtime_started",
       // StopPodSandbox
       "sandbox.stop.containers_stopped",
@@ -62,6 +64,7 @@ namespace {
 
 struct Armed {
   bool kill = false;
+  int delay_ms = -1;  // >= 0: the step waits this long, then goes on
   int remaining = -1;  // hits left; -1 = every hit
 };
 
@@ -84,11 +87,17 @@ void Parse(absl::string_view spec, std::map<std::string, Armed, std::less<>>& ou
     std::pair<absl::string_view, absl::string_view> mode_count =
         absl::StrSplit(kv.second, absl::MaxSplits('*', 1));
     Armed armed;
+    absl::string_view delay = mode_count.first;
     if (mode_count.first == "kill") {
       armed.kill = true;
+    } else if (absl::ConsumePrefix(&delay, "delay:")) {
+      if (!absl::SimpleAtoi(delay, &armed.delay_ms) || armed.delay_ms < 0) {
+        spdlog::error("failpoint {}: bad delay \"{}\", ignored", kv.first, delay);
+        continue;
+      }
     } else if (mode_count.first != "error") {
-      spdlog::error("failpoint {}: unknown mode \"{}\" (error or kill), ignored", kv.first,
-                    mode_count.first);
+      spdlog::error("failpoint {}: unknown mode \"{}\" (error, kill or delay:<ms>), ignored",
+                    kv.first, mode_count.first);
       continue;
     }
     if (!mode_count.second.empty() && !absl::SimpleAtoi(mode_count.second, &armed.remaining)) {
@@ -113,6 +122,7 @@ absl::Status Failpoint(absl::string_view name) {
   Registry& r = TheRegistry();
   if (r.loaded && !r.any_armed) return absl::OkStatus();
   bool kill = false;
+  int delay_ms = -1;
   {
     absl::MutexLock lock(&r.mu);
     if (!r.loaded) {
@@ -134,6 +144,12 @@ absl::Status Failpoint(absl::string_view name) {
     if (it->second.remaining == 0) return absl::OkStatus();
     if (it->second.remaining > 0) --it->second.remaining;
     kill = it->second.kill;
+    delay_ms = it->second.delay_ms;
+  }
+  if (delay_ms >= 0) {
+    spdlog::warn("failpoint {} hit: delaying the step {} ms", name, delay_ms);
+    absl::SleepFor(absl::Milliseconds(delay_ms));
+    return absl::OkStatus();
   }
   spdlog::warn("failpoint {} hit: {}", name, kill ? "killing berthd" : "failing the step");
   if (kill) {

@@ -14,8 +14,9 @@ namespace berth {
 // Failpoint() is an inline OK and costs nothing.
 //
 // Armed from the environment at the first hit: BERTH_FAILPOINTS="name=mode[,name=mode...]", mode
-// `error` (the step fails with Internal "failpoint <name>"), `kill` (SIGKILL to berthd itself) or
-// either with `*N` to fire only on the first N hits (`error*1`). Every hit is logged.
+// `error` (the step fails with Internal "failpoint <name>"), `kill` (SIGKILL to berthd itself),
+// `delay:<ms>` (the step waits, then goes on: a slow step, for the retry tests), each with `*N` to
+// fire only on the first N hits (`error*1`). Every hit is logged.
 // Thread-safe.
 #ifdef BERTH_FAILPOINTS
 absl::Status Failpoint(absl::string_view name);

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace berth {
@@ -27,6 +28,16 @@ TEST(FailpointTest, ErrorModeFailsTheStepAsManyTimesAsAsked) {
   EXPECT_TRUE(Failpoint("sandbox.run.pause_created").ok());
   ArmFailpoints("");
   EXPECT_TRUE(Failpoint("container.start.begin").ok());
+}
+
+TEST(FailpointTest, DelayModeHoldsTheStepThenLetsItGoOn) {
+  ArmFailpoints("container.create.spec_written=delay:200*1,container.start.begin=delay:soon");
+  const absl::Time before = absl::Now();
+  EXPECT_TRUE(Failpoint("container.create.spec_written").ok());
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(200));
+  EXPECT_TRUE(Failpoint("container.create.spec_written").ok());  // once only
+  EXPECT_TRUE(Failpoint("container.start.begin").ok());           // a bad delay arms nothing
+  ArmFailpoints("");
 }
 
 TEST(FailpointTest, KillModeKillsTheProcess) {
