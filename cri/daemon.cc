@@ -250,7 +250,8 @@ absl::Status Daemon::Run() {
     for (const pod::ContainerPtr& c : containers.List()) {
       const size_t state = static_cast<size_t>(c->state);
       if (state < counts.containers.size()) ++counts.containers[state];
-      if (c->state != pod::Container::State::kExited) {
+      // A created container has its monitor from its start on.
+      if (c->state != pod::Container::State::kExited && c->pid != 0) {
         ++(pod::MonitorAlive(c->monitor_pid, c->id, c->sandbox_id) ? counts.monitors_alive
                                                     : counts.monitors_gone);
       }

@@ -78,6 +78,8 @@ struct ContainerSpec {
 //                          └──────────── start fails / pod stops ──────────────────────┘
 //   RemoveContainer from any state (a running one is killed first) ──> (gone)
 //
+// CREATED is a bundle (root filesystem and spec) and a record; the runtime makes the container
+// and its monitor at StartContainer (pid and monitor_pid are 0 until then).
 // UNKNOWN only while recovery cannot tell. Records are immutable snapshots; the manager persists
 // each change before it publishes it.
 struct Container {

@@ -124,7 +124,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
     return intended;
   }
   steps.Step("record_intent");
-  if (absl::Status made = Make(c, *sandbox, **image, spec, target_pid, key, steps); !made.ok()) {
+  if (absl::Status made = Make(c, *sandbox, **image, target_pid, steps); !made.ok()) {
     store_.EndIntent(c.id, Teardown(c));
     names_.Release(key, c.id);
     return Annotate(made, absl::StrCat("create container ", spec.name));
@@ -148,12 +148,13 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
 }
 
 absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
-                                    const image::ImageRecord& image, const ContainerSpec& spec,
-                                    pid_t target_pid, const std::string& key,
+                                    const image::ImageRecord& image, pid_t target_pid,
                                     StepTimer& steps) {
   RETURN_IF_ERROR(Failpoint("container.create.intent_recorded"));
   auto config = config_();
-  // Root filesystem, then the spec (users resolve in it), then the monitor creates it.
+  // Root filesystem, then the spec (users resolve in it). The runtime makes the container at
+  // StartContainer (CreateInRuntime), as containerd's task is: kubelet starts a container right
+  // after creating it, and the create it waits on is then the mount, the spec and one record.
   const std::string dir = ContainerDir(c.id);
   std::vector<std::string> layer_dirs;
   for (const std::string& chain : c.chain_ids) layer_dirs.push_back(images_->LayerDir(chain) + "/diff");
@@ -193,32 +194,54 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   RETURN_IF_ERROR(Failpoint("container.create.spec_written"));
   steps.Step("spec_write");
 
-  std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler);
-  if (runtime == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("runtime handler \"", c.runtime_handler, "\" is no longer configured"));
-  }
-  MonitorPtr monitor = monitors_(runtime.get(), *config);
-  ASSIGN_OR_RETURN(c.pid, monitor->Create({.id = c.id,
-                                          .name = key,
-                                          .bundle = dir,
-                                          .log_path = c.log_path,
-                                          .exit_dir = config->run_root + "/exits",
-                                          .persist_dir = MonitorDir(c.id),
-                                          .socket_dir = config->run_root + "/socks",
-                                          .log_size_max = config->monitor.log_size_max,
-                                          .tty = spec.tty,
-                                          .stdin = spec.stdin,
-                                          .stdin_once = spec.stdin_once,
-                                          .pod_id = c.sandbox_id,
-                                          // the pod's monitor: the pause's directory
-                                          .pod_dir = MonitorDir(c.sandbox_id)}));
-  c.monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
-  RETURN_IF_ERROR(Failpoint("container.create.runtime_created"));
-  steps.Step("runtime_create");
   RETURN_IF_ERROR(Persist(c));
   steps.Step("persist");
   return absl::OkStatus();
+}
+
+absl::Status ContainerManager::CreateInRuntime(const Container& c, OciRuntime* runtime,
+                                               StepTimer& steps) {
+  ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(c.sandbox_id));
+  auto config = config_();
+  MonitorPtr monitor = monitors_(runtime, *config);
+  const std::string dir = ContainerDir(c.id);
+  ASSIGN_OR_RETURN(const pid_t pid, monitor->Create({.id = c.id,
+                                                     .name = c.Key(*sandbox),
+                                                     .bundle = dir,
+                                                     .log_path = c.log_path,
+                                                     .exit_dir = config->run_root + "/exits",
+                                                     .persist_dir = MonitorDir(c.id),
+                                                     .socket_dir = config->run_root + "/socks",
+                                                     .log_size_max = config->monitor.log_size_max,
+                                                     .tty = c.spec.tty,
+                                                     .stdin = c.spec.stdin,
+                                                     .stdin_once = c.spec.stdin_once,
+                                                     .pod_id = c.sandbox_id,
+                                                     // the pod's monitor: the pause's directory
+                                                     .pod_dir = MonitorDir(c.sandbox_id)}));
+  const pid_t monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
+  RETURN_IF_ERROR(Failpoint("container.start.runtime_created"));
+  steps.Step("runtime_create");
+  // Recorded before the start: a berthd killed from here on finds the process by its record.
+  return UpdateStatus(c.id, [&](Container& next) {
+    next.pid = pid;
+    next.monitor_pid = monitor_pid;
+    return true;
+  });
+}
+
+absl::Status ContainerManager::EndInRuntime(const Container& c) {
+  absl::Status first;
+  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler)) {
+    first = runtime->Delete(c.id, /*force=*/true);
+  } else {
+    first = absl::FailedPreconditionError(absl::StrCat(
+        "runtime handler \"", c.runtime_handler, "\" is no longer configured: the container "
+        "cannot be deleted"));
+  }
+  // The monitor ends with its container; its exit file must land before the files go.
+  EndMonitor(ContainerDir(c.id) + "/conmon-pidfile", c.id);
+  return first;
 }
 
 absl::Status ContainerManager::Teardown(const Container& c) {
@@ -229,25 +252,23 @@ absl::Status ContainerManager::Teardown(const Container& c) {
       if (first.ok()) first = status;
     }
   };
-  if (std::unique_ptr<OciRuntime> runtime = RuntimeFor(c.runtime_handler)) {
-    step(runtime->Delete(c.id, /*force=*/true));
-  } else {
-    step(absl::FailedPreconditionError(absl::StrCat(
-        "runtime handler \"", c.runtime_handler, "\" is no longer configured: the container "
-        "cannot be deleted")));
-  }
-  // The monitor ends with its container; its exit file must land before the files go.
-  EndMonitor(ContainerDir(c.id) + "/conmon-pidfile", c.id);
+  step(EndInRuntime(c));
   step(Failpoint("container.remove.runtime_deleted"));
   step(image::RemoveRootfs(ContainerDir(c.id)));
   step(Failpoint("container.remove.rootfs_removed"));
+  step(RemoveMonitorFiles(c));
+  return first;
+}
+
+absl::Status ContainerManager::RemoveMonitorFiles(const Container& c) {
   for (const std::string& path : {MonitorDir(c.id), ExitFile(c.id),
-                                  absl::StrCat(config_()->run_root, "/socks/", c.id)}) {
+                                  absl::StrCat(config_()->run_root, "/socks/", c.id),
+                                  ContainerDir(c.id) + "/conmon-pidfile"}) {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
-    if (ec) step(absl::InternalError(absl::StrCat("remove ", path, ": ", ec.message())));
+    if (ec) return absl::InternalError(absl::StrCat("remove ", path, ": ", ec.message()));
   }
-  return first;
+  return absl::OkStatus();
 }
 
 }  // namespace berth::pod

@@ -55,6 +55,10 @@ int SignalNumber(const std::string& name) {
 absl::Status ContainerManager::Start(const std::string& id) {
   StepTimer steps("StartContainer");
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
+  // As at create: shared with other starts and creates, exclusive with StopPodSandbox, so that
+  // no container of a pod that is stopping gets a process.
+  std::shared_ptr<absl::Mutex> sandbox_op = sandboxes_->OperationLock(found->sandbox_id);
+  absl::ReaderMutexLock sandbox_lock(sandbox_op.get());
   std::shared_ptr<absl::Mutex> op = op_locks_.Get(found->id);
   absl::MutexLock op_lock(op.get());
   ASSIGN_OR_RETURN(ContainerPtr c, Get(found->id));
@@ -72,6 +76,8 @@ absl::Status ContainerManager::Start(const std::string& id) {
     starting_[c->id] = std::nullopt;
   }
   absl::Status started = Failpoint("container.start.begin");
+  // The runtime makes it now (unless a start that berthd did not see through made it already).
+  if (started.ok() && c->pid == 0) started = CreateInRuntime(*c, runtime.get(), steps);
   if (started.ok()) started = runtime->Start(c->id);
   if (started.ok()) started = Failpoint("container.start.runtime_started");
   steps.Step("runtime_start");
@@ -121,6 +127,20 @@ absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds 
   absl::StatusOr<ContainerPtr> c = Get((*found)->id);
   if (!c.ok() || (*c)->state == Container::State::kExited) return absl::OkStatus();
   const std::string full_id = (*c)->id;
+  if ((*c)->pid == 0) {
+    // Created, never started: the runtime has no process of it, there is nothing to signal.
+    // Recorded as the runtime's kill of a created container would have ended (cri-o's).
+    const int64_t now = absl::ToUnixNanos(clock_.Now());
+    return UpdateStatus(full_id, [&](Container& next) {
+      if (next.state == Container::State::kExited) return false;
+      next.state = Container::State::kExited;
+      next.finished_at_ns = now;
+      next.exit_code = 128 + SIGKILL;
+      next.reason = "Error";
+      next.message = "stopped before it was started";
+      return true;
+    });
+  }
   std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler);
   if (runtime == nullptr) {
     return absl::FailedPreconditionError(
@@ -214,6 +234,17 @@ absl::Status ContainerManager::RemoveAllIn(const std::string& sandbox_id) {
   return EachIn(sandbox_id, [this](const std::string& id) { return Remove(id); });
 }
 
+absl::Status ContainerManager::UpdateSpecResources(const std::string& id,
+                                                   const nlohmann::json& resources) {
+  const std::string path = ContainerDir(id) + "/config.json";
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  nlohmann::json spec = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!spec.is_object()) return absl::InternalError(absl::StrCat(path, " is not a JSON object"));
+  // Objects merge key by key (cgroup v2's unified map too), like runc update's.
+  spec["linux"]["resources"].merge_patch(resources);
+  return WriteFileAtomic(path, spec.dump(), 0600, Durability::kVolatile);
+}
+
 absl::Status ContainerManager::UpdateResources(const std::string& id,
                                                const ResourcesSpec& resources) {
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
@@ -232,7 +263,10 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
   const nlohmann::json applied = OciResources(merged, sandboxes_->CgroupsFor(*sandbox), who);
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
-  if (!applied.empty()) {
+  if (!applied.empty() && c->pid == 0) {
+    // Not in the runtime yet: the spec it will be made from takes the change.
+    RETURN_IF_ERROR(Annotate(UpdateSpecResources(c->id, applied), "update " + who));
+  } else if (!applied.empty()) {
     RETURN_IF_ERROR(Annotate(runtime->Update(c->id, applied.dump()), "update " + who));
   }
   // ContainerStatus reports what kubelet asked for, whatever this host could apply of it.

@@ -18,6 +18,7 @@
 #include "base/work_pool.h"
 #include "base/sqlite.h"
 #include "config/config.h"
+#include "nlohmann/json_fwd.hpp"
 #include "image/store.h"
 #include "pod/container.h"
 #include "pod/events.h"
@@ -92,8 +93,9 @@ class ContainerManager {
   // finished after `origin` has gone is kept for the retry of the same request.
   absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerSpec& spec,
                                      const RequestOrigin& origin = {});
-  // StartContainer: FailedPrecondition unless CREATED; if the runtime cannot start the process
-  // the container is EXITED (ContainerCannotRun) and the error returned.
+  // StartContainer: FailedPrecondition unless CREATED; the runtime creates the container (its
+  // bundle was made by Create) and starts it. If it cannot, the container is EXITED
+  // (ContainerCannotRun) and the error returned.
   absl::Status Start(const std::string& id);
   // StopContainer: the stop signal, up to `timeout` for the exit, then SIGKILL; returns once the
   // exit is recorded. OK for unknown ids and stopped containers.
@@ -162,10 +164,21 @@ class ContainerManager {
   // bundle, monitor files): idempotent, goes on past a failing step, returns the first error.
   // Undoes a failed or interrupted create; the end of RemoveContainer.
   absl::Status Teardown(const Container& c);
-  // The steps of Create after its intent is recorded.
+  // The steps of Create after its intent is recorded: root filesystem, spec, record.
   absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
-                    const ContainerSpec& spec, pid_t target_pid, const std::string& key,
-                    StepTimer& steps);
+                    pid_t target_pid, StepTimer& steps);
+  // The first step of StartContainer: the monitor has the runtime create the container from its
+  // bundle; its process and monitor are recorded (still CREATED) before `runtime start`.
+  absl::Status CreateInRuntime(const Container& c, OciRuntime* runtime, StepTimer& steps);
+  // Deletes the container from its runtime (forced) and ends its monitor; idempotent.
+  absl::Status EndInRuntime(const Container& c);
+  // Removes the monitor's files of the container: exit and oom files, attach socket, pid file.
+  absl::Status RemoveMonitorFiles(const Container& c);
+  // Recovery of a CREATED container the runtime had not made (or not recorded making): undoes
+  // what a start cut short left; exits it if it can no longer start. True if it changed.
+  bool SettleUnstarted(const Container& c);
+  // Merges OCI `resources` into the bundle's spec (a container the runtime has not made yet).
+  absl::Status UpdateSpecResources(const std::string& id, const nlohmann::json& resources);
   std::unique_ptr<OciRuntime> RuntimeFor(const std::string& handler) const;
   // The exit watcher's callbacks: an exit file was written (a container's or a pause's); and
   // every few seconds, monitors that died without writing one.

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "base/logging.h"
+#include "base/mount.h"
 #include "base/status_macros.h"
 #include "pod/container_manager.h"
 #include "pod/exit_watcher.h"
@@ -22,6 +23,33 @@ namespace {
 constexpr auto kCheckEvery = std::chrono::seconds(2);
 
 }  // namespace
+
+bool ContainerManager::SettleUnstarted(const Container& c) {
+  // A start cut short before its process was recorded may have left the runtime's container and
+  // its monitor: undone, so that the next StartContainer makes them afresh.
+  absl::Status undone = EndInRuntime(c);
+  if (undone.ok()) undone = RemoveMonitorFiles(c);
+  if (!undone.ok()) spdlog::warn("container {}: {}", c.id, undone.message());
+  absl::StatusOr<SandboxPtr> sandbox = sandboxes_->Get(c.sandbox_id);
+  if (undone.ok() && sandbox.ok() && (*sandbox)->state == Sandbox::State::kReady &&
+      IsMountPoint(ContainerDir(c.id) + "/rootfs")) {
+    return false;  // as it was: startable
+  }
+  // Its pod is gone or stopped, or the node restarted (the root filesystem is not mounted):
+  // it can never start.
+  const int64_t now = absl::ToUnixNanos(clock_.Now());
+  absl::Status s = UpdateStatus(c.id, [&](Container& next) {
+    next.state = Container::State::kExited;
+    next.finished_at_ns = now;
+    next.exit_code = 255;
+    next.reason = "Error";
+    next.message = undone.ok() ? "its pod or root filesystem went before it was started"
+                               : std::string(undone.message());
+    return true;
+  });
+  if (!s.ok()) spdlog::error("container {}: {}", c.id, s.message());
+  return true;
+}
 
 absl::Status ContainerManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<std::string> records, store_.Load());
@@ -54,6 +82,10 @@ absl::Status ContainerManager::Recover() {
   int settled = 0;
   for (const ContainerPtr& c : List()) {
     if (c->state == Container::State::kExited) continue;
+    if (c->state == Container::State::kCreated && c->pid == 0) {
+      if (SettleUnstarted(*c)) ++settled;
+      continue;
+    }
     if (::access(ExitFile(c->id).c_str(), F_OK) == 0) {
       RecordExit(c->id, false);
       ++settled;

@@ -710,6 +710,41 @@ TEST_P(ContainerTest, StoppingThePodStopsItsContainers) {
   EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_P(ContainerTest, ACreatedContainerHasNoProcessUntilItStarts) {
+  // As containerd's: CreateContainer makes the bundle; the runtime makes the container (and the
+  // monitor its process) at StartContainer.
+  auto in_runtime = [&](const std::string& id) {
+    absl::StatusOr<CommandResult> state =
+        RunCommand({"/usr/sbin/runc", "--root", daemon_->run_root() + "/runc", "state", id});
+    return state.ok() && state->exit_code == 0;
+  };
+  absl::StatusOr<std::string> started = Create(Config("started", {"sleep", "1000"}));
+  ASSERT_TRUE(started.ok()) << started.status() << daemon_->Log();
+  absl::StatusOr<std::string> stopped = Create(Config("stopped", {"sleep", "1000"}));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  for (const std::string& id : {*started, *stopped}) {
+    absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(id, /*verbose=*/true);
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_CREATED);
+    EXPECT_EQ(nlohmann::json::parse(status->info().at("info"))["pid"], 0);
+    EXPECT_FALSE(in_runtime(id));
+  }
+  ASSERT_TRUE(Start(*started).ok()) << daemon_->Log();
+  EXPECT_EQ(State(*started), runtime::v1::CONTAINER_RUNNING);
+  EXPECT_TRUE(in_runtime(*started));
+  // Stopped before it ever started: exited at once, as a kill of the runtime's init would end
+  // it; it cannot start any more.
+  ASSERT_TRUE(Stop(*stopped, 10).ok());
+  absl::StatusOr<runtime::v1::ContainerStatusResponse> status = Status(*stopped);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->status().state(), runtime::v1::CONTAINER_EXITED);
+  EXPECT_EQ(status->status().exit_code(), 128 + SIGKILL);
+  EXPECT_EQ(status->status().message(), "stopped before it was started");
+  EXPECT_EQ(Start(*stopped).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(in_runtime(*stopped));
+  EXPECT_TRUE(Remove(*stopped).ok());
+}
+
 TEST_P(ContainerTest, SurvivesBerthdBeingKilled) {
   absl::StatusOr<std::string> running = CreateAndStart(Config("stays", {"sleep", "1000"}));
   ASSERT_TRUE(running.ok()) << running.status();
@@ -1479,8 +1514,10 @@ TEST_P(ContainerTest, MonitorsAreOnePerPodOrOnePerContainerAsConfigured) {
   const bool per_pod = IsDefaultMonitor();
   absl::StatusOr<std::string> a = CreateAndStart(Config("runs", {"sleep", "1000"}));
   ASSERT_TRUE(a.ok()) << a.status();
-  // Counted before it starts: a container that has exited may have taken its monitor along.
-  absl::StatusOr<std::string> b = Create(Config("ends", {"sh", "-c", "echo done; exit 3"}));
+  // Counted while it runs (a container has its monitor from its start on; one that has exited
+  // may have taken it along): it ends when told to.
+  absl::StatusOr<std::string> b = CreateAndStart(Config(
+      "ends", {"sh", "-c", "while [ ! -e /tmp/end ]; do sleep 0.05; done; echo done; exit 3"}));
   ASSERT_TRUE(b.ok()) << b.status();
   auto monitor_of = [&](const std::string& id) {
     return nlohmann::json::parse(Status(id, true)->info().at("info"))["monitorPid"].get<int>();
@@ -1509,7 +1546,7 @@ TEST_P(ContainerTest, MonitorsAreOnePerPodOrOnePerContainerAsConfigured) {
     EXPECT_EQ(monitors, 3);
   }
 
-  ASSERT_TRUE(Start(*b).ok());
+  ASSERT_TRUE(Exec(*b, {"touch", "/tmp/end"}).ok());
   ASSERT_TRUE(AwaitExit(*b));
   EXPECT_EQ(Status(*b)->status().exit_code(), 3);
   EXPECT_THAT(Log("ends"), HasSubstr(" stdout F done\n"));

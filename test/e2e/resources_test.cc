@@ -163,6 +163,20 @@ class ResourcesTest : public ::testing::Test {
 
   absl::StatusOr<std::string> CreateAndStart(const std::string& name,
                                              const runtime::v1::LinuxContainerResources& r) {
+    absl::StatusOr<std::string> id = Create(name, r);
+    if (!id.ok()) return id.status();
+    if (absl::Status s = Start(*id); !s.ok()) return s;
+    return *id;
+  }
+
+  absl::Status Start(const std::string& id) {
+    runtime::v1::StartContainerRequest start;
+    start.set_container_id(id);
+    return cri().Call(&RuntimeService::Stub::StartContainer, start).status();
+  }
+
+  absl::StatusOr<std::string> Create(const std::string& name,
+                                     const runtime::v1::LinuxContainerResources& r) {
     runtime::v1::CreateContainerRequest request;
     request.set_pod_sandbox_id(pod_);
     runtime::v1::ContainerConfig* c = request.mutable_config();
@@ -176,12 +190,6 @@ class ResourcesTest : public ::testing::Test {
     absl::StatusOr<runtime::v1::CreateContainerResponse> created =
         cri().Call(&RuntimeService::Stub::CreateContainer, request);
     if (!created.ok()) return created.status();
-    runtime::v1::StartContainerRequest start;
-    start.set_container_id(created->container_id());
-    if (absl::Status s = cri().Call(&RuntimeService::Stub::StartContainer, start).status();
-        !s.ok()) {
-      return s;
-    }
     return created->container_id();
   }
 
@@ -331,6 +339,33 @@ TEST_F(ResourcesTest, KubeletShapedContainersStartAndUpdate) {
   status = Status(*burstable).first;
   EXPECT_EQ(status.resources().linux().memory_limit_in_bytes(), 128 * kMi);
   EXPECT_EQ(status.resources().linux().cpu_shares(), 102);
+}
+
+TEST_F(ResourcesTest, AnUpdateOfACreatedContainerHoldsOnceItStarts) {
+  // The runtime makes the container at StartContainer: an update before that goes into the
+  // spec it is made from.
+  absl::StatusOr<std::string> id =
+      Create("updated-early", KubeletResources(102, 50000, 64 * kMi, 1000));
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  runtime::v1::UpdateContainerResourcesRequest update;
+  update.set_container_id(*id);
+  *update.mutable_linux() = KubeletResources(204, 30000, 96 * kMi, 1000);
+  absl::Status updated =
+      cri().Call(&RuntimeService::Stub::UpdateContainerResources, update).status();
+  ASSERT_TRUE(updated.ok()) << updated << daemon_->Log();
+  auto [created, created_info] = Status(*id);
+  EXPECT_EQ(created.state(), runtime::v1::CONTAINER_CREATED);
+  EXPECT_EQ(created.resources().linux().memory_limit_in_bytes(), 96 * kMi);
+  EXPECT_EQ(created_info["runtimeSpec"]["linux"]["resources"]["memory"]["limit"], 96 * kMi);
+
+  ASSERT_TRUE(Start(*id).ok()) << daemon_->Log();
+  const pid_t pid = Status(*id).second["pid"].get<int>();
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(MemoryLimit(pid), std::to_string(96 * kMi));
+  EXPECT_EQ(CpuMax(pid), "30000 100000");
+  EXPECT_EQ(CpuWeight(pid), WeightFor(204));
+  // The rest of the spec is as it was made: the command runs.
+  EXPECT_EQ(Status(*id).first.state(), runtime::v1::CONTAINER_RUNNING);
 }
 
 }  // namespace

@@ -132,6 +132,15 @@ TEST_F(RetryTest, ASandboxFinishedAfterItsCallerLeftIsHandedToTheRetry) {
 }
 
 TEST_F(RetryTest, ARetryWhileTheCreateIsStillUnderWayWaitsForIt) {
+#ifndef BERTH_FAILPOINTS
+  GTEST_SKIP() << "the slow create is a failpoint's delay: a build with BERTH_FAILPOINTS";
+#endif
+  // CreateContainer starts no process (the monitor and the runtime come at StartContainer): its
+  // slow step is a failpoint's delay, longer than the caller waits.
+  daemon_->Kill();
+  ASSERT_TRUE(
+      daemon_->Start({"BERTH_FAILPOINTS=container.create.spec_written=delay:3000*1"}).ok())
+      << daemon_->Log();
   absl::StatusOr<std::string> pod = RunPod(PodConfig("pod"), std::chrono::seconds(30));
   ASSERT_TRUE(pod.ok()) << pod.status();
   runtime::v1::ContainerConfig c;
@@ -140,11 +149,9 @@ TEST_F(RetryTest, ARetryWhileTheCreateIsStillUnderWayWaitsForIt) {
   c.add_command("sleep");
   c.add_command("1000");
   c.set_log_path("app.log");
-  Slow(true);
   absl::StatusOr<std::string> first = Create(*pod, c, std::chrono::seconds(1));
   ASSERT_TRUE(absl::IsDeadlineExceeded(first.status())) << first.status();
   // Retried at once, as kubelet's next sync may: it waits for the create under way.
-  Slow(false);
   absl::StatusOr<std::string> retry = Create(*pod, c, std::chrono::seconds(30));
   ASSERT_TRUE(retry.ok()) << retry.status() << daemon_->Log();
   EXPECT_EQ(Containers(), 1);

@@ -4,13 +4,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "gmock/gmock.h"
@@ -142,9 +145,10 @@ class ManagersTest : public ::testing::Test {
     return pid;
   }
 
-  // A container record as a create that finished would have left it.
+  // A container record as a create that finished would have left it; but for one CREATED with
+  // `in_runtime` false, as if the runtime had made it too (its start cut short after that).
   Container PutContainer(const std::string& sandbox_id, const std::string& id,
-                         Container::State state, pid_t monitor_pid) {
+                         Container::State state, pid_t monitor_pid, bool in_runtime = true) {
     Container c;
     c.id = id;
     c.sandbox_id = sandbox_id;
@@ -152,6 +156,7 @@ class ManagersTest : public ::testing::Test {
     c.state = state;
     c.runtime_handler = "runc";
     c.monitor_pid = monitor_pid;
+    if (in_runtime) c.pid = testing::kNoSuchPid;
     RecordStore store(db_.get(), "containers", "sandbox_id");
     EXPECT_TRUE(store.Load().ok());
     EXPECT_TRUE(store.Put(id, id + "_key", sandbox_id, ContainerToJson(c)).ok());
@@ -411,6 +416,45 @@ TEST_F(ManagersTest, ExitsAreRecordedWhileAStartIsInTheRuntime) {
   EXPECT_EQ(slow->state, Container::State::kExited);
   EXPECT_EQ(slow->exit_code, 1);
   EXPECT_GT(slow->started_at_ns, 0);
+}
+
+// CreateContainer leaves the runtime out; StartContainer has it make the container, then
+// records the process. A berthd killed between the two finds a CREATED record without one: what
+// the runtime and the monitor made is undone, and the container can start again, unless it can
+// no longer (its root filesystem went with a reboot).
+TEST_F(ManagersTest, AStartCutShortBeforeItsProcessWasRecordedIsUndoneAndStartsAgain) {
+  absl::StatusOr<std::string> pod = sandboxes_->Run(Pod("web"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  PutContainer(*pod, "cut", Container::State::kCreated, 0, /*in_runtime=*/false);
+  PutContainer(*pod, "rebooted", Container::State::kCreated, 0, /*in_runtime=*/false);
+  const std::string rootfs = containers_->ContainerDir("cut") + "/rootfs";
+  ASSERT_TRUE(MakeDirs(rootfs).ok());
+  ASSERT_EQ(::mount("tmpfs", rootfs.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+  absl::Cleanup unmount = [&] { ::umount2(rootfs.c_str(), MNT_DETACH); };
+  for (const std::string id : {"cut", "rebooted"}) {
+    fake_.SetStatus(id, "created");
+    ASSERT_TRUE(MakeDirs(containers_->MonitorDir(id)).ok());
+    ASSERT_TRUE(WriteFileAtomic(containers_->MonitorDir(id) + "/oom", "").ok());
+  }
+  Open();
+  for (const std::string id : {"cut", "rebooted"}) {
+    EXPECT_TRUE(fake_.Called("delete " + id)) << id;
+    EXPECT_EQ(fake_.StatusOf(id), "") << id;
+    EXPECT_FALSE(fs::exists(containers_->MonitorDir(id))) << id;
+  }
+  ContainerPtr cut = *containers_->Get("cut");
+  EXPECT_EQ(cut->state, Container::State::kCreated);
+  EXPECT_EQ(cut->pid, 0);
+  ContainerPtr rebooted = *containers_->Get("rebooted");
+  EXPECT_EQ(rebooted->state, Container::State::kExited);
+  EXPECT_EQ(rebooted->exit_code, 255);
+
+  ASSERT_TRUE(containers_->Start("cut").ok());
+  EXPECT_TRUE(fake_.Called("create cut"));
+  cut = *containers_->Get("cut");
+  EXPECT_EQ(cut->state, Container::State::kRunning);
+  EXPECT_EQ(cut->pid, testing::kNoSuchPid);
+  EXPECT_EQ(fake_.StatusOf("cut"), "running");
 }
 
 }  // namespace
