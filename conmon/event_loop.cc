@@ -280,7 +280,7 @@ void EventLoop::OnRuntimeExit(Container& c, int status) {
       why = runtime_ok ? "the runtime wrote no pid file"
                        : "the runtime exited with status " + std::to_string(ExitStatusOf(status));
     }
-    return Fail(c, o.runtime + (o.exec ? " exec: " : " create: ") + why);
+    return Fail(c, o.runtime + (o.exec ? " exec: " : o.run ? " run: " : " create: ") + why);
   }
   if (o.terminal && c.stdio.out < 0) return Fail(c, "the runtime did not set up the terminal");
   c.pid = pid;

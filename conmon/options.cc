@@ -29,6 +29,7 @@ enum LongOnly {
   kPodMonitor,
   kPodId,
   kPodIdleTimeout,
+  kRun,
   kIgnoredWithValue,
   kIgnoredFlag,
 };
@@ -65,6 +66,7 @@ const option kOptions[] = {
     {"pod-monitor", required_argument, nullptr, kPodMonitor},
     {"pod-id", required_argument, nullptr, kPodId},
     {"pod-idle-timeout", required_argument, nullptr, kPodIdleTimeout},
+    {"run", no_argument, nullptr, kRun},
     // Accepted for compatibility; they change nothing a CRI client sees.
     {"log-level", required_argument, nullptr, kIgnoredWithValue},
     {"log-tag", required_argument, nullptr, kIgnoredWithValue},
@@ -149,6 +151,7 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
         break;
       case kVersion: o->version = true; break;
       case kPodMonitor: o->pod_socket = optarg; break;
+      case kRun: o->run = true; break;
       case kPodId: o->pod_id = optarg; break;
       case kPodIdleTimeout:
         if (!ParseInt(optarg, 1, 86400, &number)) {
@@ -167,7 +170,9 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
   if (!o->pod_socket.empty() || !o->pod_id.empty()) {
     if (o->pod_socket.empty() || o->pod_socket[0] != '/') return "--pod-monitor needs an absolute path";
     if (o->pod_id.empty()) return "--pod-monitor needs --pod-id";
-    if (!o->cid.empty() || o->exec) return "--pod-monitor takes containers on its socket, not --cid or --exec";
+    if (!o->cid.empty() || o->exec || o->run) {
+      return "--pod-monitor takes containers on its socket, not --cid, --exec or --run";
+    }
     return "";
   }
   if (o->cid.empty()) return "--cid is required";
@@ -181,6 +186,7 @@ std::string ParseOptions(int argc, char** argv, Options* o) {
   if (o->container_pidfile.empty()) o->container_pidfile = o->bundle + "/pidfile-" + o->cid;
   if (o->exec && o->exec_process_spec.empty()) return "--exec needs --exec-process-spec";
   if (!o->exec && !o->exec_process_spec.empty()) return "--exec-process-spec needs --exec";
+  if (o->exec && o->run) return "--run makes a container: not with --exec";
   if (o->log_path.rfind("k8s-file:", 0) == 0) {
     o->log_path = o->log_path.substr(sizeof "k8s-file:" - 1);
   } else if (o->log_path.find(':') != std::string::npos && o->log_path[0] != '/') {

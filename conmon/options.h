@@ -30,6 +30,9 @@ struct Options {
   bool leave_stdin_open = false;   // --leave-stdin-open
   bool no_sync_log = false;        // --no-sync-log
   bool exec = false;               // -e/--exec
+  // berth-conmon's own: `runtime run --detach` instead of `create`, the container started as it
+  // is made (berthd's StartContainer then has no `runtime start` to run).
+  bool run = false;                // --run
   std::string exec_process_spec;   // --exec-process-spec
   int timeout = 0;                 // -T/--timeout (seconds; exec)
   bool sync = false;               // --sync: do not daemonize

@@ -22,7 +22,12 @@ std::vector<std::string> RuntimeArgv(const Options& o, const std::string& consol
                              o.exec_process_spec, "--detach"});
     if (o.terminal) argv.emplace_back("--tty");
   } else {
-    argv.insert(argv.end(), {"create", "--bundle", o.bundle, "--pid-file", o.container_pidfile});
+    if (o.run) {
+      argv.insert(argv.end(), {"run", "--detach", "--bundle", o.bundle, "--pid-file",
+                               o.container_pidfile});
+    } else {
+      argv.insert(argv.end(), {"create", "--bundle", o.bundle, "--pid-file", o.container_pidfile});
+    }
     if (o.no_pivot) argv.emplace_back("--no-pivot");
     if (o.no_new_keyring) argv.emplace_back("--no-new-keyring");
   }

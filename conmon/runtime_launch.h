@@ -21,7 +21,7 @@ struct WorkerFds {
   int in = -1, out = -1, err = -1;
 };
 
-// The runtime's command line for `create` or `exec --detach`.
+// The runtime's command line for `create`, `run --detach` (--run) or `exec --detach`.
 std::vector<std::string> RuntimeArgv(const Options& o, const std::string& console_socket);
 
 // Makes the pipes. Returns errno on failure, 0 on success.

@@ -199,11 +199,13 @@ absl::Status ContainerManager::Make(Container& c, const Sandbox& sandbox,
   return absl::OkStatus();
 }
 
-absl::Status ContainerManager::CreateInRuntime(const Container& c, OciRuntime* runtime,
-                                               StepTimer& steps) {
+absl::StatusOr<bool> ContainerManager::CreateInRuntime(const Container& c, OciRuntime* runtime,
+                                                       StepTimer& steps) {
   ASSIGN_OR_RETURN(SandboxPtr sandbox, sandboxes_->Get(c.sandbox_id));
   auto config = config_();
   MonitorPtr monitor = monitors_(runtime, *config);
+  // berth-conmon has the runtime start it as it makes it: one runtime process instead of two.
+  const bool start = monitor->Starts();
   const std::string dir = ContainerDir(c.id);
   ASSIGN_OR_RETURN(const pid_t pid, monitor->Create({.id = c.id,
                                                      .name = c.Key(*sandbox),
@@ -218,16 +220,19 @@ absl::Status ContainerManager::CreateInRuntime(const Container& c, OciRuntime* r
                                                      .stdin_once = c.spec.stdin_once,
                                                      .pod_id = c.sandbox_id,
                                                      // the pod's monitor: the pause's directory
-                                                     .pod_dir = MonitorDir(c.sandbox_id)}));
+                                                     .pod_dir = MonitorDir(c.sandbox_id),
+                                                     .start = start}));
   const pid_t monitor_pid = ReadPidFile(dir + "/conmon-pidfile");
   RETURN_IF_ERROR(Failpoint("container.start.runtime_created"));
   steps.Step("runtime_create");
-  // Recorded before the start: a berthd killed from here on finds the process by its record.
-  return UpdateStatus(c.id, [&](Container& next) {
+  // Recorded before the start (or RUNNING): a berthd killed from here on finds the process by
+  // its record.
+  RETURN_IF_ERROR(UpdateStatus(c.id, [&](Container& next) {
     next.pid = pid;
     next.monitor_pid = monitor_pid;
     return true;
-  });
+  }));
+  return start;
 }
 
 absl::Status ContainerManager::EndInRuntime(const Container& c) {

@@ -76,9 +76,15 @@ absl::Status ContainerManager::Start(const std::string& id) {
     starting_[c->id] = std::nullopt;
   }
   absl::Status started = Failpoint("container.start.begin");
-  // The runtime makes it now (unless a start that berthd did not see through made it already).
-  if (started.ok() && c->pid == 0) started = CreateInRuntime(*c, runtime.get(), steps);
-  if (started.ok()) started = runtime->Start(c->id);
+  // The runtime makes it now (unless a start that berthd did not see through made it already),
+  // and starts it with it where the monitor can have it do so.
+  bool running = false;
+  if (started.ok() && c->pid == 0) {
+    absl::StatusOr<bool> made = CreateInRuntime(*c, runtime.get(), steps);
+    started = made.status();
+    running = made.value_or(false);
+  }
+  if (started.ok() && !running) started = runtime->Start(c->id);
   if (started.ok()) started = Failpoint("container.start.runtime_started");
   steps.Step("runtime_start");
   // The start failed, so the container is recorded exited: its process, running or still

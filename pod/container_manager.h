@@ -168,8 +168,9 @@ class ContainerManager {
   absl::Status Make(Container& c, const Sandbox& sandbox, const image::ImageRecord& image,
                     pid_t target_pid, StepTimer& steps);
   // The first step of StartContainer: the monitor has the runtime create the container from its
-  // bundle; its process and monitor are recorded (still CREATED) before `runtime start`.
-  absl::Status CreateInRuntime(const Container& c, OciRuntime* runtime, StepTimer& steps);
+  // bundle; its process and monitor are recorded (still CREATED) before `runtime start`. True
+  // when the monitor had the runtime start it too (Monitor::Starts): no `runtime start` then.
+  absl::StatusOr<bool> CreateInRuntime(const Container& c, OciRuntime* runtime, StepTimer& steps);
   // Deletes the container from its runtime (forced) and ends its monitor; idempotent.
   absl::Status EndInRuntime(const Container& c);
   // Removes the monitor's files of the container: exit and oom files, attach socket, pid file.

@@ -57,6 +57,7 @@ std::vector<std::string> ConmonArgs(const std::string& conmon, const OciRuntime&
       "--runtime-arg", "--root=" + runtime.root(),
       "--log-level", "info",
   };
+  if (s.start) args.push_back("--run");
   if (s.tty) args.push_back("--terminal");
   if (s.stdin) args.push_back("--stdin");
   if (s.stdin && !s.stdin_once) args.push_back("--leave-stdin-open");
@@ -243,7 +244,9 @@ absl::StatusOr<ExecResult> ConmonMonitor::Exec(const ExecSpec& spec) {
   return ExecResult{code, std::move(streams.stdout_data), std::move(streams.stderr_data)};
 }
 
-absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& spec) {
+absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& requested) {
+  MonitorSpec spec = requested;
+  spec.start = spec.start && berth_;
   for (const std::string& dir : {spec.exit_dir, spec.persist_dir, spec.socket_dir,
                                  DirName(spec.log_path)}) {
     RETURN_IF_ERROR(MakeDirs(dir, 0700));
@@ -341,7 +344,8 @@ void EndPodMonitor(const std::string& pod_dir, const std::string& pod_id,
 MonitorFactory ConmonMonitors(std::string monitor_path) {
   return [path = std::move(monitor_path)](const OciRuntime* runtime, const config::Config& config) {
     return std::make_unique<ConmonMonitor>(path, runtime, config.cgroup_manager == "systemd",
-                                           std::chrono::seconds(120), config.monitor.per_pod());
+                                           std::chrono::seconds(120), config.monitor.per_pod(),
+                                           /*berth=*/config.monitor.path.empty());
   };
 }
 

@@ -32,6 +32,9 @@ struct MonitorSpec {
   // with one monitor per pod (ConmonMonitor's per_pod), the pod's monitor creates and keeps it.
   std::string pod_id;
   std::string pod_dir;
+  // Have the runtime start the container as it makes it (`run --detach`), where the monitor can
+  // (Monitor::Starts): no `runtime start` follows.
+  bool start = false;
 };
 
 // Whether `pid` is still the monitor of container `id`: after a reboot or a long time the pid may
@@ -59,6 +62,8 @@ class Monitor {
   // Returns the container's pid once the runtime created it (state "created"). Internal with the
   // runtime's message if creation failed; DeadlineExceeded if the monitor does not answer.
   virtual absl::StatusOr<pid_t> Create(const MonitorSpec& spec) = 0;
+  // Whether Create honours MonitorSpec::start (berth-conmon's --run; conmon only creates).
+  virtual bool Starts() const { return false; }
   // Runs a process in the container under a monitor in exec mode (the conmon protocol's, as cri-o
   // uses it; berthd's ExecSync runs without one, RunExecSync) and returns its exit code and
   // output. DeadlineExceeded when it ran past the timeout (it is killed); Internal with the
@@ -78,15 +83,20 @@ using MonitorFactory = std::function<MonitorPtr(const OciRuntime* runtime, const
 // request on that socket carrying the container's conmon command line.
 class ConmonMonitor final : public Monitor {
  public:
+  // `berth` when conmon_path is berth-conmon, which has more than the conmon protocol: one
+  // monitor per pod (`per_pod`) and a create that starts the container too (--run).
   ConmonMonitor(std::string conmon_path, const OciRuntime* runtime, bool systemd_cgroup,
-                std::chrono::seconds timeout = std::chrono::seconds(120), bool per_pod = false)
+                std::chrono::seconds timeout = std::chrono::seconds(120), bool per_pod = false,
+                bool berth = false)
       : conmon_path_(std::move(conmon_path)),
         runtime_(runtime),
         systemd_cgroup_(systemd_cgroup),
         per_pod_(per_pod),
+        berth_(berth),
         timeout_(timeout) {}
 
   absl::StatusOr<pid_t> Create(const MonitorSpec& spec) override;
+  bool Starts() const override { return berth_; }
   absl::StatusOr<ExecResult> Exec(const ExecSpec& spec) override;
 
  private:
@@ -98,6 +108,7 @@ class ConmonMonitor final : public Monitor {
   const OciRuntime* runtime_;  // not owned
   bool systemd_cgroup_;
   bool per_pod_;
+  bool berth_;
   std::chrono::seconds timeout_;
 };
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
@@ -78,7 +79,8 @@ class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
     }
     runtime_ = std::make_unique<RuncRuntime>("/usr/sbin/runc", dir_ + "/runc", false);
     monitor_ = std::make_unique<ConmonMonitor>(GetParam().path, runtime_.get(), false,
-                                               std::chrono::seconds(30), GetParam().per_pod);
+                                               std::chrono::seconds(30), GetParam().per_pod,
+                                               /*berth=*/IsBerthConmon());
   }
 
   void TearDown() override {
@@ -93,6 +95,7 @@ class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
     std::filesystem::remove_all(dir_);
   }
 
+  bool IsBerthConmon() const { return absl::EndsWith(GetParam().path, "/berth-conmon"); }
   std::string PodDir() const { return dir_ + "/pod"; }
   std::string PodMonitorPidFile() const { return PodDir() + "/pod-monitor.pid"; }
 
@@ -131,7 +134,8 @@ class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
                              .stdin = stdin,
                              .stdin_once = true,
                              .pod_id = Id("pod"),
-                             .pod_dir = PodDir()});
+                             .pod_dir = PodDir(),
+                             .start = start_});
   }
 
   std::string LogPath(const std::string& id) const { return absl::StrCat(dir_, "/logs/", id, ".log"); }
@@ -161,6 +165,7 @@ class MonitorTest : public ::testing::TestWithParam<MonitorKind> {
   std::unique_ptr<ConmonMonitor> monitor_;
   int exec_count_ = 0;
   std::string last_exec_dir_;
+  bool start_ = false;  // Create asks the monitor to start the container too
 };
 
 TEST_P(MonitorTest, WritesTheCriLogAndTheExitCode) {
@@ -181,6 +186,28 @@ TEST_P(MonitorTest, WritesTheCriLogAndTheExitCode) {
   EXPECT_THAT(*log, HasSubstr(" stdout F hello\n"));
   EXPECT_THAT(*log, HasSubstr(" stderr F oops\n"));
   EXPECT_THAT(*log, HasSubstr(" stdout P no newline\n"));
+}
+
+// berth-conmon's --run: the runtime starts the container as it makes it, and a process that is
+// done before the runtime has even exited is recorded all the same.
+TEST_P(MonitorTest, ACreateThatStartsRunsTheContainerAtOnce) {
+  if (!IsBerthConmon()) GTEST_SKIP() << "conmon only creates";
+  ASSERT_TRUE(monitor_->Starts());
+  start_ = true;
+  absl::StatusOr<pid_t> pid = Create(Id("run"), {"sh", "-c", "echo early; exit 4"});
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_GT(*pid, 0);
+  EXPECT_EQ(AwaitExit(Id("run")), "4");  // no runtime start
+  absl::StatusOr<std::string> log = ReadFile(LogPath(Id("run")));
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_THAT(*log, HasSubstr(" stdout F early\n"));
+  absl::StatusOr<pid_t> running = Create(Id("runs"), {"sleep", "1000"});
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<ContainerState> state = runtime_->State(Id("runs"));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->status, "running");
+  ASSERT_TRUE(runtime_->Kill(Id("runs"), SIGKILL, false).ok());
+  EXPECT_EQ(AwaitExit(Id("runs")), "137");
 }
 
 TEST_P(MonitorTest, KilledContainerExitsWith128PlusSignal) {
