@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/mount.h"
 #include "base/process.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -68,6 +69,16 @@ absl::Status RuncRuntime::Delete(const std::string& id, bool force) {
   std::error_code ec;
   if (!root_.empty() && !std::filesystem::exists(root_ + "/" + id, ec) && !ec) {
     return absl::OkStatus();
+  }
+  // runc 1.1 binds its own binary on a "runc.XXXXXX" file in the state directory while its init
+  // starts, and unmounts it a moment later: one killed in between (an exec cut short by its
+  // timeout or its client) leaves the mount, and runc delete cannot remove the directory.
+  if (!root_.empty()) {
+    for (const std::string& mount : MountPointsUnder(root_ + "/" + id)) {
+      if (absl::StartsWith(std::filesystem::path(mount).filename().string(), "runc.")) {
+        RETURN_IF_ERROR(Unmount(mount));
+      }
+    }
   }
   std::vector<std::string> args = {"delete"};
   if (force) args.push_back("--force");

@@ -3,20 +3,24 @@
 // which must behave the same for everything berthd relies on.
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/file_util.h"
+#include "base/mount.h"
 #include "base/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -208,6 +212,26 @@ TEST_P(MonitorTest, ACreateThatStartsRunsTheContainerAtOnce) {
   EXPECT_EQ(state->status, "running");
   ASSERT_TRUE(runtime_->Kill(Id("runs"), SIGKILL, false).ok());
   EXPECT_EQ(AwaitExit(Id("runs")), "137");
+}
+
+// A runtime process killed while its init had its own binary bound in the state directory
+// (runc 1.1's "runc.XXXXXX", an exec cut short) leaves that mount: delete still removes it all.
+TEST_P(MonitorTest, DeleteRemovesWhatAKilledRuntimeLeftInTheStateDirectory) {
+  if (GetParam().per_pod) GTEST_SKIP() << "the runtime's part, the same with any monitor";
+  ASSERT_TRUE(Create(Id("left"), {"sleep", "1000"}).ok());
+  ASSERT_TRUE(runtime_->Start(Id("left")).ok());
+  const std::string state = absl::StrCat(dir_, "/runc/", Id("left"));
+  const std::string leftover = state + "/runc.Xq1Z2w";
+  ASSERT_TRUE(WriteFileAtomic(leftover, "").ok());
+  ASSERT_EQ(::mount("/proc/self/exe", leftover.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  absl::Cleanup unmount = [&] { (void)::umount2(leftover.c_str(), MNT_DETACH); };
+  ASSERT_TRUE(runtime_->Kill(Id("left"), SIGKILL, false).ok());
+  EXPECT_EQ(AwaitExit(Id("left")), "137");
+  absl::Status deleted = runtime_->Delete(Id("left"), /*force=*/true);
+  EXPECT_TRUE(deleted.ok()) << deleted;
+  EXPECT_FALSE(IsMountPoint(leftover));
+  EXPECT_FALSE(std::filesystem::exists(state));
 }
 
 TEST_P(MonitorTest, KilledContainerExitsWith128PlusSignal) {
