@@ -1,5 +1,6 @@
 #pragma once
 
+#include "absl/synchronization/mutex.h"
 #include "api.grpc.pb.h"
 #include "config/store.h"
 #include "cri/event_streams.h"
@@ -55,6 +56,11 @@ class RuntimeService final : public internal::RuntimeServiceBase {
   grpc::Status RuntimeConfig(grpc::ServerContext* context,
                              const runtime::v1::RuntimeConfigRequest* request,
                              runtime::v1::RuntimeConfigResponse* response) override;
+  // kubelet's pod CIDR (its podCIDR setting, or the Node's): noted and shown in the verbose
+  // status, as cri-o does; pod addresses come from the CNI configuration's IPAM.
+  grpc::Status UpdateRuntimeConfig(grpc::ServerContext* context,
+                                   const runtime::v1::UpdateRuntimeConfigRequest* request,
+                                   runtime::v1::UpdateRuntimeConfigResponse* response) override;
 
   // sandbox_handlers.cc
   grpc::ServerUnaryReactor* RunPodSandbox(grpc::CallbackServerContext* context,
@@ -160,6 +166,8 @@ class RuntimeService final : public internal::RuntimeServiceBase {
   streaming::Server* streaming_;       // not owned
   WorkPool* pool_;                     // not owned
   pod::CpuRates cpu_rates_;
+  absl::Mutex pod_cidr_mu_;
+  std::string pod_cidr_ ABSL_GUARDED_BY(pod_cidr_mu_);  // from UpdateRuntimeConfig
   // Walked every 10 s, as containerd's snapshot syncer does; never by a stats call.
   image::UsageCache layer_usage_{std::chrono::seconds(10)};
   EventStreams event_streams_;  // last: its pump calls EventResponse

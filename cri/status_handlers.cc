@@ -1,8 +1,15 @@
-// Version, Status and RuntimeConfig: what kubelet asks first and then every few seconds.
+// Version, Status, RuntimeConfig and UpdateRuntimeConfig: what kubelet asks first and then every
+// few seconds.
+
+#include <arpa/inet.h>
 
 #include <set>
 #include <string>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/logging.h"
 #include "base/version.h"
 #include "cni/conf.h"
 #include "config/loader.h"
@@ -67,6 +74,10 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
   if (request->verbose()) {
     auto& info = *response->mutable_info();
     info["config"] = config::ToJson(*config);
+    {
+      absl::MutexLock lock(&pod_cidr_mu_);
+      info["podCIDR"] = nlohmann::json(pod_cidr_).dump();
+    }
     nlohmann::json cni = {{"confDir", config->network.conf_dir},
                           {"binDirs", config->network.bin_dirs}};
     if (network.ok()) {
@@ -114,6 +125,34 @@ grpc::Status RuntimeService::RuntimeConfig(grpc::ServerContext*,
   bool systemd = config_->Get()->cgroup_manager == "systemd";
   response->mutable_linux()->set_cgroup_driver(systemd ? runtime::v1::CgroupDriver::SYSTEMD
                                                        : runtime::v1::CgroupDriver::CGROUPFS);
+  return grpc::Status::OK;
+}
+
+grpc::Status RuntimeService::UpdateRuntimeConfig(
+    grpc::ServerContext*, const runtime::v1::UpdateRuntimeConfigRequest* request,
+    runtime::v1::UpdateRuntimeConfigResponse*) {
+  const std::string& cidrs = request->runtime_config().network_config().pod_cidr();
+  // One CIDR, or one per family ("10.244.1.0/24,fd00:10:244:1::/64").
+  for (absl::string_view cidr : absl::StrSplit(cidrs, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> parts = absl::StrSplit(cidr, absl::MaxSplits('/', 1));
+    unsigned char address[sizeof(in6_addr)];
+    const bool v4 = ::inet_pton(AF_INET, parts.first.c_str(), address) == 1;
+    const bool v6 = !v4 && ::inet_pton(AF_INET6, parts.first.c_str(), address) == 1;
+    int prefix = -1;
+    if ((!v4 && !v6) || !absl::SimpleAtoi(parts.second, &prefix) || prefix < 0 ||
+        prefix > (v4 ? 32 : 128)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("runtime_config.network_config.pod_cidr: \"", cidr,
+                                       "\" is not a CIDR"));
+    }
+  }
+  {
+    absl::MutexLock lock(&pod_cidr_mu_);
+    if (pod_cidr_ == cidrs) return grpc::Status::OK;
+    pod_cidr_ = cidrs;
+  }
+  spdlog::info("kubelet's pod CIDR is \"{}\"; pod addresses come from the CNI configuration",
+               cidrs);
   return grpc::Status::OK;
 }
 

@@ -167,6 +167,35 @@ TEST(DaemonTest, RuntimeConfigReportsTheCgroupDriver) {
   EXPECT_EQ(c->linux().cgroup_driver(), runtime::v1::CgroupDriver::SYSTEMD);
 }
 
+// kubelet sends the node's pod CIDR at start (and when the Node gets one): accepted and shown, as
+// cri-o does; a malformed one is refused.
+TEST(DaemonTest, UpdateRuntimeConfigTakesThePodCidr) {
+  auto daemon = Started();
+  ASSERT_NE(daemon, nullptr);
+  auto update = [&](const std::string& cidr) {
+    runtime::v1::UpdateRuntimeConfigRequest r;
+    r.mutable_runtime_config()->mutable_network_config()->set_pod_cidr(cidr);
+    return daemon->client().Call(&runtime::v1::RuntimeService::Stub::UpdateRuntimeConfig, r)
+        .status();
+  };
+  auto shown = [&]() -> std::string {
+    runtime::v1::StatusRequest r;
+    r.set_verbose(true);
+    absl::StatusOr<runtime::v1::StatusResponse> s =
+        daemon->client().Call(&runtime::v1::RuntimeService::Stub::Status, r);
+    if (!s.ok() || !s->info().contains("podCIDR")) return "<none>";
+    return s->info().at("podCIDR");
+  };
+  EXPECT_EQ(shown(), "\"\"");
+  EXPECT_TRUE(update("10.88.0.0/16,fd00:10:88::/64").ok());
+  EXPECT_EQ(shown(), "\"10.88.0.0/16,fd00:10:88::/64\"");
+  for (const char* bad : {"10.88.0.0", "10.88.0.0/33", "fd00::/129", "pods/24", "10.88.0.0/x"}) {
+    absl::Status refused = update(bad);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << bad << ": " << refused;
+  }
+  EXPECT_EQ(shown(), "\"10.88.0.0/16,fd00:10:88::/64\"");  // unchanged
+}
+
 TEST(DaemonTest, UnimplementedRpcNamesItself) {
   auto daemon = Started();
   ASSERT_NE(daemon, nullptr);
