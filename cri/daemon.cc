@@ -251,7 +251,7 @@ absl::Status Daemon::Run() {
       const size_t state = static_cast<size_t>(c->state);
       if (state < counts.containers.size()) ++counts.containers[state];
       // A created container has its monitor from its start on.
-      if (c->state != pod::Container::State::kExited && c->pid != 0) {
+      if (c->state != pod::Container::State::kExited && c->InRuntime()) {
         ++(pod::MonitorAlive(c->monitor_pid, c->id, c->sandbox_id) ? counts.monitors_alive
                                                     : counts.monitors_gone);
       }

@@ -111,6 +111,8 @@ struct Container {
   std::vector<int64_t> supplemental_groups;
   // kubelet's key for the name: name_sandboxname_namespace_uid_attempt.
   std::string Key(const Sandbox& sandbox) const;
+  // Whether the runtime has made it (StartContainer, CreateInRuntime, recorded its process).
+  bool InRuntime() const { return pid != 0; }
 };
 using ContainerPtr = std::shared_ptr<const Container>;
 

@@ -79,7 +79,7 @@ absl::Status ContainerManager::Start(const std::string& id) {
   // The runtime makes it now (unless a start that berthd did not see through made it already),
   // and starts it with it where the monitor can have it do so.
   bool running = false;
-  if (started.ok() && c->pid == 0) {
+  if (started.ok() && !c->InRuntime()) {
     absl::StatusOr<bool> made = CreateInRuntime(*c, runtime.get(), steps);
     started = made.status();
     running = made.value_or(false);
@@ -90,20 +90,11 @@ absl::Status ContainerManager::Start(const std::string& id) {
   // The start failed, so the container is recorded exited: its process, running or still
   // waiting in the runtime's init for the start, must not go on unaccounted for.
   if (!started.ok()) (void)runtime->Kill(c->id, SIGKILL, /*all=*/true);
-  const int64_t now = absl::ToUnixNanos(clock_.Now());
   absl::Status recorded;
   if (!started.ok()) {
-    const std::string message(started.message());
-    recorded = UpdateStatus(c->id, [&](Container& next) {
-      if (next.state == Container::State::kExited) return false;
-      next.state = Container::State::kExited;
-      next.finished_at_ns = now;
-      next.exit_code = 128;
-      next.reason = "ContainerCannotRun";
-      next.message = message;
-      return true;
-    });
+    recorded = ExitWithoutMonitor(c->id, 128, "ContainerCannotRun", std::string(started.message()));
   } else {
+    const int64_t now = absl::ToUnixNanos(clock_.Now());
     recorded = UpdateStatus(c->id, [&](Container& next) {
       if (next.state != Container::State::kCreated) return false;  // it exited already
       next.state = Container::State::kRunning;
@@ -133,19 +124,10 @@ absl::Status ContainerManager::Stop(const std::string& id, std::chrono::seconds 
   absl::StatusOr<ContainerPtr> c = Get((*found)->id);
   if (!c.ok() || (*c)->state == Container::State::kExited) return absl::OkStatus();
   const std::string full_id = (*c)->id;
-  if ((*c)->pid == 0) {
+  if (!(*c)->InRuntime()) {
     // Created, never started: the runtime has no process of it, there is nothing to signal.
     // Recorded as the runtime's kill of a created container would have ended (cri-o's).
-    const int64_t now = absl::ToUnixNanos(clock_.Now());
-    return UpdateStatus(full_id, [&](Container& next) {
-      if (next.state == Container::State::kExited) return false;
-      next.state = Container::State::kExited;
-      next.finished_at_ns = now;
-      next.exit_code = 128 + SIGKILL;
-      next.reason = "Error";
-      next.message = "stopped before it was started";
-      return true;
-    });
+    return ExitWithoutMonitor(full_id, 128 + SIGKILL, "Error", "stopped before it was started");
   }
   std::unique_ptr<OciRuntime> runtime = RuntimeFor((*c)->runtime_handler);
   if (runtime == nullptr) {
@@ -240,6 +222,21 @@ absl::Status ContainerManager::RemoveAllIn(const std::string& sandbox_id) {
   return EachIn(sandbox_id, [this](const std::string& id) { return Remove(id); });
 }
 
+absl::Status ContainerManager::ExitWithoutMonitor(const std::string& id, int32_t exit_code,
+                                                  const std::string& reason,
+                                                  const std::string& message) {
+  const int64_t now = absl::ToUnixNanos(clock_.Now());
+  return UpdateStatus(id, [&](Container& next) {
+    if (next.state == Container::State::kExited) return false;
+    next.state = Container::State::kExited;
+    next.finished_at_ns = now;
+    next.exit_code = exit_code;
+    next.reason = reason;
+    next.message = message;
+    return true;
+  });
+}
+
 absl::Status ContainerManager::UpdateSpecResources(const std::string& id,
                                                    const nlohmann::json& resources) {
   const std::string path = ContainerDir(id) + "/config.json";
@@ -269,7 +266,7 @@ absl::Status ContainerManager::UpdateResources(const std::string& id,
   const nlohmann::json applied = OciResources(merged, sandboxes_->CgroupsFor(*sandbox), who);
   std::unique_ptr<OciRuntime> runtime = RuntimeFor(c->runtime_handler);
   if (runtime == nullptr) return absl::FailedPreconditionError("runtime handler is not configured");
-  if (!applied.empty() && c->pid == 0) {
+  if (!applied.empty() && !c->InRuntime()) {
     // Not in the runtime yet: the spec it will be made from takes the change.
     RETURN_IF_ERROR(Annotate(UpdateSpecResources(c->id, applied), "update " + who));
   } else if (!applied.empty()) {

@@ -175,6 +175,11 @@ class ContainerManager {
   absl::Status EndInRuntime(const Container& c);
   // Removes the monitor's files of the container: exit and oom files, attach socket, pid file.
   absl::Status RemoveMonitorFiles(const Container& c);
+  // Records the container EXITED with `exit_code`, `reason` and `message`, finished now, unless
+  // it is exited already: for an end the monitor does not record (a start that failed, a
+  // container that never ran).
+  absl::Status ExitWithoutMonitor(const std::string& id, int32_t exit_code,
+                                  const std::string& reason, const std::string& message);
   // Recovery of a CREATED container the runtime had not made (or not recorded making): undoes
   // what a start cut short left; exits it if it can no longer start. True if it changed.
   bool SettleUnstarted(const Container& c);

@@ -37,16 +37,10 @@ bool ContainerManager::SettleUnstarted(const Container& c) {
   }
   // Its pod is gone or stopped, or the node restarted (the root filesystem is not mounted):
   // it can never start.
-  const int64_t now = absl::ToUnixNanos(clock_.Now());
-  absl::Status s = UpdateStatus(c.id, [&](Container& next) {
-    next.state = Container::State::kExited;
-    next.finished_at_ns = now;
-    next.exit_code = 255;
-    next.reason = "Error";
-    next.message = undone.ok() ? "its pod or root filesystem went before it was started"
-                               : std::string(undone.message());
-    return true;
-  });
+  absl::Status s = ExitWithoutMonitor(
+      c.id, 255, "Error",
+      undone.ok() ? "its pod or root filesystem went before it was started"
+                  : std::string(undone.message()));
   if (!s.ok()) spdlog::error("container {}: {}", c.id, s.message());
   return true;
 }
@@ -82,7 +76,7 @@ absl::Status ContainerManager::Recover() {
   int settled = 0;
   for (const ContainerPtr& c : List()) {
     if (c->state == Container::State::kExited) continue;
-    if (c->state == Container::State::kCreated && c->pid == 0) {
+    if (c->state == Container::State::kCreated && !c->InRuntime()) {
       if (SettleUnstarted(*c)) ++settled;
       continue;
     }

@@ -70,21 +70,25 @@ absl::Status RuncRuntime::Delete(const std::string& id, bool force) {
   if (!root_.empty() && !std::filesystem::exists(root_ + "/" + id, ec) && !ec) {
     return absl::OkStatus();
   }
-  // runc 1.1 binds its own binary on a "runc.XXXXXX" file in the state directory while its init
-  // starts, and unmounts it a moment later: one killed in between (an exec cut short by its
-  // timeout or its client) leaves the mount, and runc delete cannot remove the directory.
-  if (!root_.empty()) {
-    for (const std::string& mount : MountPointsUnder(root_ + "/" + id)) {
-      if (absl::StartsWith(std::filesystem::path(mount).filename().string(), "runc.")) {
-        RETURN_IF_ERROR(Unmount(mount));
-      }
-    }
-  }
   std::vector<std::string> args = {"delete"};
   if (force) args.push_back("--force");
   args.push_back(id);
   absl::Status s = Run(args).status();
-  return absl::IsNotFound(s) ? absl::OkStatus() : s;
+  if (!s.ok()) return absl::IsNotFound(s) ? absl::OkStatus() : s;
+  // runc 1.1 binds its own binary on a "runc.XXXXXX" file in the state directory while its init
+  // starts, and unmounts it a moment later: one killed in between (an exec cut short by its
+  // timeout or its client) leaves the mount, and runc delete, though it succeeds, leaves the
+  // directory with it. Looked for only then: mountinfo is not read on every delete.
+  const std::string state = root_ + "/" + id;
+  if (root_.empty() || !std::filesystem::exists(state, ec)) return absl::OkStatus();
+  for (const std::string& mount : MountPointsUnder(state)) {
+    if (absl::StartsWith(std::filesystem::path(mount).filename().string(), "runc.")) {
+      RETURN_IF_ERROR(Unmount(mount));
+    }
+  }
+  std::filesystem::remove_all(state, ec);
+  if (ec) return absl::InternalError(absl::StrCat("remove ", state, ": ", ec.message()));
+  return absl::OkStatus();
 }
 
 absl::Status RuncRuntime::Update(const std::string& id, const std::string& resources_json) {
