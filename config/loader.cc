@@ -345,6 +345,14 @@ class YamlApplier {
            }
            return absl::OkStatus();
          }},
+        {"exec_sync", [&](const YAML::Node& v, const std::string& k) {
+           RETURN_IF_ERROR(String(v, k, c.monitor.exec_sync));
+           if (c.monitor.exec_sync != "berth" && c.monitor.exec_sync != "runtime") {
+             return Error(v, k, absl::StrCat("'", c.monitor.exec_sync,
+                                             "' is not one of berth, runtime"));
+           }
+           return absl::OkStatus();
+         }},
     });
   }
 
@@ -742,6 +750,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "log_size_max" << YAML::Value << c.monitor.log_size_max;
   out << YAML::Key << "exec_sync_output_max" << YAML::Value << c.monitor.exec_sync_output_max;
   out << YAML::Key << "mode" << YAML::Value << c.monitor.mode;
+  out << YAML::Key << "exec_sync" << YAML::Value << c.monitor.exec_sync;
   out << YAML::EndMap;
   out << YAML::Key << "pause" << YAML::Value << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "image" << YAML::Value << YAML::DoubleQuoted << c.pause.image;
@@ -834,7 +843,8 @@ std::string ToJson(const Config& c) {
        {{"path", c.monitor.path},
         {"log_size_max", c.monitor.log_size_max},
         {"exec_sync_output_max", c.monitor.exec_sync_output_max},
-        {"mode", c.monitor.mode}}},
+        {"mode", c.monitor.mode},
+        {"exec_sync", c.monitor.exec_sync}}},
       {"pause", {{"image", c.pause.image}}},
       {"network",
        {{"conf_dir", c.network.conf_dir},

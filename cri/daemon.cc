@@ -205,6 +205,7 @@ absl::Status Daemon::Run() {
   pod::ContainerManager containers(db.get(), [this] { return config_.Get(); }, &sandboxes,
                                    images.get(), &events,
                                    {.monitor_path = helpers.monitor,
+                                    .exec_path = helpers.exec,
                                     .apparmor = &apparmor,
                                     .on_exit = [this](const pod::Container& c,
                                                       const pod::Sandbox* sandbox) {

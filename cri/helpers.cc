@@ -29,6 +29,7 @@ HelperPaths ResolveHelpers(const config::Config& config) {
       config.monitor.path.empty() ? absl::StrCat(libexec, "/berth-conmon") : config.monitor.path;
   paths.pause = absl::StrCat(libexec, "/berth-pause");
   paths.fetch = absl::StrCat(libexec, "/berth-fetch");
+  paths.exec = absl::StrCat(libexec, "/berth-exec");
   return paths;
 }
 

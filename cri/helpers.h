@@ -15,6 +15,7 @@ struct HelperPaths {
   std::string monitor;  // monitor.path, or berth-conmon
   std::string pause;    // berth-pause
   std::string fetch;    // berth-fetch
+  std::string exec;     // berth-exec
 };
 
 HelperPaths ResolveHelpers(const config::Config& config);

@@ -59,15 +59,20 @@ absl::StatusOr<ExecResult> ContainerManager::ExecSync(const std::string& id,
     std::error_code ec;
     std::filesystem::remove_all(work, ec);
   };
-  // No monitor: the runtime from this thread (a killed berthd leaves the process to the orphan
-  // sweep, which ends it).
+  // No monitor: the runtime (or berth-exec) from this thread (a killed berthd leaves the process to
+  // the orphan sweep, which ends it).
+  const bool helper = config->monitor.exec_sync == "berth" && !options_.exec_path.empty() &&
+                      !HasUserNamespace(spec);
   absl::StatusOr<ExecResult> result = RunExecSync(
       *runtime,
       {.container_id = c->id,
        .process_json = process,
        .work_dir = work,
        .timeout = timeout,
-       .output_max = static_cast<size_t>(config->monitor.exec_sync_output_max)});
+       .output_max = static_cast<size_t>(config->monitor.exec_sync_output_max),
+       .exec_helper = helper ? options_.exec_path : "",
+       .config_path = ContainerDir(c->id) + "/config.json",
+       .pid = c->pid});
   // A probe racing the container's exit gets the runtime's many ways of saying so ("cannot exec
   // in a stopped container", a namespace that is gone, a broken pipe): say it once, plainly.
   if (absl::IsInternal(result.status()) &&

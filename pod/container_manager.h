@@ -53,6 +53,8 @@ class ContainerManager {
   using ConfigSource = SandboxManager::ConfigSource;
   struct Options {
     std::string monitor_path;
+    // berth-exec, for ExecSync with monitor.exec_sync "berth"; "" = the runtime's exec always.
+    std::string exec_path;
     AppArmor* apparmor = nullptr;  // RuntimeDefault confinement where the host has AppArmor
     // The OCI runtimes and monitors; unset: RuntimeFor and ConmonMonitors(monitor_path).
     RuntimeFactory runtimes;

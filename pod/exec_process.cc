@@ -172,12 +172,19 @@ absl::StatusOr<ExecResult> RunExecSync(const OciRuntime& runtime, const ExecSpec
     write_ends[i].Reset(fds[1]);
   }
   // Detached, the runtime hands the pipes to the process itself and exits once it runs.
+  std::vector<std::string> argv =
+      spec.exec_helper.empty()
+          ? std::vector<std::string>{runtime.path(), "--root", runtime.root(), "--log", log_path,
+                                     "--log-format", "json", "exec", "--detach", "--process",
+                                     spec_path, "--pid-file", pid_path, spec.container_id}
+          : std::vector<std::string>{spec.exec_helper, "--log", log_path, "--pid-file", pid_path,
+                                     "--process", spec_path, "--config", spec.config_path,
+                                     "--container-id", spec.container_id, "--pid",
+                                     std::to_string(spec.pid)};
   auto pending = std::make_unique<ClaimPending>();
   ASSIGN_OR_RETURN(
       const pid_t runtime_pid,
-      SpawnProcess({.argv = {runtime.path(), "--root", runtime.root(), "--log", log_path,
-                             "--log-format", "json", "exec", "--detach", "--process", spec_path,
-                             "--pid-file", pid_path, spec.container_id},
+      SpawnProcess({.argv = std::move(argv),
                     .env = {kPath},
                     .stdout_fd = write_ends[0].get(),
                     .stderr_fd = write_ends[1].get()}));

@@ -22,6 +22,12 @@ struct ExecSpec {
   // Bytes of output kept (a monitor counts its log records' headers too); more is read and
   // dropped, never held.
   size_t output_max = 16 << 20;
+  // Set: berth-exec starts the process in the namespaces and cgroups of the container's process
+  // `pid`, with linux.seccomp from `config_path` (the bundle's config.json), instead of the
+  // runtime's exec. Same pid file and error log.
+  std::string exec_helper;
+  std::string config_path;
+  pid_t pid = 0;
 };
 
 struct ExecResult {
@@ -67,7 +73,8 @@ class ExecProcess {
 };
 
 // Runs `spec` to its end (CRI ExecSync) with no monitor process per call (exec probes are the most
-// frequent fork on a node): the runtime's `exec --detach` from the calling thread, after which the
+// frequent fork on a node): the runtime's `exec --detach` (or berth-exec, ExecSpec::exec_helper)
+// from the calling thread, after which the
 // process is berthd's own child (the subreaper, base/reaper.h) to wait for. Stdin is /dev/null;
 // output past `output_max` bytes is read and dropped. DeadlineExceeded past the timeout, with the
 // process killed; Internal with the runtime's message if it could not start it (e.g. no such

@@ -55,9 +55,11 @@ constexpr char kBridge[] = "berthe2e2";
 struct MonitorParam {
   std::string path;
   std::string mode;
+  std::string exec_sync;  // monitor.exec_sync; "" = the default (berth-exec)
 };
 void PrintTo(const MonitorParam& p, std::ostream* os) {
-  *os << "{path: \"" << p.path << "\", mode: \"" << p.mode << "\"}";
+  *os << "{path: \"" << p.path << "\", mode: \"" << p.mode << "\", exec_sync: \"" << p.exec_sync
+      << "\"}";
 }
 
 class ContainerTest : public ::testing::TestWithParam<MonitorParam> {
@@ -69,9 +71,11 @@ class ContainerTest : public ::testing::TestWithParam<MonitorParam> {
       GTEST_SKIP() << path << " is not installed";
     }
     std::string yaml = "streaming: {idle_timeout: 3s}\n";
-    if (!path.empty() || !GetParam().mode.empty()) {
+    if (!path.empty() || !GetParam().mode.empty() || !GetParam().exec_sync.empty()) {
       absl::StrAppend(&yaml, "monitor: {path: \"", path, "\"",
-                      GetParam().mode.empty() ? "" : ", mode: " + GetParam().mode, "}\n");
+                      GetParam().mode.empty() ? "" : ", mode: " + GetParam().mode,
+                      GetParam().exec_sync.empty() ? "" : ", exec_sync: " + GetParam().exec_sync,
+                      "}\n");
     }
     // A handler whose runtime has no features command, as runtimes before runc 1.1.
     char tmpl[] = "/tmp/berth-e2e-oldrunc.XXXXXX";
@@ -555,6 +559,52 @@ TEST_P(ContainerTest, OomKilled) {
   // The pod and the container were recorded in transactions.
   EXPECT_THAT(metrics->body,
               Not(HasSubstr(R"(berth_db_transaction_duration_seconds_count{result="commit"} 0)")));
+}
+
+// What ExecSync starts (berth-exec, or the runtime's exec with upstream conmon) is what the
+// container's own process is: user and groups, capabilities, no_new_privs, seccomp, cgroups,
+// namespaces, limits, environment, working directory, and no descriptor of berthd's.
+TEST_P(ContainerTest, ExecSyncRunsAsTheContainersOwnProcess) {
+  const std::string probe =
+      "id; grep -E '^(Cap|NoNewPrivs|Seccomp|Groups)' /proc/self/status; cat /proc/self/cgroup;"
+      " for n in cgroup ipc mnt net pid uts; do readlink /proc/self/ns/$n; done;"
+      " grep -v -E '^Max (processes|open files|pending signals)' /proc/self/limits;"
+      " env | grep -v -E '^(PWD|SHLVL|_)=' | sort; pwd; ls /proc/self/fd | wc -l";
+  for (const bool secure : {false, true}) {
+    SCOPED_TRACE(secure ? "with a security context" : "root, defaults");
+    runtime::v1::ContainerConfig config =
+        Config(secure ? "own-secure" : "own-plain",
+               {"sh", "-c", "(" + probe + ") > /tmp/own 2>&1; exec sleep 1000"});
+    config.set_working_dir("/tmp");
+    auto* env = config.add_envs();
+    env->set_key("PROBE_ENV");
+    env->set_value("a b");
+    if (secure) {
+      auto* sc = config.mutable_linux()->mutable_security_context();
+      sc->mutable_run_as_user()->set_value(1000);
+      sc->add_supplemental_groups(3000);
+      sc->set_no_new_privs(true);
+      sc->mutable_capabilities()->add_drop_capabilities("ALL");
+      sc->mutable_capabilities()->add_add_capabilities("NET_BIND_SERVICE");
+      sc->mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::RuntimeDefault);
+    }
+    absl::StatusOr<std::string> id = CreateAndStart(config);
+    ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+    std::string own;
+    for (int i = 0; i < 100 && own.empty(); ++i) {
+      absl::StatusOr<runtime::v1::ExecSyncResponse> r = Exec(*id, {"cat", "/tmp/own"});
+      ASSERT_TRUE(r.ok()) << r.status();
+      if (r->exit_code() == 0 && absl::StrContains(r->stdout(), "\n/tmp\n")) own = r->stdout();
+      if (own.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_FALSE(own.empty());
+    absl::StatusOr<runtime::v1::ExecSyncResponse> exec = Exec(*id, {"sh", "-c", probe});
+    ASSERT_TRUE(exec.ok()) << exec.status();
+    EXPECT_EQ(exec->exit_code(), 0) << exec->stderr();
+    EXPECT_EQ(exec->stdout(), own);
+    EXPECT_THAT(own, HasSubstr("PROBE_ENV=a b"));
+    EXPECT_THAT(own, HasSubstr(secure ? "NoNewPrivs:\t1" : "NoNewPrivs:\t0"));
+  }
 }
 
 TEST_P(ContainerTest, SecurityContextIsAppliedInsideTheContainer) {
@@ -1565,8 +1615,10 @@ TEST_P(ContainerTest, MonitorsAreOnePerPodOrOnePerContainerAsConfigured) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Monitors, ContainerTest,
+                         // Upstream conmon is cri-o's setup: ExecSync by the runtime's exec there,
+                         // berth-exec in the others.
                          ::testing::Values(MonitorParam{}, MonitorParam{"", "container"},
-                                           MonitorParam{"/usr/bin/conmon", ""}),
+                                           MonitorParam{"/usr/bin/conmon", "", "runtime"}),
                          [](const auto& info) {
                            return std::string(info.index == 0   ? "BerthConmon"
                                               : info.index == 1 ? "BerthConmonPerContainer"

@@ -80,7 +80,8 @@ default_runtime: kata
 runtimes:
   runc: {path: /opt/runc}
   kata: {path: /opt/kata, root: /run/kata, allowed_annotations: ["io.katacontainers."]}
-monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536, mode: container}
+monitor: {path: /usr/bin/conmon, log_size_max: 8192, exec_sync_output_max: 65536, mode: container,
+          exec_sync: runtime}
 pause: {image: "registry.k8s.io/pause:3.10"}
 network: {conf_dir: /etc/cni/x, bin_dirs: [/b], default_network: net}
 images:
@@ -115,6 +116,7 @@ metrics: {enabled: false, address: "[::1]:9090"}
   EXPECT_EQ(c.monitor.log_size_max, 8192);
   EXPECT_EQ(c.monitor.exec_sync_output_max, 65536);
   EXPECT_EQ(c.monitor.mode, "container");
+  EXPECT_EQ(c.monitor.exec_sync, "runtime");
   EXPECT_FALSE(c.monitor.per_pod());
   EXPECT_EQ(c.pause.image, "registry.k8s.io/pause:3.10");
   EXPECT_EQ(c.network.conf_dir, "/etc/cni/x");
@@ -268,6 +270,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "monitor.exec_sync_output_max", "out of range"},
         BadCase{"monitor: {mode: shared}\n", "test.yaml:1:", "monitor.mode",
                 "not one of auto, pod, container"},
+        BadCase{"monitor: {exec_sync: nsenter}\n", "test.yaml:1:", "monitor.exec_sync",
+                "not one of berth, runtime"},
         BadCase{"network: {bin_dirs: []}\n", "test.yaml:1:", "network.bin_dirs", "at least one"},
         BadCase{"network: {bin_dirs: [/a, b]}\n", "test.yaml:1:", "network.bin_dirs[1]",
                 "absolute"},
