@@ -443,7 +443,19 @@ bool HasEnv(const std::vector<std::string>& env, const std::string& key) {
 // The user's home in the container's /etc/passwd ("/" if it has none), for a HOME the process
 // spec does not set: runc's rule.
 std::string HomeOf(uint32_t uid) {
-  std::ifstream in("/etc/passwd");
+  // The image's file: only a regular one (a FIFO there must not hang the exec), and only so much.
+  const int fd = ::open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return "/";
+  struct stat st {};
+  std::string text;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    char buf[8192];
+    for (ssize_t n; text.size() < (1 << 20) && (n = ::read(fd, buf, sizeof buf)) > 0;) {
+      text.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
@@ -476,14 +488,22 @@ bool WriteAttr(const std::string& path, const std::string& value) {
   return ok;
 }
 
+// What the process's setup needs to know of the host, read before the container's mount
+// namespace hides it.
+struct Host {
+  int last_cap = CAP_LAST_CAP;
+  bool selinux = false;
+  bool apparmor = false;
+};
+
 bool FileSays(const char* path, char first) {
   std::ifstream in(path);
   char c = 0;
   return in.get(c) && c == first;
 }
 
-[[noreturn]] void BecomeProcess(const Process& p, SeccompFilter& seccomp, const std::string& id,
-                                int report) {
+[[noreturn]] void BecomeProcess(const Process& p, const Host& host, SeccompFilter& seccomp,
+                                const std::string& id, int report) {
   for (const Rlimit& r : p.rlimits) {
     if (::setrlimit(static_cast<__rlimit_resource>(r.resource), &r.value) != 0) {
       ChildFail(report, "setrlimit", errno);
@@ -497,8 +517,7 @@ bool FileSays(const char* path, char first) {
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     ChildFail(report, "no_new_privs", errno);
   }
-  if (!p.selinux.empty() && ::access("/sys/fs/selinux/enforce", F_OK) == 0 &&
-      !WriteAttr("/proc/thread-self/attr/exec", p.selinux)) {
+  if (!p.selinux.empty() && host.selinux && !WriteAttr("/proc/thread-self/attr/exec", p.selinux)) {
     ChildFail(report, "set SELinux exec label", errno);
   }
   // Without no_new_privs loading a filter takes CAP_SYS_ADMIN: before the capabilities go.
@@ -514,13 +533,7 @@ bool FileSays(const char* path, char first) {
     if (errno != EACCES && errno != EPERM) ChildFail(report, "chdir to cwd (" + p.cwd + ")", errno);
     chdir_later = true;
   }
-  const int last_cap = [] {
-    std::ifstream in("/proc/sys/kernel/cap_last_cap");
-    int n = CAP_LAST_CAP;
-    in >> n;
-    return n;
-  }();
-  for (int c = 0; c <= last_cap; ++c) {
+  for (int c = 0; c <= host.last_cap; ++c) {
     if (c < 64 && (p.bounding & (uint64_t{1} << c))) continue;
     if (::prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) {
       ChildFail(report, "drop capability from the bounding set", errno);
@@ -552,7 +565,7 @@ bool FileSays(const char* path, char first) {
   for (int c = 0; c < kCapCount; ++c) {
     if (p.ambient & (uint64_t{1} << c)) ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
   }
-  if (!p.apparmor.empty() && FileSays("/sys/module/apparmor/parameters/enabled", 'Y') &&
+  if (!p.apparmor.empty() && host.apparmor &&
       !WriteAttr("/proc/thread-self/attr/apparmor/exec", "exec " + p.apparmor) &&
       !WriteAttr("/proc/thread-self/attr/exec", "exec " + p.apparmor)) {
     ChildFail(report, "set AppArmor profile " + p.apparmor, errno);
@@ -694,6 +707,13 @@ int Run(const Options& o) {
     ::close(tasks);
   }
 
+  Host host;
+  {
+    std::ifstream in("/proc/sys/kernel/cap_last_cap");
+    in >> host.last_cap;
+  }
+  host.selinux = ::access("/sys/fs/selinux/enforce", F_OK) == 0;
+  host.apparmor = FileSays("/sys/module/apparmor/parameters/enabled", 'Y');
   // Past the setns, paths are the container's: the pid file is opened here.
   const int pid_file = ::open(o.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (pid_file < 0) Fail("open " + o.pid_file, errno);
@@ -713,7 +733,7 @@ int Run(const Options& o) {
   if (child == 0) {
     ::close(report[0]);
     try {
-      BecomeProcess(process, seccomp, o.id, report[1]);
+      BecomeProcess(process, host, seccomp, o.id, report[1]);
     } catch (const Failure& f) {
       ChildFail(report[1], f.message, 0);
     }

@@ -5,6 +5,7 @@
 // process a soft limit raised to the hard one, not the spec's; berth-exec gives the spec's.)
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -195,6 +196,18 @@ TEST_F(BerthExecTest, RefusesAProcessThatIsNotTheContainers) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->exit_code, 1);
   EXPECT_THAT(Log(), HasSubstr("is gone"));
+}
+
+// The image's files are read as the image's: a FIFO for /etc/passwd (looked up for HOME) does not
+// hang the exec.
+TEST_F(BerthExecTest, AnImagesFifoDoesNotHangIt) {
+  const std::string passwd = dir_ + "/bundle/rootfs/etc/passwd";
+  ASSERT_EQ(::unlink(passwd.c_str()), 0);
+  ASSERT_EQ(::mkfifo(passwd.c_str(), 0644), 0);
+  absl::StatusOr<ProcessResult> r = BerthExec({"sh", "-c", "echo $HOME"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << Log();
+  EXPECT_EQ(r->stdout_data, "/\n");
 }
 
 TEST_F(BerthExecTest, SaysWhyAProcessCannotStart) {
