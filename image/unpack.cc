@@ -465,6 +465,9 @@ absl::StatusOr<UnpackResult> UnpackLayer(const std::string& blob_path, const std
   archive_read_support_format_tar(tar.get());
   archive_read_support_format_gnutar(tar.get());
   if (archive_read_open(tar.get(), &stream, nullptr, ReadRaw, nullptr) != ARCHIVE_OK) {
+    // The first read may already be past a limit (the image's budget, spent by the layers
+    // unpacked beside this one) or stopped: that, not the format, is the reason.
+    if (!stream.error.empty() || !stream.stopped.ok()) return stream_failed();
     return bad(tar.get(), "not a tar archive");
   }
   Unpacker unpacker(root_fd.get(), tar.get(), limits);
