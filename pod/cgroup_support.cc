@@ -1,6 +1,12 @@
 #include "pod/cgroup_support.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <stop_token>
+#include <thread>
 
 #include <algorithm>
 #include <cstdint>
@@ -147,7 +153,84 @@ bool HasProcesses(const std::string& dir) {
   return static_cast<bool>(in >> pid);
 }
 
+// The cgroup.procs of berthd's own cgroup in one hierarchy ("" if none can be written): the
+// unified one, or a v1 hierarchy's (the rwsem is one for every hierarchy).
+std::string OwnCgroupProcs() {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  std::vector<std::string> candidates;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (f.size() != 3) continue;
+    if (f[1].empty()) {
+      candidates.push_back(absl::StrCat("/sys/fs/cgroup", f[2], "/cgroup.procs"));
+      candidates.push_back(absl::StrCat("/sys/fs/cgroup/unified", f[2], "/cgroup.procs"));
+    } else if (absl::StartsWith(f[1], "name=")) {
+      candidates.push_back(absl::StrCat("/sys/fs/cgroup/", f[1].substr(5), f[2], "/cgroup.procs"));
+    } else {
+      candidates.push_back(absl::StrCat("/sys/fs/cgroup/", f[1], f[2], "/cgroup.procs"));
+    }
+  }
+  for (const std::string& c : candidates) {
+    if (::access(c.c_str(), W_OK) == 0) return c;
+  }
+  return "";
+}
+
+class AttachWarmer {
+ public:
+  AttachWarmer() : procs_(OwnCgroupProcs()) {
+    if (!procs_.empty()) thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
+  }
+  ~AttachWarmer() {
+    if (!thread_.joinable()) return;
+    thread_.request_stop();
+    {
+      std::lock_guard lock(mu_);
+      cv_.notify_all();
+    }
+    thread_.join();
+  }
+  void Kick() {
+    if (procs_.empty()) return;
+    std::lock_guard lock(mu_);
+    kicked_ = true;
+    cv_.notify_one();
+  }
+
+ private:
+  void Run(std::stop_token stop) {
+    const std::string pid = std::to_string(::getpid());
+    std::unique_lock lock(mu_);
+    while (!stop.stop_requested()) {
+      cv_.wait(lock, [&] { return kicked_ || stop.stop_requested(); });
+      if (stop.stop_requested()) return;
+      kicked_ = false;
+      lock.unlock();
+      // The process's own cgroup: the kernel takes the lock (and waits out the grace period)
+      // and finds nothing to move. Failures only mean no head start.
+      const int fd = ::open(procs_.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        (void)!::write(fd, pid.data(), pid.size());
+        ::close(fd);
+      }
+      lock.lock();
+    }
+  }
+
+  const std::string procs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool kicked_ = false;
+  std::jthread thread_;
+};
+
 }  // namespace
+
+void WarmCgroupAttach() {
+  static AttachWarmer warmer;
+  warmer.Kick();
+}
 
 bool CgroupSupport::Has(const std::string& controller) const {
   return v2() ? v2_controllers.contains(controller) : v1_controllers.contains(controller);

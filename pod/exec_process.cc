@@ -26,6 +26,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "nlohmann/json.hpp"
+#include "pod/cgroup_support.h"
 #include "pod/monitor.h"
 
 namespace berth::pod {
@@ -189,6 +190,7 @@ absl::StatusOr<ExecResult> RunExecSync(const OciRuntime& runtime, const ExecSpec
                     .stdout_fd = write_ends[0].get(),
                     .stderr_fd = write_ends[1].get()}));
   for (UniqueFd& fd : write_ends) fd.Reset();
+  if (spec.exec_helper.empty()) WarmCgroupAttach();  // berth-exec needs no head start
   UniqueFd runtime_exit(static_cast<int>(::syscall(SYS_pidfd_open, runtime_pid, 0)));
   pid_t pid = 0;  // the process, once the runtime has started it
   UniqueFd process_exit;

@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "base/file_util.h"
 #include "gmock/gmock.h"
@@ -165,6 +167,24 @@ TEST(CgroupParentDirTest, CgroupfsAndSystemdSlices) {
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice");
   EXPECT_EQ(CgroupParentDir("system.slice", true), "/system.slice");
   EXPECT_EQ(CgroupParentDir("-.slice", true), "");
+}
+
+}  // namespace
+}  // namespace berth::pod
+
+namespace berth::pod {
+namespace {
+
+// The warm-up moves nothing: the process stays in the cgroups it was in. What it gains (the
+// runtime's attach not waiting a whole grace period) shows in berth_pod_bench, not here.
+TEST(WarmCgroupAttachTest, LeavesTheProcessWhereItWas) {
+  const absl::StatusOr<std::string> before = ReadFile("/proc/self/cgroup");
+  ASSERT_TRUE(before.ok());
+  for (int i = 0; i < 20; ++i) WarmCgroupAttach();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the writes be done
+  const absl::StatusOr<std::string> after = ReadFile("/proc/self/cgroup");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, *before);
 }
 
 }  // namespace
