@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -206,6 +207,10 @@ class AttachWarmer {
       cv_.wait(lock, [&] { return kicked_ || stop.stop_requested(); });
       if (stop.stop_requested()) return;
       kicked_ = false;
+      // The kernel keeps the grace period's effect for about one more after the last writer:
+      // within that, another write would only hold up everyone's forks for nothing (with many
+      // starts at once, the runtimes' own attaches keep it so).
+      if (std::chrono::steady_clock::now() - last_ < std::chrono::milliseconds(20)) continue;
       lock.unlock();
       // The process's own cgroup: the kernel takes the lock (and waits out the grace period)
       // and finds nothing to move. Failures only mean no head start.
@@ -215,6 +220,7 @@ class AttachWarmer {
         ::close(fd);
       }
       lock.lock();
+      last_ = std::chrono::steady_clock::now();
     }
   }
 
@@ -222,6 +228,7 @@ class AttachWarmer {
   std::mutex mu_;
   std::condition_variable cv_;
   bool kicked_ = false;
+  std::chrono::steady_clock::time_point last_;
   std::jthread thread_;
 };
 
