@@ -561,6 +561,17 @@ TEST_P(ContainerTest, OomKilled) {
               Not(HasSubstr(R"(berth_db_transaction_duration_seconds_count{result="commit"} 0)")));
 }
 
+// User 1000 with a supplemental group, no_new_privs, NET_BIND_SERVICE alone, RuntimeDefault seccomp.
+void Restrict(runtime::v1::ContainerConfig& config) {
+  auto* sc = config.mutable_linux()->mutable_security_context();
+  sc->mutable_run_as_user()->set_value(1000);
+  sc->add_supplemental_groups(3000);
+  sc->set_no_new_privs(true);
+  sc->mutable_capabilities()->add_drop_capabilities("ALL");
+  sc->mutable_capabilities()->add_add_capabilities("NET_BIND_SERVICE");
+  sc->mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::RuntimeDefault);
+}
+
 // What ExecSync starts (berth-exec, or the runtime's exec with upstream conmon) is what the
 // container's own process is: user and groups, capabilities, no_new_privs, seccomp, cgroups,
 // namespaces, limits, environment, working directory, and no descriptor of berthd's.
@@ -579,15 +590,7 @@ TEST_P(ContainerTest, ExecSyncRunsAsTheContainersOwnProcess) {
     auto* env = config.add_envs();
     env->set_key("PROBE_ENV");
     env->set_value("a b");
-    if (secure) {
-      auto* sc = config.mutable_linux()->mutable_security_context();
-      sc->mutable_run_as_user()->set_value(1000);
-      sc->add_supplemental_groups(3000);
-      sc->set_no_new_privs(true);
-      sc->mutable_capabilities()->add_drop_capabilities("ALL");
-      sc->mutable_capabilities()->add_add_capabilities("NET_BIND_SERVICE");
-      sc->mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::RuntimeDefault);
-    }
+    if (secure) Restrict(config);
     absl::StatusOr<std::string> id = CreateAndStart(config);
     ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
     std::string own;
@@ -609,14 +612,8 @@ TEST_P(ContainerTest, ExecSyncRunsAsTheContainersOwnProcess) {
 
 TEST_P(ContainerTest, SecurityContextIsAppliedInsideTheContainer) {
   runtime::v1::ContainerConfig config = Config("secure", {"sleep", "1000"});
-  auto* sc = config.mutable_linux()->mutable_security_context();
-  sc->mutable_run_as_user()->set_value(1000);
-  sc->add_supplemental_groups(3000);
-  sc->set_readonly_rootfs(true);
-  sc->set_no_new_privs(true);
-  sc->mutable_capabilities()->add_drop_capabilities("ALL");
-  sc->mutable_capabilities()->add_add_capabilities("NET_BIND_SERVICE");
-  sc->mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::RuntimeDefault);
+  Restrict(config);
+  config.mutable_linux()->mutable_security_context()->set_readonly_rootfs(true);
   absl::StatusOr<std::string> id = CreateAndStart(config);
   ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
   absl::StatusOr<runtime::v1::ExecSyncResponse> proc = Exec(*id, {"cat", "/proc/self/status"});
