@@ -34,7 +34,6 @@ struct MonitorConfig {
   std::string mode = "auto";
   // How ExecSync starts its process: "berth" joins the container's namespaces and cgroups itself
   // (berth-exec, a few ms); "runtime" runs the OCI runtime's exec, as cri-o and containerd do.
-  // Containers with a user namespace always take the runtime's.
   std::string exec_sync = "berth";
   bool per_pod() const { return mode == "pod" || (mode == "auto" && path.empty()); }
   bool operator==(const MonitorConfig&) const = default;

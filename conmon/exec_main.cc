@@ -728,7 +728,17 @@ int Run(const Options& o) {
     args.flags = CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(unified);
   }
-  const long child = ::syscall(SYS_clone3, &args, sizeof args);
+  long child = ::syscall(SYS_clone3, &args, sizeof args);
+  if (child < 0 && errno == ENOSYS) {
+    // No clone3 (an old kernel, or a seccomp profile that hides it): into the unified cgroup the
+    // slow way, by moving this process, then a plain fork.
+    if (unified >= 0) {
+      const int procs = ::openat(unified, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+      if (procs < 0 || ::write(procs, "0", 1) != 1) Fail("join the unified cgroup", errno);
+      ::close(procs);
+    }
+    child = ::fork();
+  }
   if (child < 0) Fail("start the process in the container", errno);
   if (child == 0) {
     ::close(report[0]);

@@ -409,17 +409,6 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& in) {
   return spec.dump(2);
 }
 
-bool HasUserNamespace(const std::string& container_oci_spec) {
-  json spec = json::parse(container_oci_spec, nullptr, false);
-  if (!spec.is_object() || !spec.contains("linux") || !spec["linux"].is_object()) return false;
-  const json& namespaces = spec["linux"].value("namespaces", json::array());
-  if (!namespaces.is_array()) return false;
-  for (const json& ns : namespaces) {
-    if (ns.is_object() && ns.value("type", "") == "user") return true;
-  }
-  return false;
-}
-
 absl::StatusOr<std::string> ExecProcessSpec(const std::string& container_oci_spec,
                                             const std::vector<std::string>& args, bool tty) {
   if (args.empty()) return absl::InvalidArgumentError("cmd is empty");

@@ -41,9 +41,6 @@ absl::StatusOr<std::string> ContainerOciSpec(const ContainerSpecInput& input);
 // The default capability set (containerd's and Docker's), with CAP_ prefixes.
 const std::vector<std::string>& DefaultCapabilities();
 
-// Whether the spec gives the container a user namespace (linux.namespaces has "user").
-bool HasUserNamespace(const std::string& container_oci_spec);
-
 // The process object for ExecSync / Exec: the container's process (user, env, cwd,
 // capabilities, no_new_privs, AppArmor) with `args` and `tty`.
 absl::StatusOr<std::string> ExecProcessSpec(const std::string& container_oci_spec,
