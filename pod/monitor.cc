@@ -134,8 +134,9 @@ absl::StatusOr<pid_t> ReadPid(int fd, std::chrono::seconds timeout, const std::s
 }
 
 std::string Cmdline(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Not an istreambuf_iterator: a process exiting between the open and the read makes the read
+  // fail (ESRCH), which libstdc++'s filebuf throws past the iterator and ended berthd.
+  return ReadFile("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
 }
 
 // berth-conmon's pod mode (its arguments are NUL-separated in the command line).
