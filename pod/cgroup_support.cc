@@ -180,22 +180,26 @@ std::string OwnCgroupProcs() {
 
 class AttachWarmer {
  public:
+  // How long after the last call the lock is kept warm: one pod's RunPodSandbox, CreateContainer
+  // and StartContainer come well within it.
+  static constexpr std::chrono::milliseconds kHold{1000};
+  // Below the shortest grace period seen here (about 7 ms; 15-25 ms is usual): the kernel keeps
+  // the lock warm for one grace period after the last writer, so a write at least this often
+  // means no attach waits.
+  static constexpr std::chrono::milliseconds kInterval{4};
+
   AttachWarmer() : procs_(OwnCgroupProcs()) {
     if (!procs_.empty()) thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
   }
   ~AttachWarmer() {
     if (!thread_.joinable()) return;
-    thread_.request_stop();
-    {
-      std::lock_guard lock(mu_);
-      cv_.notify_all();
-    }
+    thread_.request_stop();  // wakes the condition variable's waits, which take the token
     thread_.join();
   }
   void Kick() {
     if (procs_.empty()) return;
     std::lock_guard lock(mu_);
-    kicked_ = true;
+    until_ = std::max(until_, std::chrono::steady_clock::now() + kHold);
     cv_.notify_one();
   }
 
@@ -204,31 +208,27 @@ class AttachWarmer {
     const std::string pid = std::to_string(::getpid());
     std::unique_lock lock(mu_);
     while (!stop.stop_requested()) {
-      cv_.wait(lock, [&] { return kicked_ || stop.stop_requested(); });
-      if (stop.stop_requested()) return;
-      kicked_ = false;
-      // The kernel keeps the grace period's effect for about one more after the last writer:
-      // within that, another write would only hold up everyone's forks for nothing (with many
-      // starts at once, the runtimes' own attaches keep it so).
-      if (std::chrono::steady_clock::now() - last_ < std::chrono::milliseconds(20)) continue;
+      // Idle (no wake-ups) until a call; then a write every kInterval until kHold after the last.
+      if (!cv_.wait(lock, stop, [&] { return std::chrono::steady_clock::now() < until_; })) {
+        return;
+      }
       lock.unlock();
-      // The process's own cgroup: the kernel takes the lock (and waits out the grace period)
-      // and finds nothing to move. Failures only mean no head start.
+      // The process's own cgroup: the kernel takes the lock (the first write waits out the
+      // grace period) and finds nothing to move. Failures only mean no head start.
       const int fd = ::open(procs_.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd >= 0) {
         (void)!::write(fd, pid.data(), pid.size());
         ::close(fd);
       }
       lock.lock();
-      last_ = std::chrono::steady_clock::now();
+      cv_.wait_for(lock, stop, kInterval, [] { return false; });
     }
   }
 
   const std::string procs_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  bool kicked_ = false;
-  std::chrono::steady_clock::time_point last_;
+  std::condition_variable_any cv_;
+  std::chrono::steady_clock::time_point until_;
   std::jthread thread_;
 };
 

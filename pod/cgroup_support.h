@@ -59,13 +59,14 @@ std::string CgroupParentDir(const std::string& cgroup_parent, bool systemd);
 // hierarchies are independent of the parent: `host` unchanged.
 CgroupSupport ForCgroupParent(const CgroupSupport& host, const std::string& parent_dir);
 
-// Starts, on a thread of its own, the RCU grace period that the kernel makes the first cgroup
-// attach after a quiet spell wait for (the writer of its global cgroup_threadgroup_rwsem), by
-// writing berthd's pid into the cgroup.procs of the cgroup it is in (which moves nothing). Called
-// right after an OCI runtime is asked to create or exec: by the time the runtime, a few
-// milliseconds of start-up later, attaches the container's process, the grace period has passed or
-// is under way, instead of starting then (15-25 ms of a `runc run` on this v1 host). Never blocks;
-// calls while one is under way are one; does nothing where the file cannot be written.
+// Keeps warm, on a thread of its own, the kernel's global cgroup_threadgroup_rwsem, whose writer
+// (every write of a pid to a cgroup.procs) waits an RCU grace period when none has written for a
+// grace period (15-25 ms of a `runc run` on this v1 host; the `favordynmods` mount option would
+// make it so for good): it writes berthd's pid into the cgroup.procs of the cgroup it is in (which
+// moves nothing) at once and then every few milliseconds, until a second after the last call.
+// Called where a pod or container start begins and where an OCI runtime is asked to create or
+// exec, so that the runtime's attach of the container's process finds the lock warm. Never
+// blocks; does nothing where the file cannot be written; idle between calls.
 void WarmCgroupAttach();
 
 }  // namespace berth::pod

@@ -18,6 +18,7 @@
 #include "image/rootfs.h"
 #include "nlohmann/json.hpp"
 #include "pod/apparmor.h"
+#include "pod/cgroup_support.h"
 #include "pod/container_manager.h"
 #include "pod/container_spec.h"
 #include "pod/request_limits.h"
@@ -47,6 +48,7 @@ absl::StatusOr<std::string> ContainerManager::Create(const std::string& sandbox_
                                                      const ContainerSpec& spec,
                                                      const RequestOrigin& caller) {
   StepTimer steps("CreateContainer");
+  WarmCgroupAttach();  // its StartContainer usually follows at once
   RETURN_IF_ERROR(ValidateRequest(spec));
   ASSIGN_OR_RETURN(SandboxPtr found, sandboxes_->Get(sandbox_id));
   // Shared with other creates, exclusive with StopPodSandbox: a pod that is stopping gets no new

@@ -25,6 +25,7 @@
 #include "base/unique_fd.h"
 #include "image/rootfs.h"
 #include "nlohmann/json.hpp"
+#include "pod/cgroup_support.h"
 #include "pod/container_manager.h"
 #include "pod/container_spec.h"
 #include "pod/resources.h"
@@ -54,6 +55,7 @@ int SignalNumber(const std::string& name) {
 
 absl::Status ContainerManager::Start(const std::string& id) {
   StepTimer steps("StartContainer");
+  WarmCgroupAttach();
   ASSIGN_OR_RETURN(ContainerPtr found, Get(id));
   // As at create: shared with other starts and creates, exclusive with StopPodSandbox, so that
   // no container of a pod that is stopping gets a process.

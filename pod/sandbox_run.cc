@@ -22,6 +22,7 @@
 #include "cni/netns.h"
 #include "image/rootfs.h"
 #include "nlohmann/json.hpp"
+#include "pod/cgroup_support.h"
 #include "pod/monitor.h"
 #include "pod/oci_spec.h"
 #include "pod/pod_files.h"
@@ -170,6 +171,7 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
 absl::StatusOr<std::string> SandboxManager::Run(const SandboxSpec& request,
                                             const RequestOrigin& caller) {
   StepTimer steps("RunPodSandbox");
+  WarmCgroupAttach();  // the pause container, then the pod's containers, will be attached soon
   auto config = config_();
   SandboxSpec spec = request;
   const std::string handler =
