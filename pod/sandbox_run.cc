@@ -157,13 +157,19 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
                                               .persist_dir = monitor_dir,
                                               .socket_dir = config.run_root + "/socks",
                                               .pod_id = s.id,
-                                              .pod_dir = monitor_dir});
+                                              .pod_dir = monitor_dir,
+                                              .start = monitor->Starts()});
   if (!pid.ok()) return Annotate(pid.status(), "start the pause container");
-  s.pid = *pid;  // the runtime made the pause's process; start only lets it run
+  s.pid = *pid;
   steps.Step("pause_create");
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_created"));
-  RETURN_IF_ERROR(Annotate(runtime->Start(s.id), "start the pause container"));
-  steps.Step("pause_start");
+  // Where the monitor had the runtime start it as it made it (one `run --detach` instead of a
+  // create and a start, one Go start-up less), the pause runs already; it needs nothing of the
+  // network CNI is still setting up. Otherwise start only lets the process the runtime made run.
+  if (!monitor->Starts()) {
+    RETURN_IF_ERROR(Annotate(runtime->Start(s.id), "start the pause container"));
+    steps.Step("pause_start");
+  }
   if (image_rootfs) image_rootfs->Release();  // Teardown unmounts it
   return spec;
 }
