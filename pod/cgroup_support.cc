@@ -1,6 +1,7 @@
 #include "pod/cgroup_support.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -205,6 +206,7 @@ class AttachWarmer {
 
  private:
   void Run(std::stop_token stop) {
+    ::pthread_setname_np(::pthread_self(), kCgroupWarmThreadName);
     const std::string pid = std::to_string(::getpid());
     std::unique_lock lock(mu_);
     while (!stop.stop_requested()) {

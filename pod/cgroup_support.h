@@ -68,5 +68,7 @@ CgroupSupport ForCgroupParent(const CgroupSupport& host, const std::string& pare
 // exec, so that the runtime's attach of the container's process finds the lock warm. Never
 // blocks; does nothing where the file cannot be written; idle between calls.
 void WarmCgroupAttach();
+// The name of the thread that does it (what `top -H` shows).
+inline constexpr char kCgroupWarmThreadName[] = "berth-cgwarm";
 
 }  // namespace berth::pod

@@ -3,9 +3,16 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "base/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -185,6 +192,45 @@ TEST(WarmCgroupAttachTest, LeavesTheProcessWhereItWas) {
   const absl::StatusOr<std::string> after = ReadFile("/proc/self/cgroup");
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(*after, *before);
+}
+
+// The context switches of berthd's thread named `name` (nullopt if there is none).
+std::optional<int64_t> SwitchesOf(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    absl::StatusOr<std::string> comm = ReadFile(task.path().string() + "/comm");
+    if (!comm.ok() || absl::StripTrailingAsciiWhitespace(*comm) != name) continue;
+    absl::StatusOr<std::string> status = ReadFile(task.path().string() + "/status");
+    if (!status.ok()) return std::nullopt;
+    int64_t total = 0;
+    for (absl::string_view line : absl::StrSplit(*status, '\n')) {
+      if (!absl::StrContains(line, "ctxt_switches:")) continue;
+      int64_t n = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(line.find(':') + 1)), &n)) {
+        total += n;
+      }
+    }
+    return total;
+  }
+  return std::nullopt;
+}
+
+// Warm while pods start, then idle: no wake-ups between pod starts (a node's footprint).
+TEST(WarmCgroupAttachTest, WritesForAWhileThenSleeps) {
+  WarmCgroupAttach();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::optional<int64_t> start = SwitchesOf(kCgroupWarmThreadName);
+  if (!start) GTEST_SKIP() << "no cgroup.procs of its own that this process can write";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::optional<int64_t> warm = SwitchesOf(kCgroupWarmThreadName);
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_GT(*warm, *start) << "no write within half a second of a call";
+  // The hold is a second after the last call; well past it, the thread waits for the next.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  const std::optional<int64_t> idle = SwitchesOf(kCgroupWarmThreadName);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::optional<int64_t> still = SwitchesOf(kCgroupWarmThreadName);
+  ASSERT_TRUE(idle.has_value() && still.has_value());
+  EXPECT_EQ(*still, *idle) << "woke up with no call";
 }
 
 }  // namespace
