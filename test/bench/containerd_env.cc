@@ -36,6 +36,18 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   return out;
 }
 
+// Where containerd puts the cgroups of pods with no cgroup parent: /k8s.io in every hierarchy.
+std::vector<std::string> NamespaceCgroups() {
+  std::vector<std::string> out = {"/sys/fs/cgroup/k8s.io"};  // cgroup v2
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (entry.is_directory(ec) && !entry.is_symlink(ec)) {
+      out.push_back(entry.path().string() + "/k8s.io");
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ContainerdEnv>> ContainerdEnv::Start(
@@ -45,6 +57,9 @@ absl::StatusOr<std::unique_ptr<ContainerdEnv>> ContainerdEnv::Start(
   char tmpl[] = "/tmp/berth-bench-containerd.XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp");
   env->dir_ = tmpl;
+  for (const std::string& cgroup : NamespaceCgroups()) {
+    if (::access(cgroup.c_str(), F_OK) != 0) env->made_cgroups_.push_back(cgroup);
+  }
   const std::string& d = env->dir_;
   const std::string cri = "plugins.\"io.containerd.grpc.v1.cri\"";
   const std::string config = absl::StrCat(
@@ -94,6 +109,7 @@ ContainerdEnv::~ContainerdEnv() {
       (void)WaitFor(pid_, std::chrono::seconds(10));
     }
   }
+  for (const std::string& cgroup : made_cgroups_) ::rmdir(cgroup.c_str());  // empty by now
   if (dir_.empty()) return;
   // Its log outlives it, for a failure to be looked into.
   std::error_code ec;

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "test/lib/cri_client.h"
@@ -34,6 +35,9 @@ class ContainerdEnv {
   std::string dir_;
   pid_t pid_ = 0;
   std::unique_ptr<CriClient> client_;
+  // containerd's cgroups for pods with no cgroup parent (/k8s.io in each hierarchy) that did not
+  // exist before it started: containerd leaves them behind, the env removes them.
+  std::vector<std::string> made_cgroups_;
 };
 
 }  // namespace berth::testing
