@@ -173,6 +173,11 @@ void EventLoop::RemoveControl(Container& c) {
     if (!path->empty()) ::unlink(path->c_str());
     path->clear();
   }
+  if (!c.console_path.empty()) {
+    ::unlink(c.console_path.c_str());
+    ::rmdir(c.console_path.substr(0, c.console_path.rfind('/')).c_str());
+    c.console_path.clear();
+  }
 }
 
 void EventLoop::Start(const Options& o, SyncPipe report, bool close_report) {
@@ -219,6 +224,10 @@ void EventLoop::Serve(int listen_fd, int idle_seconds) {
 void EventLoop::Fail(Container& c, const std::string& message) {
   std::fprintf(stderr, "berth-conmon: %s\n", message.c_str());
   create_failed_ = true;
+  // Its files go before the answer, whoever reads it finds nothing left: its sockets, and a pod
+  // monitor's pid file of it (a monitor of its own removes its pid file as it exits).
+  RemoveControl(c);
+  if (c.close_report && !c.o.conmon_pidfile.empty()) ::unlink(c.o.conmon_pidfile.c_str());
   c.report.Send(c.SyncKey(), -1, message);
   Drop(c);
 }
@@ -226,10 +235,6 @@ void EventLoop::Fail(Container& c, const std::string& message) {
 // Closes everything of the container's and removes it from the loop.
 void EventLoop::Drop(Container& c) {
   RemoveControl(c);
-  if (!c.console_path.empty()) {
-    ::unlink(c.console_path.c_str());
-    ::rmdir(c.console_path.substr(0, c.console_path.rfind('/')).c_str());
-  }
   if (c.stdio.in == c.stdio.out) c.stdio.in = -1;  // a tty's master is also the output
   for (int* fd : {&c.console_listen, &c.attach_fd, &c.ctl_fd, &c.timer_fd, &c.stdio.in,
                   &c.stdio.out, &c.stdio.err}) {
