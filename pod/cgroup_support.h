@@ -64,9 +64,10 @@ CgroupSupport ForCgroupParent(const CgroupSupport& host, const std::string& pare
 // grace period (15-25 ms of a `runc run` on this v1 host; the `favordynmods` mount option would
 // make it so for good): it writes berthd's pid into the cgroup.procs of the cgroup it is in (which
 // moves nothing) at once and then every few milliseconds, until a second after the last call.
-// Called where a pod or container start begins and where an OCI runtime is asked to create or
-// exec, so that the runtime's attach of the container's process finds the lock warm. Never
-// blocks; does nothing where the file cannot be written; idle between calls.
+// Called where RunPodSandbox, CreateContainer and StartContainer begin (a grace period ahead of
+// the runtime they ask) and where an OCI runtime is asked to exec, so that the runtime's attach
+// of the process finds the lock warm. Never blocks; does nothing where the file cannot be
+// written; idle between calls.
 void WarmCgroupAttach();
 // The name of the thread that does it (what `top -H` shows).
 inline constexpr char kCgroupWarmThreadName[] = "berth-cgwarm";

@@ -31,7 +31,6 @@
 #include "conmon/pod_request.h"
 #include "nlohmann/json.hpp"
 #include "base/logging.h"
-#include "pod/cgroup_support.h"
 #include "pod/cri_log.h"
 #include "pod/op_locks.h"
 
@@ -257,7 +256,6 @@ absl::StatusOr<pid_t> ConmonMonitor::Create(const MonitorSpec& requested) {
   ASSIGN_OR_RETURN(
       UniqueFd read_end,
       SpawnConmon(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec), spec.bundle));
-  WarmCgroupAttach();
   return ReadPid(read_end.get(), timeout_, absl::StrCat("create container ", spec.id));
 }
 
@@ -294,7 +292,6 @@ absl::StatusOr<pid_t> ConmonMonitor::CreateInPod(const MonitorSpec& spec) {
   const std::string request =
       conmon::EncodePodRequest(ConmonArgs(conmon_path_, *runtime_, systemd_cgroup_, spec));
   RETURN_IF_ERROR(Annotate(WriteAllTo(conn.get(), request), what));
-  WarmCgroupAttach();  // the runtime is starting in the pod's monitor now
   return ReadPid(conn.get(), timeout_, what);
 }
 

@@ -148,6 +148,9 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
   RETURN_IF_ERROR(WriteFileAtomic(bundle + "/config.json", spec, 0600, Durability::kVolatile));
   steps.Step("pause_bundle");
   MonitorPtr monitor = MonitorFor(runtime.get(), config);
+  // berth-conmon has the runtime start it as it makes it (one `run --detach` instead of a create
+  // and a start, one Go start-up less): it needs nothing of the network CNI is still setting up.
+  const bool start = monitor->Starts();
   const std::string monitor_dir = MonitorDir(s.id);
   absl::StatusOr<pid_t> pid = monitor->Create({.id = s.id,
                                               .name = s.Key(),
@@ -158,15 +161,12 @@ absl::StatusOr<std::string> SandboxManager::StartPause(Sandbox& s, const config:
                                               .socket_dir = config.run_root + "/socks",
                                               .pod_id = s.id,
                                               .pod_dir = monitor_dir,
-                                              .start = monitor->Starts()});
+                                              .start = start});
   if (!pid.ok()) return Annotate(pid.status(), "start the pause container");
   s.pid = *pid;
   steps.Step("pause_create");
   RETURN_IF_ERROR(Failpoint("sandbox.run.pause_created"));
-  // Where the monitor had the runtime start it as it made it (one `run --detach` instead of a
-  // create and a start, one Go start-up less), the pause runs already; it needs nothing of the
-  // network CNI is still setting up. Otherwise start only lets the process the runtime made run.
-  if (!monitor->Starts()) {
+  if (!start) {  // the runtime made the pause's process; start only lets it run
     RETURN_IF_ERROR(Annotate(runtime->Start(s.id), "start the pause container"));
     steps.Step("pause_start");
   }

@@ -194,7 +194,7 @@ TEST(WarmCgroupAttachTest, LeavesTheProcessWhereItWas) {
   EXPECT_EQ(*after, *before);
 }
 
-// The context switches of berthd's thread named `name` (nullopt if there is none).
+// The context switches of this process's thread named `name` (nullopt if there is none).
 std::optional<int64_t> SwitchesOf(const std::string& name) {
   for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
     absl::StatusOr<std::string> comm = ReadFile(task.path().string() + "/comm");
