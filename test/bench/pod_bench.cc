@@ -4,9 +4,10 @@
 // (started by the bench with a root, state, socket and CNI config of its own; the same workload,
 // the same bridge and host-local config, runc under both):
 //   1. N pods one after another: RunPodSandbox, CreateContainer, StartContainer, the whole start,
-//      an ExecSync of `true`, StopPodSandbox and RemovePodSandbox, median and p99 per step; berthd's own steps (from its
-//      berth_operation_step_duration_seconds metrics).
-//   2. M pods started concurrently: the same figures.
+//      an ExecSync of `true`, StopPodSandbox and RemovePodSandbox, median and p99 per step;
+//      berthd's own steps (from its berth_operation_step_duration_seconds metrics).
+//   2. M pods started concurrently (two rounds with containerd): the same figures.
+//   Steps 1 and 2 alternate between the two runtimes in turns (MeasureSideBySide).
 //   3. K running pods (P containers each): the daemon's RSS, PSS and anonymous RSS, and the
 //      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon (one per pod, its
 //      default, and one per container) and with Debian's conmon.
@@ -23,7 +24,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -55,6 +56,7 @@ using runtime::v1::RuntimeService;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kBridge[] = "berthbench0";
+constexpr char kContainerdBridge[] = "berthbench1";
 constexpr char kContainerdIpam[] = "/tmp/berth-bench-containerd-ipam";
 
 double Ms(Clock::time_point a, Clock::time_point b) {
@@ -62,9 +64,11 @@ double Ms(Clock::time_point a, Clock::time_point b) {
 }
 
 class Bench;
-// What a failure must not leave behind: the registry, and the pods of the running bench.
+// What a failure must not leave behind: the registry, and the pods of the running benches (berth's
+// and containerd's, side by side).
 std::unique_ptr<berth::testing::TestRegistry> g_registry;
-std::atomic<Bench*> g_bench = nullptr;
+std::mutex g_benches_mu;
+std::set<Bench*> g_benches;
 
 [[noreturn]] void Die(const std::string& what);
 
@@ -102,15 +106,18 @@ class Bench {
  public:
   Bench(std::unique_ptr<BerthDaemon> daemon, std::string image)
       : daemon_(std::move(daemon)), image_(std::move(image)) {
-    g_bench = this;
+    Register();
   }
   Bench(std::unique_ptr<ContainerdEnv> containerd, std::string image)
       : containerd_(std::move(containerd)), image_(std::move(image)) {
-    g_bench = this;
+    Register();
   }
   // Removes every pod it still has; then BerthDaemon stops berthd and removes its tree.
   ~Bench() {
-    g_bench = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(g_benches_mu);
+      g_benches.erase(this);
+    }
     RemoveAll();
   }
   void RemoveAll() {
@@ -124,8 +131,18 @@ class Bench {
       (void)cri().Call(&RuntimeService::Stub::RemovePodSandbox, remove);
     }
   }
-  // On a failure: the pods, then berthd and its tree.
+  // On a failure: the pods, then berthd and its tree. A berthd that died (or is dying: the
+  // failure may be its closed socket) is started again first: it knows every pod it left. The
+  // pause lets the calls other threads had in flight, which failed with it, return: the restart
+  // replaces the client they used.
   void Abandon() {
+    if (daemon_ && daemon_->AwaitExit(std::chrono::seconds(1)).ok()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      if (absl::Status s = daemon_->Start(); !s.ok()) {
+        std::fprintf(stderr, "pod bench: restart berthd to remove its pods: %s\n",
+                     s.ToString().c_str());
+      }
+    }
     RemoveAll();
     daemon_.reset();
     containerd_.reset();
@@ -238,6 +255,11 @@ class Bench {
   }
 
  private:
+  void Register() {
+    std::lock_guard<std::mutex> lock(g_benches_mu);
+    g_benches.insert(this);
+  }
+
   std::unique_ptr<BerthDaemon> daemon_;
   std::unique_ptr<ContainerdEnv> containerd_;
   std::string image_;
@@ -247,12 +269,22 @@ class Bench {
   std::fprintf(stderr, "pod bench: %s\n", what.c_str());
   static std::once_flag once;
   std::call_once(once, [] {
-    if (Bench* bench = g_bench.exchange(nullptr)) bench->Abandon();
+    std::set<Bench*> benches;
+    {
+      std::lock_guard<std::mutex> lock(g_benches_mu);
+      benches.swap(g_benches);
+    }
+    for (Bench* bench : benches) bench->Abandon();
     g_registry.reset();
-    berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+    for (const char* bridge : {kBridge, kContainerdBridge}) {
+      berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
+    }
     berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
   });
-  std::exit(1);
+  // Not exit(): the threads of a concurrent start can fail together, and exit() from two threads
+  // (or static destructors under threads still running) crashed the bench instead.
+  std::fflush(nullptr);
+  std::_Exit(1);
 }
 
 // Where berthd's time went, step by step: the mean of each berth_operation_step_duration_seconds
@@ -320,10 +352,12 @@ std::vector<pid_t> HelperPids(const std::string& dir, const std::string& kind) {
 const std::string kConflistHead = R"({"cniVersion": "1.0.0", "name": "bench", "plugins": [
       {"type": "bridge", "bridge": ")";
 
-std::string Conflist(const std::string& ipam_dir) {
-  return absl::StrCat(kConflistHead, kBridge, R"(", "isGateway": true, "ipMasq": false,
+// berth's pods and containerd's on bridges and subnets of their own (both run side by side).
+std::string Conflist(const std::string& bridge, const std::string& ipam_dir,
+                     const std::string& subnet) {
+  return absl::StrCat(kConflistHead, bridge, R"(", "isGateway": true, "ipMasq": false,
        "ipam": {"type": "host-local", "dataDir": ")", ipam_dir, R"(",
-                "ranges": [[{"subnet": "10.250.0.0/16"}]]}}, {"type": "loopback"}]})");
+                "ranges": [[{"subnet": ")", subnet, R"("}]]}}, {"type": "loopback"}]})");
 }
 
 // `monitor`: the configuration's monitor map, e.g. "{mode: container}"; "" = the default.
@@ -337,7 +371,7 @@ std::unique_ptr<Bench> Setup(const std::string& registry_host, const std::string
   auto daemon = BerthDaemon::Create({.extra_yaml = yaml, .log_level = "warn"});
   if (!daemon.ok()) Die(daemon.status().ToString());
   if (!berth::WriteFileAtomic((*daemon)->cni_dir() + "/10-bench.conflist",
-                              Conflist((*daemon)->dir() + "/ipam"))
+                              Conflist(kBridge, (*daemon)->dir() + "/ipam", "10.250.0.0/16"))
            .ok()) {
     Die("write the CNI config");
   }
@@ -354,7 +388,8 @@ std::unique_ptr<Bench> SetupContainerd(const std::string& registry_host) {
     return nullptr;
   }
   const std::string pause = registry_host + "/pause:bench";
-  auto env = ContainerdEnv::Start(registry_host, pause, Conflist(kContainerdIpam));
+  auto env = ContainerdEnv::Start(registry_host, pause,
+                                  Conflist(kContainerdBridge, kContainerdIpam, "10.251.0.0/16"));
   if (absl::IsNotFound(env.status())) {
     std::printf("containerd: %s\n", std::string(env.status().message()).c_str());
     return nullptr;
@@ -410,20 +445,74 @@ struct Run {
   Timings concurrent;
 };
 
+// `m` pods started at once (pods `first`.. `first` + m - 1), each timed into `t`, then removed.
+void StartConcurrently(Bench& bench, int first, int m, Timings* t) {
+  std::vector<std::string> pods(m);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < m; ++i) {
+    threads.emplace_back([&, i] { pods[i] = bench.Start(first + i, t); });
+  }
+  for (std::thread& th : threads) th.join();
+  for (const std::string& pod : pods) bench.Remove(pod);
+}
+
+// berth alone (no containerd to compare with).
 void Measure(Bench& bench, int n, int m, const char* name, Run* run) {
   bench.Remove(bench.Start(1000, nullptr));  // warm caches
   for (int i = 0; i < n; ++i) bench.Remove(bench.Start(i, &run->sequential), &run->sequential);
   run->sequential.Print(absl::StrCat(name, ": ", n, " pods one after another (pod + 1 container):")
                             .c_str());
   if (bench.berth() != nullptr) PrintSteps(bench.berth()->metrics_address());
-  std::vector<std::string> pods(m);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < m; ++i) {
-    threads.emplace_back([&, i] { pods[i] = bench.Start(100 + i, &run->concurrent); });
-  }
-  for (std::thread& t : threads) t.join();
+  StartConcurrently(bench, 100, m, &run->concurrent);
   run->concurrent.Print(absl::StrCat(name, ": ", m, " pods started concurrently:").c_str());
-  for (const std::string& pod : pods) bench.Remove(pod);
+}
+
+// Both runtimes, taking turns: pods one after another in blocks of five (berth's block, then
+// containerd's; the next pair containerd's first), then two rounds of `m` at once each, alternated
+// the same way, so that both are measured on the machine in the same state. Measured minutes
+// apart (containerd's after berth's memory and scale runs), each met it in its own state and the
+// ratio moved with that from run to run. Only one runtime works at a time, and each turn starts
+// 1.5 s after the other's last call: berthd keeps the cgroup attach lock warm for a second after
+// its last start, which containerd must not be measured on (nor berth on containerd's teardown).
+void MeasureSideBySide(Bench& berth, Bench& containerd, int n, int m, Run* berth_run,
+                       Run* containerd_run) {
+  constexpr int kBlock = 5;
+  constexpr auto kSettle = std::chrono::milliseconds(1500);
+  berth.Remove(berth.Start(1000, nullptr));  // warm caches
+  containerd.Remove(containerd.Start(1000, nullptr));
+  auto turns = [&](int turn, const std::function<void(Bench&, Run*)>& work) {
+    for (int side = 0; side < 2; ++side) {
+      const bool is_berth = (side == 0) == (turn % 2 == 0);
+      std::this_thread::sleep_for(kSettle);
+      work(is_berth ? berth : containerd, is_berth ? berth_run : containerd_run);
+    }
+  };
+  for (int first = 0; first < n; first += kBlock) {
+    turns(first / kBlock, [&](Bench& bench, Run* run) {
+      for (int i = first; i < std::min(n, first + kBlock); ++i) {
+        bench.Remove(bench.Start(i, &run->sequential), &run->sequential);
+      }
+    });
+  }
+  for (auto [name, run] :
+       {std::pair("berth", berth_run), std::pair("containerd", containerd_run)}) {
+    run->sequential.Print(
+        absl::StrCat(name, ": ", n, " pods one after another (pod + 1 container), in turns:")
+            .c_str());
+  }
+  PrintSteps(berth.berth()->metrics_address());
+  constexpr int kRounds = 2;
+  for (int round = 0; round < kRounds; ++round) {
+    turns(round, [&](Bench& bench, Run* run) {
+      StartConcurrently(bench, 100 + round * m, m, &run->concurrent);
+    });
+  }
+  for (auto [name, run] :
+       {std::pair("berth", berth_run), std::pair("containerd", containerd_run)}) {
+    run->concurrent.Print(
+        absl::StrCat(name, ": ", m, " pods started concurrently, ", kRounds, " rounds in turns:")
+            .c_str());
+  }
 }
 
 // berthd's own time for `operation` (berth_operations_latency_seconds): sum and count so far.
@@ -588,9 +677,17 @@ int main(int argc, char** argv) {
     }
   }
   Run berth_run;
+  Run containerd_run;
+  bool side_by_side = false;
   {
     std::unique_ptr<Bench> bench = Setup(host, "");
-    Measure(*bench, n, m, "berth", &berth_run);
+    if (std::unique_ptr<Bench> containerd = SetupContainerd(host); containerd != nullptr) {
+      MeasureSideBySide(*bench, *containerd, n, m, &berth_run, &containerd_run);
+      side_by_side = true;
+    } else {
+      std::printf("containerd is not installed (or CONTAINERD=0): no side-by-side figures\n");
+      Measure(*bench, n, m, "berth", &berth_run);
+    }
   }
   const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, memory_per_pod,
                                         "berth with berth-conmon, one per pod");
@@ -602,13 +699,7 @@ int main(int argc, char** argv) {
     Memory(Setup(host, "{path: /usr/bin/conmon}"), "conmon", k, memory_per_pod,
            "berth with Debian's conmon");
   }
-  std::unique_ptr<Bench> containerd = SetupContainerd(host);
-  if (containerd == nullptr) {
-    std::printf("containerd is not installed (or CONTAINERD=0): no side-by-side figures\n");
-  } else {
-    Run containerd_run;
-    Measure(*containerd, n, m, "containerd", &containerd_run);
-    containerd.reset();
+  if (side_by_side) {
     const Footprint containerd_memory =
         Memory(SetupContainerd(host), "containerd-shim", k, memory_per_pod, "containerd");
     Timings containerd_scale;
@@ -639,6 +730,8 @@ int main(int argc, char** argv) {
   }
   berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
   g_registry.reset();
-  berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", kBridge}).IgnoreError();
+  for (const char* bridge : {kBridge, kContainerdBridge}) {
+    berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
+  }
   return 0;
 }
