@@ -10,7 +10,8 @@
 //   Steps 1 and 2 alternate between the two runtimes in turns (MeasureSideBySide).
 //   3. K running pods (P containers each): the daemon's RSS, PSS and anonymous RSS, and the
 //      monitors' (or shims') number, RSS and PSS; for berth with berth-conmon (one per pod, its
-//      default, and one per container) and with Debian's conmon.
+//      default, and one per container) and with Debian's conmon. Also the time to start the K
+//      pods one after another, and to stop and remove them all.
 //   4. Scale: S pods started at once, then C containers running in each; kubelet's reads over
 //      them (ListContainers, ListPodSandbox, ContainerStatus, ListContainerStats), timed by the
 //      client and, for berth, by berthd's own latency metrics.
@@ -412,17 +413,21 @@ struct Footprint {
   size_t helpers = 0;
   double helpers_rss_mib = 0;
   double helpers_pss_mib = 0;
+  double start_all_s = 0;   // the k pods and their containers started one after another
+  double remove_all_s = 0;  // then all stopped and removed one after another
 };
 
 Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k, int per_pod,
                  const char* label) {
   std::vector<std::string> pods;
+  Footprint f;
+  const Clock::time_point start = Clock::now();
   for (int i = 0; i < k; ++i) {
     pods.push_back(bench->Start(i, nullptr));
     for (int c = 1; c < per_pod; ++c) bench->AddContainer(i, pods.back(), absl::StrCat("m", c));
   }
+  f.start_all_s = Ms(start, Clock::now()) / 1000;
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  Footprint f;
   f.daemon_mib = RssKb(bench->pid()) / 1024.0;
   f.daemon_pss_mib = PssKb(bench->pid()) / 1024.0;
   f.daemon_anon_mib = berth::testing::ProcStatusField(bench->pid(), "RssAnon") / 1024.0;
@@ -436,7 +441,12 @@ Footprint Memory(std::unique_ptr<Bench> bench, const std::string& helper, int k,
               "PSS %.1f MiB in all\n",
               f.daemon_mib, f.daemon_pss_mib, f.daemon_anon_mib, f.helpers, helper.c_str(),
               f.helpers_rss_mib, f.helpers_pss_mib);
+  const Clock::time_point remove = Clock::now();
   for (const std::string& pod : pods) bench->Remove(pod);
+  f.remove_all_s = Ms(remove, Clock::now()) / 1000;
+  std::printf("  started one after another in %.2f s, stopped and removed one after another in "
+              "%.2f s\n",
+              f.start_all_s, f.remove_all_s);
   return f;
 }
 
@@ -714,6 +724,10 @@ int main(int argc, char** argv) {
     }
     Ratio(absl::StrCat("total, ", m, " concurrent").c_str(), berth_run.concurrent.Median("total"),
           containerd_run.concurrent.Median("total"));
+    Ratio(absl::StrCat(k, " pods one after another (s)").c_str(), berth_memory.start_all_s,
+          containerd_memory.start_all_s);
+    Ratio(absl::StrCat("remove all ", k, " pods (s)").c_str(), berth_memory.remove_all_s,
+          containerd_memory.remove_all_s);
     Ratio(absl::StrCat("daemon RSS, ", k, " pods").c_str(), berth_memory.daemon_mib,
           containerd_memory.daemon_mib);
     Ratio("daemon PSS", berth_memory.daemon_pss_mib, containerd_memory.daemon_pss_mib);
