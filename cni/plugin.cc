@@ -245,9 +245,19 @@ absl::Status CniExecPlugin::Detach(const AttachSpec& spec) {
   }
   const json& list = cache["config"];
   Call call{"DEL", &list, AtLeast040(list.value("cniVersion", "")) ? cache["result"] : json()};
+  // A namespace no longer pinned there (unmounted under berthd, or gone with a reboot) is
+  // passed as none, as the spec allows for DEL and containerd does: the plugins still release
+  // what is theirs outside it (addresses, rules) instead of failing on a path that is not a
+  // namespace, which would keep the pod from ever being stopped.
+  AttachSpec del = spec;
+  if (!del.netns_path.empty() && !IsNetNs(del.netns_path)) {
+    spdlog::info("CNI DEL for {}: {} is not a network namespace any more; passing none",
+                 spec.container_id, del.netns_path);
+    del.netns_path.clear();
+  }
   for (size_t j = list["plugins"].size(); j-- > 0;) {
     if (DoneInProcess(list, j)) continue;
-    absl::StatusOr<std::string> out = Invoke(options_, call, list["plugins"][j], spec);
+    absl::StatusOr<std::string> out = Invoke(options_, call, list["plugins"][j], del);
     if (!out.ok()) return Annotate(out.status(), absl::StrCat("network ", list.value("name", "")));
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

@@ -2,6 +2,7 @@
 // CNI bridge plugin on a bridge and subnet of the test's own.
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -305,6 +306,28 @@ TEST_F(SandboxTest, RunStatusListStopRemove) {
   EXPECT_EQ(Status(*id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(Remove(*id).ok());
   EXPECT_TRUE(Stop("unknown").ok());
+  ExpectNoLeaks();
+}
+
+// A pod whose network namespace pin was unmounted under berthd (by hand, or by a tool sweeping
+// nsfs mounts) still stops, with its address released, and is removed, as kubelet asks: the
+// bridge plugin's DEL fails on a path that is no longer a namespace, and kubelet would retry
+// StopPodSandbox for ever.
+TEST_F(SandboxTest, APodWhosePinWasUnmountedStillStopsAndIsRemoved) {
+  absl::StatusOr<std::string> id = Run(Request("unpinned"));
+  ASSERT_TRUE(id.ok()) << id.status() << daemon_->Log();
+  absl::StatusOr<runtime::v1::PodSandboxStatusResponse> status = Status(*id, true);
+  ASSERT_TRUE(status.ok()) << status.status();
+  const std::string netns =
+      nlohmann::json::parse(status->info().at("info"))["netns"].get<std::string>();
+  ASSERT_EQ(::umount2(netns.c_str(), MNT_DETACH), 0);
+  EXPECT_EQ(IpReservations(), 1u);
+  absl::Status stopped = Stop(*id);
+  EXPECT_TRUE(stopped.ok()) << stopped << daemon_->Log();
+  EXPECT_EQ(Status(*id)->status().state(), runtime::v1::SANDBOX_NOTREADY);
+  EXPECT_EQ(IpReservations(), 0u);
+  absl::Status removed = Remove(*id);
+  EXPECT_TRUE(removed.ok()) << removed;
   ExpectNoLeaks();
 }
 

@@ -2,6 +2,7 @@
 
 #include <net/if.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -196,6 +197,21 @@ TEST_F(CniTest, DetachWorksWhenTheNamespaceIsGone) {
     EXPECT_TRUE(detached.ok()) << version << ": " << detached;
     EXPECT_EQ(Reservations(), 0u) << version;
   }
+}
+
+// A pin unmounted under berthd (the file stays, no namespace behind it): DEL passes no namespace,
+// as for one that is gone, and the address is released; the bridge plugin fails on such a path.
+TEST_F(CniTest, DetachWorksWhenThePinIsNoLongerANamespace) {
+  AttachSpec pod = Pod("pod-unpinned");
+  absl::StatusOr<Attachment> a = plugin_->Attach(Network(), pod);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(::umount2(pod.netns_path.c_str(), MNT_DETACH), 0);
+  ASSERT_TRUE(std::filesystem::exists(pod.netns_path));
+  ASSERT_FALSE(IsNetNs(pod.netns_path));
+  absl::Status detached = plugin_->Detach(pod);
+  EXPECT_TRUE(detached.ok()) << detached;
+  EXPECT_EQ(Reservations(), 0u);
+  EXPECT_EQ(plugin_->Cached("pod-unpinned", "eth0").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CniTest, FailingPluginIsReportedAndUndone) {
