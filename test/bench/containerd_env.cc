@@ -36,9 +36,11 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   return out;
 }
 
-// Where containerd puts the cgroups of pods with no cgroup parent: /k8s.io in every hierarchy.
+// Where containerd puts the cgroups of pods with no cgroup parent: /k8s.io in the unified
+// hierarchy, or in every v1 hierarchy.
 std::vector<std::string> NamespaceCgroups() {
-  std::vector<std::string> out = {"/sys/fs/cgroup/k8s.io"};  // cgroup v2
+  std::vector<std::string> out = {"/sys/fs/cgroup/k8s.io"};
+  if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) return out;  // cgroup v2
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
     if (entry.is_directory(ec) && !entry.is_symlink(ec)) {

@@ -266,6 +266,16 @@ class Bench {
   std::string image_;
 };
 
+// What the bench leaves on the host besides its pods, removed at the end and on a failure: the
+// registry, both bridges and containerd's IPAM directory.
+void RemoveHostLeftovers() {
+  g_registry.reset();
+  for (const char* bridge : {kBridge, kContainerdBridge}) {
+    berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
+  }
+  berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
+}
+
 [[noreturn]] void Die(const std::string& what) {
   std::fprintf(stderr, "pod bench: %s\n", what.c_str());
   static std::once_flag once;
@@ -276,11 +286,7 @@ class Bench {
       benches.swap(g_benches);
     }
     for (Bench* bench : benches) bench->Abandon();
-    g_registry.reset();
-    for (const char* bridge : {kBridge, kContainerdBridge}) {
-      berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
-    }
-    berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
+    RemoveHostLeftovers();
   });
   // Not exit(): the threads of a concurrent start can fail together, and exit() from two threads
   // (or static destructors under threads still running) crashed the bench instead.
@@ -467,14 +473,14 @@ void StartConcurrently(Bench& bench, int first, int m, Timings* t) {
 }
 
 // berth alone (no containerd to compare with).
-void Measure(Bench& bench, int n, int m, const char* name, Run* run) {
-  bench.Remove(bench.Start(1000, nullptr));  // warm caches
-  for (int i = 0; i < n; ++i) bench.Remove(bench.Start(i, &run->sequential), &run->sequential);
-  run->sequential.Print(absl::StrCat(name, ": ", n, " pods one after another (pod + 1 container):")
-                            .c_str());
-  if (bench.berth() != nullptr) PrintSteps(bench.berth()->metrics_address());
-  StartConcurrently(bench, 100, m, &run->concurrent);
-  run->concurrent.Print(absl::StrCat(name, ": ", m, " pods started concurrently:").c_str());
+void MeasureBerth(Bench& berth, int n, int m, Run* run) {
+  berth.Remove(berth.Start(1000, nullptr));  // warm caches
+  for (int i = 0; i < n; ++i) berth.Remove(berth.Start(i, &run->sequential), &run->sequential);
+  run->sequential.Print(
+      absl::StrCat("berth: ", n, " pods one after another (pod + 1 container):").c_str());
+  PrintSteps(berth.berth()->metrics_address());
+  StartConcurrently(berth, 100, m, &run->concurrent);
+  run->concurrent.Print(absl::StrCat("berth: ", m, " pods started concurrently:").c_str());
 }
 
 // Both runtimes, taking turns: pods one after another in blocks of five (berth's block, then
@@ -696,7 +702,7 @@ int main(int argc, char** argv) {
       side_by_side = true;
     } else {
       std::printf("containerd is not installed (or CONTAINERD=0): no side-by-side figures\n");
-      Measure(*bench, n, m, "berth", &berth_run);
+      MeasureBerth(*bench, n, m, &berth_run);
     }
   }
   const Footprint berth_memory = Memory(Setup(host, ""), "conmon", k, memory_per_pod,
@@ -742,10 +748,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  berth::testing::RunCommand({"/usr/bin/rm", "-rf", kContainerdIpam}).IgnoreError();
-  g_registry.reset();
-  for (const char* bridge : {kBridge, kContainerdBridge}) {
-    berth::testing::RunCommand({"/usr/sbin/ip", "link", "del", bridge}).IgnoreError();
-  }
+  RemoveHostLeftovers();
   return 0;
 }
